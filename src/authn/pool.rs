@@ -1,0 +1,118 @@
+//! argon2 off the async runtime: verifications run on tokio's blocking pool,
+//! at most `threads` at once, with at most `queue` waiting; anything beyond
+//! is shed (counted) rather than queued without bound.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::sync::Semaphore;
+
+use super::AuthnError;
+
+#[derive(Debug, Clone, Default)]
+pub struct PoolMetrics {
+    cache_hits: Counter,
+    cache_misses: Counter,
+    verifications: Counter,
+    shed: Counter,
+    waiting: Gauge,
+}
+
+impl PoolMetrics {
+    pub fn register(reg: &mut Registry) -> Self {
+        let m = Self::default();
+        reg.register(
+            "credential_cache_hits",
+            "Password checks answered from the verified-credential cache",
+            m.cache_hits.clone(),
+        );
+        reg.register(
+            "credential_cache_misses",
+            "Password checks that needed argon2",
+            m.cache_misses.clone(),
+        );
+        reg.register("argon2_verifications", "argon2 verifications run", m.verifications.clone());
+        reg.register(
+            "argon2_shed",
+            "Password checks refused because the argon2 pool and its queue were full",
+            m.shed.clone(),
+        );
+        reg.register("argon2_waiting", "Password checks waiting for an argon2 thread", m.waiting.clone());
+        m
+    }
+
+    pub(crate) fn cache_hit(&self) {
+        self.cache_hits.inc();
+    }
+
+    pub(crate) fn cache_miss(&self) {
+        self.cache_misses.inc();
+    }
+}
+
+/// Shared by every configuration generation: reloads do not reset the
+/// bound on concurrent argon2 work.
+#[derive(Debug)]
+pub struct Argon2Pool {
+    permits: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    max_waiting: usize,
+    metrics: PoolMetrics,
+}
+
+impl Argon2Pool {
+    pub fn new(threads: usize, queue: usize, metrics: PoolMetrics) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(threads.max(1))),
+            waiting: AtomicUsize::new(0),
+            max_waiting: queue,
+            metrics,
+        }
+    }
+
+    pub fn metrics(&self) -> &PoolMetrics {
+        &self.metrics
+    }
+
+    /// Verifies `password` against a PHC string off the async workers.
+    pub async fn verify(&self, phc: &str, password: &[u8]) -> Result<bool, AuthnError> {
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
+                    self.waiting.fetch_sub(1, Ordering::AcqRel);
+                    self.metrics.shed.inc();
+                    return Err(AuthnError::Overloaded);
+                }
+                self.metrics.waiting.inc();
+                let p = self.permits.clone().acquire_owned().await;
+                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                self.metrics.waiting.dec();
+                p.map_err(|_| AuthnError::Overloaded)?
+            }
+        };
+        self.metrics.verifications.inc();
+        let phc = phc.to_owned();
+        let password = password.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            verify_blocking(&phc, &password)
+        })
+        .await
+        .map_err(|_| AuthnError::BadHash)?
+    }
+}
+
+/// The argon2 check itself; blocking, tens of milliseconds by design.
+pub fn verify_blocking(phc: &str, password: &[u8]) -> Result<bool, AuthnError> {
+    use argon2::PasswordVerifier;
+    let hash = argon2::PasswordHash::new(phc).map_err(|_| AuthnError::BadHash)?;
+    match argon2::Argon2::default().verify_password(password, &hash) {
+        Ok(()) => Ok(true),
+        Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
+        Err(_) => Err(AuthnError::BadHash),
+    }
+}

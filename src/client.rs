@@ -1,0 +1,103 @@
+//! The appliances allowed to ask: matched by source address, most specific
+//! network first, each with its RADIUS secret, TACACS+ key and vendor profile.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::profile::Profile;
+use crate::secret::Secret;
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub name: Box<str>,
+    pub networks: Vec<IpNet>,
+    pub radius_secret: Option<Secret>,
+    pub tacacs_key: Option<Secret>,
+    pub profile: Profile,
+    pub require_message_authenticator: bool,
+    pub allow_unencrypted_tacacs: bool,
+}
+
+/// Clients by network; longest prefix wins.
+#[derive(Debug, Clone, Default)]
+pub struct ClientTable {
+    clients: Vec<Client>,
+    /// (network, index into `clients`), sorted longest prefix first.
+    index: Vec<(IpNet, usize)>,
+}
+
+impl ClientTable {
+    pub fn new(clients: Vec<Client>) -> Self {
+        let mut index: Vec<(IpNet, usize)> = clients
+            .iter()
+            .enumerate()
+            .flat_map(|(i, c)| c.networks.iter().map(move |n| (*n, i)))
+            .collect();
+        index.sort_by(|a, b| b.0.prefix_len().cmp(&a.0.prefix_len()));
+        Self { clients, index }
+    }
+
+    /// The client a packet from `ip` belongs to. IPv4-mapped IPv6 addresses
+    /// (from dual-stack sockets) match IPv4 networks.
+    pub fn lookup(&self, ip: IpAddr) -> Option<&Client> {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.index
+            .iter()
+            .find(|(net, _)| net.contains(&ip))
+            .map(|&(_, i)| &self.clients[i])
+    }
+
+    pub fn lookup_index(&self, ip: IpAddr) -> Option<usize> {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.index.iter().find(|(net, _)| net.contains(&ip)).map(|&(_, i)| i)
+    }
+
+    pub fn get(&self, index: usize) -> Option<&Client> {
+        self.clients.get(index)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Client> {
+        self.clients.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.clients.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.clients.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(name: &str, nets: &[&str]) -> Client {
+        Client {
+            name: name.into(),
+            networks: nets.iter().map(|n| n.parse().unwrap()).collect(),
+            radius_secret: None,
+            tacacs_key: None,
+            profile: Profile::Orchestrator,
+            require_message_authenticator: true,
+            allow_unencrypted_tacacs: false,
+        }
+    }
+
+    #[test]
+    fn longest_prefix_wins_and_mapped_v6_matches_v4() {
+        let t = ClientTable::new(vec![client("wide", &["127.0.0.0/8"]), client("narrow", &["127.0.0.5/32"])]);
+        assert_eq!(&*t.lookup("127.0.0.5".parse().unwrap()).unwrap().name, "narrow");
+        assert_eq!(&*t.lookup("127.0.0.6".parse().unwrap()).unwrap().name, "wide");
+        assert_eq!(&*t.lookup("::ffff:127.0.0.6".parse().unwrap()).unwrap().name, "wide");
+        assert!(t.lookup("10.0.0.1".parse().unwrap()).is_none());
+    }
+}

@@ -1,0 +1,201 @@
+//! The configuration file as written: serde structs that mirror the TOML one
+//! to one. Nothing here is checked beyond its type; `validate` turns these into
+//! the runtime values and reports every mistake with its file, line and key.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Top level of `portcullis.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub listen: RawListen,
+    #[serde(default)]
+    pub radius: RawRadius,
+    #[serde(default)]
+    pub tacacs: RawTacacs,
+    #[serde(default)]
+    pub policy: RawPolicy,
+    #[serde(default)]
+    pub accounting: RawAccounting,
+    #[serde(default, rename = "client")]
+    pub clients: Vec<RawClient>,
+    #[serde(default, rename = "role")]
+    pub roles: Vec<RawRole>,
+    #[serde(default, rename = "group")]
+    pub groups: Vec<RawGroup>,
+    #[serde(default, rename = "mapping")]
+    pub mappings: Vec<RawMapping>,
+    #[serde(default, rename = "user")]
+    pub users: Vec<RawUser>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Where durable state (accounting, external users) lives.
+    pub data_dir: Option<Spanned<String>>,
+    /// Which credential sources are asked first.
+    #[serde(default)]
+    pub auth_order: Option<Spanned<String>>,
+    /// How long a verified password stays cached, in seconds (0 disables).
+    pub credential_cache_ttl: Option<Spanned<i64>>,
+    /// Threads that may run argon2 at once (default: the core count).
+    pub argon2_threads: Option<Spanned<i64>>,
+    /// Verifications that may wait for a thread before new ones are shed.
+    pub argon2_queue: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListen {
+    pub radius_auth: Option<Spanned<String>>,
+    pub radius_acct: Option<Spanned<String>>,
+    pub tacacs: Option<Spanned<String>>,
+    pub http: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRadius {
+    /// Extra dictionary directories, read after the built-in `dictionaries/`.
+    #[serde(default)]
+    pub dictionaries: Vec<Spanned<String>>,
+    /// The dictionary directory shipped with portcullis.
+    pub dictionary_dir: Option<Spanned<String>>,
+    /// UDP worker sockets (SO_REUSEPORT); default the core count.
+    pub workers: Option<Spanned<i64>>,
+    /// Kernel receive buffer per socket, bytes.
+    pub recv_buffer: Option<Spanned<i64>>,
+    /// RFC 5080 duplicate-detection window, seconds.
+    pub duplicate_window: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTacacs {
+    pub max_connections: Option<Spanned<i64>>,
+    pub max_connections_per_client: Option<Spanned<i64>>,
+    /// Seconds a connection may sit between packets before it is closed.
+    pub idle_timeout: Option<Spanned<i64>>,
+    /// Seconds a started packet may take to arrive in full.
+    pub read_timeout: Option<Spanned<i64>>,
+    pub banner: Option<String>,
+    pub username_prompt: Option<String>,
+    pub password_prompt: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    /// The role of a user no mapping matches; absent means such users are refused.
+    pub default_role: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccounting {
+    /// Days a record is kept before the pruner removes it (0 keeps forever).
+    pub retention_days: Option<Spanned<i64>>,
+    /// Records waiting for a commit before new ones are dropped unanswered.
+    pub queue: Option<Spanned<i64>>,
+}
+
+/// A secret written inline, or a reference to where it is kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawSecret {
+    Inline(String),
+    Env { env: String },
+    File { file: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClient {
+    pub name: Spanned<String>,
+    pub cidrs: Spanned<Vec<Spanned<String>>>,
+    pub radius_secret: Option<Spanned<RawSecret>>,
+    pub tacacs_key: Option<Spanned<RawSecret>>,
+    pub profile: Option<Spanned<String>>,
+    /// BlastRADIUS (CVE-2024-3596): drop Access-Requests without a valid
+    /// Message-Authenticator. Only legacy gear should turn this off.
+    #[serde(default = "yes")]
+    pub require_message_authenticator: bool,
+    /// Accept TACACS+ packets with the UNENCRYPTED flag set.
+    #[serde(default)]
+    pub allow_unencrypted_tacacs: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRole {
+    pub name: Spanned<String>,
+    pub priv_lvl: Spanned<i64>,
+    #[serde(default)]
+    pub rbac_roles: String,
+    #[serde(default)]
+    pub rbac_aag: String,
+    pub tacacs_role: Option<Spanned<String>>,
+    /// May use the administration API.
+    #[serde(default)]
+    pub admin: bool,
+    #[serde(default)]
+    pub commands: Option<RawCommands>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCommands {
+    /// `permit` or `deny` when no rule matches.
+    pub default: Spanned<String>,
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<RawCommandRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCommandRule {
+    pub action: Spanned<String>,
+    #[serde(rename = "match")]
+    pub pattern: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroup {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMapping {
+    pub group: Spanned<String>,
+    pub role: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    pub name: Spanned<String>,
+    pub password_hash: Spanned<String>,
+    #[serde(default)]
+    pub groups: Vec<Spanned<String>>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub full_name: String,
+    #[serde(default)]
+    pub email: String,
+    /// Opt-in: a cleartext-equivalent kept so CHAP and MS-CHAP can work.
+    pub cleartext_password: Option<Spanned<RawSecret>>,
+}

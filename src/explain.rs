@@ -1,0 +1,117 @@
+//! `portcullis explain`: what the table gives one user from one client, which
+//! rule decided it, and the exact attributes each protocol would send — the
+//! operator's first debugging tool. Pure: it formats, the CLI prints.
+
+use std::fmt::Write;
+use std::net::IpAddr;
+
+use crate::authn::AuthnError;
+use crate::config::Config;
+use crate::policy::{ClientCtx, DecidedBy};
+
+/// The rendered explanation and whether the user would be let in.
+#[derive(Debug)]
+pub struct Explanation {
+    pub text: String,
+    pub granted: bool,
+}
+
+pub fn explain(config: &Config, user: &str, client: Option<IpAddr>, command: Option<&str>) -> Explanation {
+    let mut out = String::new();
+    let t = &config.policy;
+    let client_ip = client.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let client = config.clients.lookup(client_ip);
+    let _ = writeln!(out, "user:        {user}");
+    match client {
+        Some(c) => {
+            let _ = writeln!(
+                out,
+                "client:      {} (matched {client_ip}), profile {}",
+                c.name,
+                c.profile.as_str()
+            );
+        }
+        None => {
+            let _ = writeln!(out, "client:      none matches {client_ip}");
+            let _ = writeln!(
+                out,
+                "decision:    REFUSED: {client_ip} is not a configured client; requests from it are dropped"
+            );
+            return Explanation { text: out, granted: false };
+        }
+    }
+    let client = client.expect("checked above");
+    let u = match config.users.active(user) {
+        Ok(u) => u,
+        Err(e) => {
+            if e == AuthnError::Disabled {
+                let _ = writeln!(out, "account:     local, disabled");
+            }
+            let _ = writeln!(out, "decision:    REFUSED: {e}");
+            return Explanation { text: out, granted: false };
+        }
+    };
+    let groups: Vec<&str> = u.groups.iter().map(|&g| t.group_name(g)).collect();
+    let _ = writeln!(
+        out,
+        "account:     local, enabled{}",
+        if u.cleartext_password.is_some() {
+            "; CHAP/MS-CHAP opt-in"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(out, "groups:      {}", groups.join(", "));
+    let grant = match t.decide(&u.identity(), &ClientCtx { name: &client.name }) {
+        Ok(g) => g,
+        Err(r) => {
+            let _ = writeln!(out, "decision:    REFUSED: {r}");
+            return Explanation { text: out, granted: false };
+        }
+    };
+    let role = grant.role;
+    let _ = writeln!(out, "decision:    GRANTED role `{}`", role.name);
+    match grant.decided_by {
+        DecidedBy::Mapping { index, group } => {
+            let _ = writeln!(
+                out,
+                "rule:        mapping #{} (group `{}` -> role `{}`), the first listed mapping matching the user's groups",
+                index + 1,
+                t.group_name(group),
+                role.name
+            );
+        }
+        DecidedBy::Default => {
+            let _ = writeln!(
+                out,
+                "rule:        default role (no mapping matches the user's groups)"
+            );
+        }
+    }
+    let _ = writeln!(out, "priv-lvl:    {}", role.priv_lvl);
+    let _ = writeln!(out, "rbac-roles:  {}", role.rbac_roles);
+    let _ = writeln!(out, "rbac-aag:    {}", role.rbac_aag);
+    let _ = writeln!(
+        out,
+        "tacacs role: {}",
+        role.tacacs_role.map_or("(none)", |r| r.as_str())
+    );
+    let _ = write!(out, "commands:    default {}", role.commands.default.as_str());
+    for r in &role.commands.rules {
+        let _ = write!(out, "; {} `{}`", r.action.as_str(), r.pattern.as_str());
+    }
+    let _ = writeln!(out);
+    if let Some(cmd) = command {
+        let v = role.commands.check_line(cmd);
+        let _ = writeln!(out, "command `{cmd}`: {v}");
+    }
+    let _ = writeln!(out, "RADIUS Access-Accept ({}):", client.profile.as_str());
+    for a in client.profile.radius_attributes(role) {
+        let _ = writeln!(out, "  {a}");
+    }
+    let _ = writeln!(out, "TACACS+ shell authorization, PASS_ADD ({}):", client.profile.as_str());
+    for a in client.profile.tacacs_args(role) {
+        let _ = writeln!(out, "  {a}");
+    }
+    Explanation { text: out, granted: true }
+}

@@ -1,0 +1,28 @@
+//! portcullis: an AAA server. Network appliances ask it over RADIUS and
+//! TACACS+; web consoles send their users to its HTTP side. Whichever door a
+//! person comes through, one role-mapping table decides what they may do.
+//!
+//! ```text
+//! bytes ─▶ codec ─▶ service ─▶ authn ─▶ policy::decide ─▶ Grant ─▶ profile ─▶ codec ─▶ bytes
+//! ```
+//!
+//! # Layout
+//! - [`config`]: the TOML schema, one validation pass with file:line:key errors.
+//! - [`policy`]: the role-mapping table and `Grant`; no I/O.
+//! - [`authn`]: credential checks (argon2 off the runtime, verified-credential cache).
+//! - [`profile`]: renders a grant for a kind of appliance.
+//! - [`client`]: appliances by source network, with their secrets.
+//! - [`server`]: shared state, reload, and the listeners' lifecycle.
+//! - [`http`]: `/metrics`, `/healthz`.
+//! - [`metrics`]: the one Prometheus registry.
+
+pub mod authn;
+pub mod client;
+pub mod config;
+pub mod explain;
+pub mod http;
+pub mod metrics;
+pub mod policy;
+pub mod profile;
+pub mod secret;
+pub mod server;

@@ -1,0 +1,280 @@
+//! The `portcullis` command: serve, check, explain, hash-password.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use portcullis::config::{self, Loaded};
+use portcullis::metrics::Metrics;
+use portcullis::server::{self, Bound, Server};
+
+#[derive(Parser)]
+#[command(name = "portcullis", version, about = "An AAA server: RADIUS and TACACS+ with one role-mapping table")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every configured listener. SIGHUP reloads the configuration;
+    /// SIGTERM or Ctrl-C stops after in-flight requests finish.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+        /// Once every listener is bound, print their addresses as one JSON
+        /// line on stdout (useful with port 0).
+        #[arg(long)]
+        print_addresses: bool,
+    },
+    /// Validate a configuration and print a summary. Exits 1 on any error.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Show what the table grants a user from a client, and why.
+    /// Exits 0 when granted, 3 when refused, 1 on a configuration error.
+    Explain {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long, short)]
+        user: String,
+        /// The asking appliance's address (default 127.0.0.1).
+        #[arg(long)]
+        client: Option<IpAddr>,
+        /// Also judge this command line against the role's command rules.
+        #[arg(long)]
+        command: Option<String>,
+    },
+    /// Read a password (without echo on a terminal, else one line of stdin)
+    /// and print an argon2id PHC string for `password_hash`.
+    HashPassword,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve {
+            config,
+            log_format,
+            print_addresses,
+        } => serve(config, log_format, print_addresses),
+        Command::Check { config } => check(config),
+        Command::Explain {
+            config,
+            user,
+            client,
+            command,
+        } => explain(config, &user, client, command.as_deref()),
+        Command::HashPassword => hash_password(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_or_report(path: &std::path::Path) -> Option<Loaded> {
+    match config::load(path) {
+        Ok(l) => {
+            for w in &l.warnings {
+                eprintln!("warning: {w}");
+            }
+            Some(l)
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            None
+        }
+    }
+}
+
+fn check(path: PathBuf) -> anyhow::Result<ExitCode> {
+    let Some(loaded) = load_or_report(&path) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let c = &loaded.config;
+    println!("{}: OK", path.display());
+    println!("listeners:");
+    for (name, addr) in [
+        ("radius auth (udp)", c.listen.radius_auth),
+        ("radius acct (udp)", c.listen.radius_acct),
+        ("tacacs+ (tcp)", c.listen.tacacs),
+        ("http (tcp)", c.listen.http),
+    ] {
+        if let Some(a) = addr {
+            println!("  {name:<18} {a}");
+        }
+    }
+    println!("clients: {}", c.clients.len());
+    for cl in c.clients.iter() {
+        let nets: Vec<String> = cl.networks.iter().map(ToString::to_string).collect();
+        println!(
+            "  {:<16} {:<24} profile {:<12} radius {} tacacs {}",
+            cl.name,
+            nets.join(","),
+            cl.profile.as_str(),
+            if cl.radius_secret.is_some() { "yes" } else { "no" },
+            if cl.tacacs_key.is_some() { "yes" } else { "no" },
+        );
+    }
+    let t = &c.policy;
+    println!("roles: {}", t.roles().len());
+    for (i, r) in t.roles().iter().enumerate() {
+        let default = if t.default_role() == Some(i as u16) { "  (default)" } else { "" };
+        println!(
+            "  {:<16} priv-lvl {:>2}  rbac-roles {:<14} rbac-aag {:<12} tacacs {}{default}",
+            r.name,
+            r.priv_lvl,
+            r.rbac_roles,
+            r.rbac_aag,
+            r.tacacs_role.map_or("-", |x| x.as_str())
+        );
+    }
+    println!("mappings (first match wins): {}", t.mappings().len());
+    for (i, m) in t.mappings().iter().enumerate() {
+        println!("  #{:<3} group {:<16} -> role {}", i + 1, t.group_name(m.group), t.role(m.role).name);
+    }
+    let enabled = c.users.iter().filter(|u| u.enabled).count();
+    println!("users: {} ({} enabled)", c.users.len(), enabled);
+    if !loaded.warnings.is_empty() {
+        println!("warnings: {}", loaded.warnings.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn explain(path: PathBuf, user: &str, client: Option<IpAddr>, command: Option<&str>) -> anyhow::Result<ExitCode> {
+    let Some(loaded) = load_or_report(&path) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let e = portcullis::explain::explain(&loaded.config, user, client, command);
+    print!("{}", e.text);
+    Ok(if e.granted { ExitCode::SUCCESS } else { ExitCode::from(3) })
+}
+
+fn hash_password() -> anyhow::Result<ExitCode> {
+    let stdin = std::io::stdin();
+    let password = if stdin.is_terminal() {
+        let p = rpassword::prompt_password("Password: ").context("reading password")?;
+        let again = rpassword::prompt_password("Again: ").context("reading password")?;
+        anyhow::ensure!(p == again, "the passwords differ");
+        p
+    } else {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line).context("reading stdin")?;
+        line.trim_end_matches(['\n', '\r']).to_string()
+    };
+    anyhow::ensure!(!password.is_empty(), "empty password");
+    let phc = portcullis::authn::hash_password(password.as_bytes()).map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
+    println!("{phc}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn serve(path: PathBuf, format: LogFormat, print_addresses: bool) -> anyhow::Result<ExitCode> {
+    init_logging(format);
+    let loaded = match config::load(&path) {
+        Ok(l) => l,
+        Err(errors) => {
+            for e in &errors.0 {
+                error!(file = %e.file.display(), line = e.line, key = %e.key, "{}", e.message);
+            }
+            eprintln!("{errors}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    for w in &loaded.warnings {
+        warn!(file = %w.file.display(), line = w.line, key = %w.key, "{}", w.message);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("portcullis")
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let listen = loaded.config.listen.clone();
+        let bound = Bound::bind(&listen).await.context("binding listeners")?;
+        let server = Server::new(loaded.config, Metrics::new());
+        let addrs = bound.addrs();
+        info!(
+            config = %path.display(),
+            http = ?addrs.http,
+            radius_auth = ?addrs.radius_auth,
+            radius_acct = ?addrs.radius_acct,
+            tacacs = ?addrs.tacacs,
+            "portcullis listening"
+        );
+        if print_addresses {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", serde_json::to_string(&addrs)?)?;
+            out.flush()?;
+        }
+        let stop = CancellationToken::new();
+        tokio::spawn(signals(server.clone(), stop.clone()));
+        server::run(server, bound, stop).await.context("serving")?;
+        info!("portcullis stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// SIGHUP reloads; SIGTERM and SIGINT stop.
+async fn signals(server: std::sync::Arc<Server>, stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => match server.reload() {
+                Ok(r) => {
+                    for w in &r.warnings {
+                        warn!(file = %w.file.display(), line = w.line, key = %w.key, "{}", w.message);
+                    }
+                    if r.listen_changed {
+                        warn!("listener addresses changed; they take effect only after a restart");
+                    }
+                    info!(generation = r.generation, "configuration reloaded");
+                }
+                Err(errors) => {
+                    for e in &errors.0 {
+                        error!(file = %e.file.display(), line = e.line, key = %e.key, "{}", e.message);
+                    }
+                    error!(errors = errors.0.len(), "configuration reload refused; the previous configuration stays in force");
+                }
+            },
+            _ = term.recv() => { info!("SIGTERM: stopping"); stop.cancel(); return; }
+            _ = int.recv() => { info!("SIGINT: stopping"); stop.cancel(); return; }
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Shared server state and lifecycle: the current configuration behind an
+//! atomic pointer (a reload swaps it; requests in flight keep the one they
+//! started with), the listeners bound from it, and orderly shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::authn::Argon2Pool;
+use crate::config::{self, Config, ConfigErrors, Listen};
+use crate::metrics::Metrics;
+
+/// What every listener shares.
+#[derive(Debug)]
+pub struct Server {
+    current: ArcSwap<Config>,
+    path: PathBuf,
+    metrics: Metrics,
+    pool: Argon2Pool,
+    generation: AtomicU64,
+}
+
+/// The outcome of a reload that was applied.
+#[derive(Debug)]
+pub struct Reloaded {
+    pub generation: u64,
+    pub warnings: Vec<config::ConfigError>,
+    /// Listener addresses cannot move without a restart.
+    pub listen_changed: bool,
+}
+
+impl Server {
+    pub fn new(config: Config, metrics: Metrics) -> Arc<Self> {
+        let pool = Argon2Pool::new(
+            config.server.argon2_threads,
+            config.server.argon2_queue,
+            metrics.authn.clone(),
+        );
+        metrics.config_generation.set(1);
+        Arc::new(Self {
+            path: config.path.clone(),
+            current: ArcSwap::from_pointee(config),
+            metrics,
+            pool,
+            generation: AtomicU64::new(1),
+        })
+    }
+
+    /// The configuration to use for one request; hold it for the request's
+    /// whole life so a reload cannot change the rules half-way.
+    pub fn config(&self) -> arc_swap::Guard<Arc<Config>> {
+        self.current.load()
+    }
+
+    pub fn config_arc(&self) -> Arc<Config> {
+        self.current.load_full()
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn pool(&self) -> &Argon2Pool {
+        &self.pool
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Re-reads the file. A valid configuration replaces the current one
+    /// atomically; an invalid one is refused and the current one stays.
+    pub fn reload(&self) -> Result<Reloaded, ConfigErrors> {
+        match config::load(&self.path) {
+            Ok(loaded) => {
+                let listen_changed = loaded.config.listen != self.current.load().listen;
+                self.current.store(Arc::new(loaded.config));
+                let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+                self.metrics.config_generation.set(generation as i64);
+                self.metrics.reload_success.inc();
+                Ok(Reloaded {
+                    generation,
+                    warnings: loaded.warnings,
+                    listen_changed,
+                })
+            }
+            Err(e) => {
+                self.metrics.reload_failure.inc();
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Sockets bound from a configuration, before anything is served, so that
+/// port 0 can be resolved and reported.
+#[derive(Debug)]
+pub struct Bound {
+    pub http: Option<TcpListener>,
+    pub radius_auth: Vec<std::net::UdpSocket>,
+    pub radius_acct: Vec<std::net::UdpSocket>,
+    pub tacacs: Option<TcpListener>,
+}
+
+/// The addresses actually bound (port 0 resolved).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct BoundAddrs {
+    pub http: Option<SocketAddr>,
+    pub radius_auth: Option<SocketAddr>,
+    pub radius_acct: Option<SocketAddr>,
+    pub tacacs: Option<SocketAddr>,
+}
+
+impl Bound {
+    pub async fn bind(listen: &Listen) -> std::io::Result<Self> {
+        let http = match listen.http {
+            Some(a) => Some(TcpListener::bind(a).await?),
+            None => None,
+        };
+        let tacacs = match listen.tacacs {
+            Some(a) => Some(TcpListener::bind(a).await?),
+            None => None,
+        };
+        Ok(Self {
+            http,
+            radius_auth: Vec::new(),
+            radius_acct: Vec::new(),
+            tacacs,
+        })
+    }
+
+    pub fn addrs(&self) -> BoundAddrs {
+        BoundAddrs {
+            http: self.http.as_ref().and_then(|l| l.local_addr().ok()),
+            radius_auth: self.radius_auth.first().and_then(|s| s.local_addr().ok()),
+            radius_acct: self.radius_acct.first().and_then(|s| s.local_addr().ok()),
+            tacacs: self.tacacs.as_ref().and_then(|l| l.local_addr().ok()),
+        }
+    }
+}
+
+/// Runs every bound listener until `stop` is cancelled, then waits for them
+/// to finish what they hold.
+pub async fn run(server: Arc<Server>, bound: Bound, stop: CancellationToken) -> std::io::Result<()> {
+    let mut tasks: JoinSet<std::io::Result<()>> = JoinSet::new();
+    if let Some(l) = bound.http {
+        tasks.spawn(crate::http::serve(l, server.clone(), stop.clone()));
+    }
+    while let Some(res) = tasks.join_next().await {
+        match res {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                stop.cancel();
+                return Err(e);
+            }
+            Err(e) => {
+                stop.cancel();
+                return Err(std::io::Error::other(e));
+            }
+        }
+    }
+    Ok(())
+}
