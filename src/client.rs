@@ -56,7 +56,10 @@ impl ClientTable {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,
         };
-        self.index.iter().find(|(net, _)| net.contains(&ip)).map(|&(_, i)| i)
+        self.index
+            .iter()
+            .find(|(net, _)| net.contains(&ip))
+            .map(|&(_, i)| i)
     }
 
     pub fn get(&self, index: usize) -> Option<&Client> {
@@ -94,10 +97,22 @@ mod tests {
 
     #[test]
     fn longest_prefix_wins_and_mapped_v6_matches_v4() {
-        let t = ClientTable::new(vec![client("wide", &["127.0.0.0/8"]), client("narrow", &["127.0.0.5/32"])]);
-        assert_eq!(&*t.lookup("127.0.0.5".parse().unwrap()).unwrap().name, "narrow");
-        assert_eq!(&*t.lookup("127.0.0.6".parse().unwrap()).unwrap().name, "wide");
-        assert_eq!(&*t.lookup("::ffff:127.0.0.6".parse().unwrap()).unwrap().name, "wide");
+        let t = ClientTable::new(vec![
+            client("wide", &["127.0.0.0/8"]),
+            client("narrow", &["127.0.0.5/32"]),
+        ]);
+        assert_eq!(
+            &*t.lookup("127.0.0.5".parse().unwrap()).unwrap().name,
+            "narrow"
+        );
+        assert_eq!(
+            &*t.lookup("127.0.0.6".parse().unwrap()).unwrap().name,
+            "wide"
+        );
+        assert_eq!(
+            &*t.lookup("::ffff:127.0.0.6".parse().unwrap()).unwrap().name,
+            "wide"
+        );
         assert!(t.lookup("10.0.0.1".parse().unwrap()).is_none());
     }
 }

@@ -16,7 +16,12 @@ pub struct Explanation {
     pub granted: bool,
 }
 
-pub fn explain(config: &Config, user: &str, client: Option<IpAddr>, command: Option<&str>) -> Explanation {
+pub fn explain(
+    config: &Config,
+    user: &str,
+    client: Option<IpAddr>,
+    command: Option<&str>,
+) -> Explanation {
     let mut out = String::new();
     let t = &config.policy;
     let client_ip = client.unwrap_or(IpAddr::from([127, 0, 0, 1]));
@@ -37,7 +42,10 @@ pub fn explain(config: &Config, user: &str, client: Option<IpAddr>, command: Opt
                 out,
                 "decision:    REFUSED: {client_ip} is not a configured client; requests from it are dropped"
             );
-            return Explanation { text: out, granted: false };
+            return Explanation {
+                text: out,
+                granted: false,
+            };
         }
     }
     let client = client.expect("checked above");
@@ -48,7 +56,10 @@ pub fn explain(config: &Config, user: &str, client: Option<IpAddr>, command: Opt
                 let _ = writeln!(out, "account:     local, disabled");
             }
             let _ = writeln!(out, "decision:    REFUSED: {e}");
-            return Explanation { text: out, granted: false };
+            return Explanation {
+                text: out,
+                granted: false,
+            };
         }
     };
     let groups: Vec<&str> = u.groups.iter().map(|&g| t.group_name(g)).collect();
@@ -66,7 +77,10 @@ pub fn explain(config: &Config, user: &str, client: Option<IpAddr>, command: Opt
         Ok(g) => g,
         Err(r) => {
             let _ = writeln!(out, "decision:    REFUSED: {r}");
-            return Explanation { text: out, granted: false };
+            return Explanation {
+                text: out,
+                granted: false,
+            };
         }
     };
     let role = grant.role;
@@ -96,7 +110,11 @@ pub fn explain(config: &Config, user: &str, client: Option<IpAddr>, command: Opt
         "tacacs role: {}",
         role.tacacs_role.map_or("(none)", |r| r.as_str())
     );
-    let _ = write!(out, "commands:    default {}", role.commands.default.as_str());
+    let _ = write!(
+        out,
+        "commands:    default {}",
+        role.commands.default.as_str()
+    );
     for r in &role.commands.rules {
         let _ = write!(out, "; {} `{}`", r.action.as_str(), r.pattern.as_str());
     }
@@ -109,9 +127,16 @@ pub fn explain(config: &Config, user: &str, client: Option<IpAddr>, command: Opt
     for a in client.profile.radius_attributes(role) {
         let _ = writeln!(out, "  {a}");
     }
-    let _ = writeln!(out, "TACACS+ shell authorization, PASS_ADD ({}):", client.profile.as_str());
+    let _ = writeln!(
+        out,
+        "TACACS+ shell authorization, PASS_ADD ({}):",
+        client.profile.as_str()
+    );
     for a in client.profile.tacacs_args(role) {
         let _ = writeln!(out, "  {a}");
     }
-    Explanation { text: out, granted: true }
+    Explanation {
+        text: out,
+        granted: true,
+    }
 }

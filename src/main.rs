@@ -15,7 +15,11 @@ use portcullis::metrics::Metrics;
 use portcullis::server::{self, Bound, Server};
 
 #[derive(Parser)]
-#[command(name = "portcullis", version, about = "An AAA server: RADIUS and TACACS+ with one role-mapping table")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "An AAA server: RADIUS and TACACS+ with one role-mapping table"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -131,14 +135,22 @@ fn check(path: PathBuf) -> anyhow::Result<ExitCode> {
             cl.name,
             nets.join(","),
             cl.profile.as_str(),
-            if cl.radius_secret.is_some() { "yes" } else { "no" },
+            if cl.radius_secret.is_some() {
+                "yes"
+            } else {
+                "no"
+            },
             if cl.tacacs_key.is_some() { "yes" } else { "no" },
         );
     }
     let t = &c.policy;
     println!("roles: {}", t.roles().len());
     for (i, r) in t.roles().iter().enumerate() {
-        let default = if t.default_role() == Some(i as u16) { "  (default)" } else { "" };
+        let default = if t.default_role() == Some(i as u16) {
+            "  (default)"
+        } else {
+            ""
+        };
         println!(
             "  {:<16} priv-lvl {:>2}  rbac-roles {:<14} rbac-aag {:<12} tacacs {}{default}",
             r.name,
@@ -150,7 +162,12 @@ fn check(path: PathBuf) -> anyhow::Result<ExitCode> {
     }
     println!("mappings (first match wins): {}", t.mappings().len());
     for (i, m) in t.mappings().iter().enumerate() {
-        println!("  #{:<3} group {:<16} -> role {}", i + 1, t.group_name(m.group), t.role(m.role).name);
+        println!(
+            "  #{:<3} group {:<16} -> role {}",
+            i + 1,
+            t.group_name(m.group),
+            t.role(m.role).name
+        );
     }
     let enabled = c.users.iter().filter(|u| u.enabled).count();
     println!("users: {} ({} enabled)", c.users.len(), enabled);
@@ -160,13 +177,22 @@ fn check(path: PathBuf) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn explain(path: PathBuf, user: &str, client: Option<IpAddr>, command: Option<&str>) -> anyhow::Result<ExitCode> {
+fn explain(
+    path: PathBuf,
+    user: &str,
+    client: Option<IpAddr>,
+    command: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let Some(loaded) = load_or_report(&path) else {
         return Ok(ExitCode::FAILURE);
     };
     let e = portcullis::explain::explain(&loaded.config, user, client, command);
     print!("{}", e.text);
-    Ok(if e.granted { ExitCode::SUCCESS } else { ExitCode::from(3) })
+    Ok(if e.granted {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }
 
 fn hash_password() -> anyhow::Result<ExitCode> {
@@ -182,7 +208,8 @@ fn hash_password() -> anyhow::Result<ExitCode> {
         line.trim_end_matches(['\n', '\r']).to_string()
     };
     anyhow::ensure!(!password.is_empty(), "empty password");
-    let phc = portcullis::authn::hash_password(password.as_bytes()).map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
+    let phc = portcullis::authn::hash_password(password.as_bytes())
+        .map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
     println!("{phc}");
     Ok(ExitCode::SUCCESS)
 }
@@ -190,7 +217,10 @@ fn hash_password() -> anyhow::Result<ExitCode> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -218,6 +248,9 @@ fn serve(path: PathBuf, format: LogFormat, print_addresses: bool) -> anyhow::Res
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async move {
+        // Handlers go in before anything announces readiness: a SIGHUP that
+        // arrived earlier would otherwise kill the process (default action).
+        let sigs = Signals::install().context("installing signal handlers")?;
         let listen = loaded.config.listen.clone();
         let bound = Bound::bind(&listen).await.context("binding listeners")?;
         let server = Server::new(loaded.config, Metrics::new());
@@ -236,45 +269,58 @@ fn serve(path: PathBuf, format: LogFormat, print_addresses: bool) -> anyhow::Res
             out.flush()?;
         }
         let stop = CancellationToken::new();
-        tokio::spawn(signals(server.clone(), stop.clone()));
+        tokio::spawn(sigs.handle(server.clone(), stop.clone()));
         server::run(server, bound, stop).await.context("serving")?;
         info!("portcullis stopped");
         Ok(ExitCode::SUCCESS)
     })
 }
 
-/// SIGHUP reloads; SIGTERM and SIGINT stop.
-async fn signals(server: std::sync::Arc<Server>, stop: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        error!("cannot install signal handlers");
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = hup.recv() => match server.reload() {
-                Ok(r) => {
-                    for w in &r.warnings {
-                        warn!(file = %w.file.display(), line = w.line, key = %w.key, "{}", w.message);
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            hup: signal(SignalKind::hangup())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// SIGHUP reloads; SIGTERM and SIGINT stop.
+    async fn handle(self, server: std::sync::Arc<Server>, stop: CancellationToken) {
+        let Self {
+            mut hup,
+            mut term,
+            mut int,
+        } = self;
+        loop {
+            tokio::select! {
+                _ = hup.recv() => match server.reload() {
+                    Ok(r) => {
+                        for w in &r.warnings {
+                            warn!(file = %w.file.display(), line = w.line, key = %w.key, "{}", w.message);
+                        }
+                        if r.listen_changed {
+                            warn!("listener addresses changed; they take effect only after a restart");
+                        }
+                        info!(generation = r.generation, "configuration reloaded");
                     }
-                    if r.listen_changed {
-                        warn!("listener addresses changed; they take effect only after a restart");
+                    Err(errors) => {
+                        for e in &errors.0 {
+                            error!(file = %e.file.display(), line = e.line, key = %e.key, "{}", e.message);
+                        }
+                        error!(errors = errors.0.len(), "configuration reload refused; the previous configuration stays in force");
                     }
-                    info!(generation = r.generation, "configuration reloaded");
-                }
-                Err(errors) => {
-                    for e in &errors.0 {
-                        error!(file = %e.file.display(), line = e.line, key = %e.key, "{}", e.message);
-                    }
-                    error!(errors = errors.0.len(), "configuration reload refused; the previous configuration stays in force");
-                }
-            },
-            _ = term.recv() => { info!("SIGTERM: stopping"); stop.cancel(); return; }
-            _ = int.recv() => { info!("SIGINT: stopping"); stop.cancel(); return; }
+                },
+                _ = term.recv() => { info!("SIGTERM: stopping"); stop.cancel(); return; }
+                _ = int.recv() => { info!("SIGINT: stopping"); stop.cancel(); return; }
+            }
         }
     }
 }

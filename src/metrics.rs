@@ -48,8 +48,12 @@ impl Metrics {
             reloads.clone(),
         );
         // Both series exist from the start so alerts on failure see a zero.
-        let reload_success = reloads.get_or_create(&ResultLabel { result: "success" }).clone();
-        let reload_failure = reloads.get_or_create(&ResultLabel { result: "failure" }).clone();
+        let reload_success = reloads
+            .get_or_create(&ResultLabel { result: "success" })
+            .clone();
+        let reload_failure = reloads
+            .get_or_create(&ResultLabel { result: "failure" })
+            .clone();
         let config_generation = Gauge::default();
         registry.register(
             "config_generation",

@@ -147,7 +147,11 @@ impl Bound {
 
 /// Runs every bound listener until `stop` is cancelled, then waits for them
 /// to finish what they hold.
-pub async fn run(server: Arc<Server>, bound: Bound, stop: CancellationToken) -> std::io::Result<()> {
+pub async fn run(
+    server: Arc<Server>,
+    bound: Bound,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
     let mut tasks: JoinSet<std::io::Result<()>> = JoinSet::new();
     if let Some(l) = bound.http {
         tasks.spawn(crate::http::serve(l, server.clone(), stop.clone()));

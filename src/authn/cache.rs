@@ -35,7 +35,8 @@ impl CredentialCache {
     pub fn new(ttl: Duration) -> Self {
         let key: [u8; 32] = rand::random();
         Self {
-            mac: (!ttl.is_zero()).then(|| HmacSha256::new_from_slice(&key).expect("any key length")),
+            mac: (!ttl.is_zero())
+                .then(|| HmacSha256::new_from_slice(&key).expect("any key length")),
             ttl,
             entries: papaya::HashMap::new(),
         }

@@ -138,7 +138,10 @@ impl LocalUsers {
     /// opted in.
     pub fn cleartext(&self, name: &str) -> Result<(&LocalUser, &Secret), AuthnError> {
         let user = self.active(name)?;
-        let secret = user.cleartext_password.as_ref().ok_or(AuthnError::NoCleartext)?;
+        let secret = user
+            .cleartext_password
+            .as_ref()
+            .ok_or(AuthnError::NoCleartext)?;
         Ok((user, secret))
     }
 }

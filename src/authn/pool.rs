@@ -34,13 +34,21 @@ impl PoolMetrics {
             "Password checks that needed argon2",
             m.cache_misses.clone(),
         );
-        reg.register("argon2_verifications", "argon2 verifications run", m.verifications.clone());
+        reg.register(
+            "argon2_verifications",
+            "argon2 verifications run",
+            m.verifications.clone(),
+        );
         reg.register(
             "argon2_shed",
             "Password checks refused because the argon2 pool and its queue were full",
             m.shed.clone(),
         );
-        reg.register("argon2_waiting", "Password checks waiting for an argon2 thread", m.waiting.clone());
+        reg.register(
+            "argon2_waiting",
+            "Password checks waiting for an argon2 thread",
+            m.waiting.clone(),
+        );
         m
     }
 

@@ -65,11 +65,19 @@ impl<'a> Locator<'a> {
         let offset = offset.min(self.text.len());
         let before = &self.text.as_bytes()[..offset];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
         (line, offset - line_start + 1)
     }
 
-    pub(crate) fn error(&self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    pub(crate) fn error(
+        &self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
         let (line, col) = self.line_col(span.start);
         ConfigError {
             file: self.file.to_path_buf(),
@@ -109,7 +117,9 @@ impl<'a> Locator<'a> {
     fn key_at(&self, offset: usize) -> String {
         let offset = offset.min(self.text.len());
         let line_start = self.text[..offset].rfind('\n').map_or(0, |p| p + 1);
-        let line_end = self.text[offset..].find('\n').map_or(self.text.len(), |p| offset + p);
+        let line_end = self.text[offset..]
+            .find('\n')
+            .map_or(self.text.len(), |p| offset + p);
         let line = &self.text[line_start..line_end];
         let table = self.text[..line_start]
             .lines()
@@ -120,7 +130,10 @@ impl<'a> Locator<'a> {
         let trimmed = line.trim();
         let leaf = if trimmed.starts_with('[') {
             // The error is about a table header itself.
-            return trimmed.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            return trimmed
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string();
         } else if let Some(eq) = trimmed.find('=') {
             trimmed[..eq].trim().to_string()
         } else {

@@ -17,7 +17,8 @@ use super::*;
 use crate::authn::{CredentialCache, LocalUser, check_hash};
 use crate::client::Client;
 use crate::policy::{
-    Action, CommandPattern, CommandRule, CommandRules, GroupId, Mapping, PolicyTable, Role, RoleId, TacacsRole,
+    Action, CommandPattern, CommandRule, CommandRules, GroupId, Mapping, PolicyTable, Role, RoleId,
+    TacacsRole,
 };
 use crate::profile::Profile;
 use crate::secret::Secret;
@@ -49,7 +50,11 @@ impl Ctx<'_> {
 
     fn path(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
-        if p.is_absolute() { p.to_path_buf() } else { self.base.join(p) }
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
     }
 
     /// A whole number within `range`, or the default when absent.
@@ -61,7 +66,12 @@ impl Ctx<'_> {
                 self.err(
                     v.span(),
                     key,
-                    format!("{} is out of range ({}..={})", v.get_ref(), range.start, range.end - 1),
+                    format!(
+                        "{} is out of range ({}..={})",
+                        v.get_ref(),
+                        range.start,
+                        range.end - 1
+                    ),
                 );
                 default
             }
@@ -75,7 +85,11 @@ impl Ctx<'_> {
             RawSecret::Env { env } => match std::env::var(env) {
                 Ok(v) => v.into_bytes(),
                 Err(_) => {
-                    self.err(span, key, format!("environment variable `{env}` is not set"));
+                    self.err(
+                        span,
+                        key,
+                        format!("environment variable `{env}` is not set"),
+                    );
                     return None;
                 }
             },
@@ -101,7 +115,10 @@ impl Ctx<'_> {
             self.warn(
                 span,
                 key,
-                format!("weak secret: {} bytes, at least {WEAK_SECRET} recommended", value.len()),
+                format!(
+                    "weak secret: {} bytes, at least {WEAK_SECRET} recommended",
+                    value.len()
+                ),
             );
         }
         Some(Secret::new(value))
@@ -115,7 +132,10 @@ impl Ctx<'_> {
                 self.err(
                     v.span(),
                     key,
-                    format!("`{}` is not an address:port such as 127.0.0.1:1812", v.get_ref()),
+                    format!(
+                        "`{}` is not an address:port such as 127.0.0.1:1812",
+                        v.get_ref()
+                    ),
                 );
                 None
             }
@@ -141,11 +161,21 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Loaded, ConfigErrors> 
     let radius = radius(&mut cx, &raw.radius);
     let tacacs = tacacs(&mut cx, &raw.tacacs);
     let accounting = AccountingSettings {
-        retention: match cx.int(&raw.accounting.retention_days, "accounting.retention_days", 0..36_501, 0) {
+        retention: match cx.int(
+            &raw.accounting.retention_days,
+            "accounting.retention_days",
+            0..36_501,
+            0,
+        ) {
             0 => None,
             d => Some(Duration::from_secs(d as u64 * 86_400)),
         },
-        queue: cx.int(&raw.accounting.queue, "accounting.queue", 1..1_000_001, 65_536) as usize,
+        queue: cx.int(
+            &raw.accounting.queue,
+            "accounting.queue",
+            1..1_000_001,
+            65_536,
+        ) as usize,
     };
     let (roles, role_ids) = roles(&mut cx, &raw.roles);
     let (group_names, group_ids) = groups(&mut cx, &raw.groups);
@@ -153,7 +183,11 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Loaded, ConfigErrors> 
     let default_role = raw.policy.default_role.as_ref().and_then(|d| {
         let id = role_ids.get(d.get_ref().as_str()).copied();
         if id.is_none() {
-            cx.err(d.span(), "policy.default_role", format!("role `{}` is not defined", d.get_ref()));
+            cx.err(
+                d.span(),
+                "policy.default_role",
+                format!("role `{}` is not defined", d.get_ref()),
+            );
         }
         id
     });
@@ -210,13 +244,19 @@ fn listen(cx: &mut Ctx<'_>, raw: &RawListen) -> Listen {
         ("listen.http", &raw.http, l.http),
     ];
     for (i, (key, raw_v, addr)) in named.iter().enumerate() {
-        let (Some(addr), Some(raw_v)) = (addr, raw_v) else { continue };
+        let (Some(addr), Some(raw_v)) = (addr, raw_v) else {
+            continue;
+        };
         // Port 0 asks the kernel for a free port each time, so it never clashes.
         if addr.port() == 0 {
             continue;
         }
         if let Some((other, _, _)) = named[..i].iter().find(|(_, _, a)| a.as_ref() == Some(addr)) {
-            cx.err(raw_v.span(), *key, format!("{addr} is already used by `{other}`"));
+            cx.err(
+                raw_v.span(),
+                *key,
+                format!("{addr} is already used by `{other}`"),
+            );
         }
     }
     l
@@ -240,10 +280,10 @@ fn server(cx: &mut Ctx<'_>, raw: &RawServer) -> ServerSettings {
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
     ServerSettings {
-        data_dir: raw
-            .data_dir
-            .as_ref()
-            .map_or_else(|| PathBuf::from("/var/lib/portcullis"), |d| cx.path(d.get_ref())),
+        data_dir: raw.data_dir.as_ref().map_or_else(
+            || PathBuf::from("/var/lib/portcullis"),
+            |d| cx.path(d.get_ref()),
+        ),
         auth_order,
         credential_cache_ttl: Duration::from_secs(cx.int(
             &raw.credential_cache_ttl,
@@ -251,7 +291,8 @@ fn server(cx: &mut Ctx<'_>, raw: &RawServer) -> ServerSettings {
             0..86_401,
             300,
         ) as u64),
-        argon2_threads: cx.int(&raw.argon2_threads, "server.argon2_threads", 1..1025, cores) as usize,
+        argon2_threads: cx.int(&raw.argon2_threads, "server.argon2_threads", 1..1025, cores)
+            as usize,
         argon2_queue: cx.int(&raw.argon2_queue, "server.argon2_queue", 0..1_000_001, 256) as usize,
     }
 }
@@ -263,27 +304,62 @@ fn radius(cx: &mut Ctx<'_>, raw: &RawRadius) -> RadiusSettings {
             || PathBuf::from("/usr/share/portcullis/dictionaries"),
             |d| cx.path(d.get_ref()),
         ),
-        extra_dictionaries: raw.dictionaries.iter().map(|d| cx.path(d.get_ref())).collect(),
+        extra_dictionaries: raw
+            .dictionaries
+            .iter()
+            .map(|d| cx.path(d.get_ref()))
+            .collect(),
         workers: cx.int(&raw.workers, "radius.workers", 1..1025, cores) as usize,
-        recv_buffer: cx.int(&raw.recv_buffer, "radius.recv_buffer", 65_536..1_073_741_825, 8 << 20) as usize,
-        duplicate_window: Duration::from_secs(cx.int(&raw.duplicate_window, "radius.duplicate_window", 0..301, 5) as u64),
+        recv_buffer: cx.int(
+            &raw.recv_buffer,
+            "radius.recv_buffer",
+            65_536..1_073_741_825,
+            8 << 20,
+        ) as usize,
+        duplicate_window: Duration::from_secs(cx.int(
+            &raw.duplicate_window,
+            "radius.duplicate_window",
+            0..301,
+            5,
+        ) as u64),
     }
 }
 
 fn tacacs(cx: &mut Ctx<'_>, raw: &RawTacacs) -> TacacsSettings {
     TacacsSettings {
-        max_connections: cx.int(&raw.max_connections, "tacacs.max_connections", 1..1_000_001, 4096) as usize,
+        max_connections: cx.int(
+            &raw.max_connections,
+            "tacacs.max_connections",
+            1..1_000_001,
+            4096,
+        ) as usize,
         max_connections_per_client: cx.int(
             &raw.max_connections_per_client,
             "tacacs.max_connections_per_client",
             1..1_000_001,
             1024,
         ) as usize,
-        idle_timeout: Duration::from_secs(cx.int(&raw.idle_timeout, "tacacs.idle_timeout", 1..86_401, 60) as u64),
-        read_timeout: Duration::from_secs(cx.int(&raw.read_timeout, "tacacs.read_timeout", 1..3601, 10) as u64),
+        idle_timeout: Duration::from_secs(cx.int(
+            &raw.idle_timeout,
+            "tacacs.idle_timeout",
+            1..86_401,
+            60,
+        ) as u64),
+        read_timeout: Duration::from_secs(cx.int(
+            &raw.read_timeout,
+            "tacacs.read_timeout",
+            1..3601,
+            10,
+        ) as u64),
         banner: raw.banner.clone(),
-        username_prompt: raw.username_prompt.clone().unwrap_or_else(|| "Username: ".into()),
-        password_prompt: raw.password_prompt.clone().unwrap_or_else(|| "Password: ".into()),
+        username_prompt: raw
+            .username_prompt
+            .clone()
+            .unwrap_or_else(|| "Username: ".into()),
+        password_prompt: raw
+            .password_prompt
+            .clone()
+            .unwrap_or_else(|| "Password: ".into()),
     }
 }
 
@@ -298,7 +374,11 @@ fn roles(cx: &mut Ctx<'_>, raw: &[RawRole]) -> (Vec<Role>, HashMap<String, RoleI
             continue;
         }
         if ids.contains_key(name) {
-            cx.err(r.name.span(), format!("{key}.name"), format!("role `{name}` is defined twice"));
+            cx.err(
+                r.name.span(),
+                format!("{key}.name"),
+                format!("role `{name}` is defined twice"),
+            );
             continue;
         }
         let priv_lvl = *r.priv_lvl.get_ref();
@@ -350,7 +430,11 @@ fn roles(cx: &mut Ctx<'_>, raw: &[RawRole]) -> (Vec<Role>, HashMap<String, RoleI
 fn commands(cx: &mut Ctx<'_>, key: &str, raw: &RawCommands) -> CommandRules {
     let action = |cx: &mut Ctx<'_>, v: &Spanned<String>, k: String| {
         Action::parse(v.get_ref()).unwrap_or_else(|| {
-            cx.err(v.span(), k, format!("`{}`: expected permit or deny", v.get_ref()));
+            cx.err(
+                v.span(),
+                k,
+                format!("`{}`: expected permit or deny", v.get_ref()),
+            );
             Action::Deny
         })
     };
@@ -360,7 +444,11 @@ fn commands(cx: &mut Ctx<'_>, key: &str, raw: &RawCommands) -> CommandRules {
         let a = action(cx, &r.action, format!("{key}.commands.rule[{i}].action"));
         match CommandPattern::parse(r.pattern.get_ref()) {
             Ok(pattern) => rules.push(CommandRule { action: a, pattern }),
-            Err(e) => cx.err(r.pattern.span(), format!("{key}.commands.rule[{i}].match"), e.to_string()),
+            Err(e) => cx.err(
+                r.pattern.span(),
+                format!("{key}.commands.rule[{i}].match"),
+                e.to_string(),
+            ),
         }
     }
     CommandRules { default, rules }
@@ -375,9 +463,17 @@ fn groups(cx: &mut Ctx<'_>, raw: &[RawGroup]) -> (Vec<Box<str>>, HashMap<String,
         if name.trim().is_empty() {
             cx.err(g.name.span(), key, "group name is empty");
         } else if name == crate::policy::ALL_USERS {
-            cx.err(g.name.span(), key, "`all-users` is built in; map it without defining it");
+            cx.err(
+                g.name.span(),
+                key,
+                "`all-users` is built in; map it without defining it",
+            );
         } else if ids.contains_key(name) {
-            cx.err(g.name.span(), key, format!("group `{name}` is defined twice"));
+            cx.err(
+                g.name.span(),
+                key,
+                format!("group `{name}` is defined twice"),
+            );
         } else {
             ids.insert(name.clone(), names.len() as GroupId);
             names.push(name.as_str().into());
@@ -439,12 +535,20 @@ fn clients(cx: &mut Ctx<'_>, raw: &[RawClient]) -> Vec<Client> {
         let name = c.name.get_ref();
         let key = format!("client[{name}]");
         if out.iter().any(|o| &*o.name == name) {
-            cx.err(c.name.span(), format!("{key}.name"), format!("client `{name}` is defined twice"));
+            cx.err(
+                c.name.span(),
+                format!("{key}.name"),
+                format!("client `{name}` is defined twice"),
+            );
             continue;
         }
         let mut networks = Vec::new();
         if c.cidrs.get_ref().is_empty() {
-            cx.err(c.cidrs.span(), format!("{key}.cidrs"), "at least one network is needed");
+            cx.err(
+                c.cidrs.span(),
+                format!("{key}.cidrs"),
+                "at least one network is needed",
+            );
         }
         for n in c.cidrs.get_ref() {
             let s = n.get_ref();
@@ -486,7 +590,11 @@ fn clients(cx: &mut Ctx<'_>, raw: &[RawClient]) -> Vec<Client> {
                 cx.err(
                     p.span(),
                     format!("{key}.profile"),
-                    format!("unknown profile `{}`; known: {}", p.get_ref(), known.join(", ")),
+                    format!(
+                        "unknown profile `{}`; known: {}",
+                        p.get_ref(),
+                        known.join(", ")
+                    ),
                 );
                 Profile::CiscoIos
             }),
@@ -509,7 +617,11 @@ fn clients(cx: &mut Ctx<'_>, raw: &[RawClient]) -> Vec<Client> {
             let (x, y) = (&out[*ca], &out[*cb]);
             let key = format!("client[{}].cidrs", y.name);
             if a == b {
-                cx.err(span.clone(), key, format!("{b} is already claimed by client `{}`", x.name));
+                cx.err(
+                    span.clone(),
+                    key,
+                    format!("{b} is already claimed by client `{}`", x.name),
+                );
             } else if x.radius_secret != y.radius_secret || x.tacacs_key != y.tacacs_key {
                 cx.err(
                     span.clone(),
@@ -540,7 +652,11 @@ fn users(cx: &mut Ctx<'_>, raw: &[RawUser], groups: &HashMap<String, GroupId>) -
             continue;
         }
         if !seen.insert(name.clone()) {
-            cx.err(u.name.span(), format!("{key}.name"), format!("user `{name}` is defined twice"));
+            cx.err(
+                u.name.span(),
+                format!("{key}.name"),
+                format!("user `{name}` is defined twice"),
+            );
             continue;
         }
         if let Err(e) = check_hash(u.password_hash.get_ref()) {

@@ -40,7 +40,11 @@ async fn healthz(State(server): State<Arc<Server>>) -> impl IntoResponse {
 }
 
 /// Serves until `stop` is cancelled; open requests are allowed to finish.
-pub async fn serve(listener: TcpListener, server: Arc<Server>, stop: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    server: Arc<Server>,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
     axum::serve(listener, router(server))
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await

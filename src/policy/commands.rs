@@ -81,7 +81,11 @@ impl CommandPattern {
         }
         Ok(Self {
             words: words.into(),
-            text: text.split_ascii_whitespace().collect::<Vec<_>>().join(" ").into(),
+            text: text
+                .split_ascii_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .into(),
         })
     }
 
@@ -104,7 +108,8 @@ fn match_words(pat: &[Word], words: &[&str]) -> bool {
                 let ok = match w {
                     Word::Exact(e) => first.eq_ignore_ascii_case(e),
                     Word::Prefix(p) => {
-                        first.len() >= p.len() && first.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
+                        first.len() >= p.len()
+                            && first.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
                     }
                     Word::Any => unreachable!("handled above"),
                 };
@@ -137,7 +142,13 @@ pub struct CommandVerdict<'a> {
 impl fmt::Display for CommandVerdict<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.rule {
-            Some((i, r)) => write!(f, "{} by rule #{} `{}`", self.action.as_str(), i + 1, r.pattern.as_str()),
+            Some((i, r)) => write!(
+                f,
+                "{} by rule #{} `{}`",
+                self.action.as_str(),
+                i + 1,
+                r.pattern.as_str()
+            ),
             None => write!(f, "{} by the role's default", self.action.as_str()),
         }
     }
@@ -203,7 +214,10 @@ mod tests {
 
     #[test]
     fn helpdesk_may_show_and_ping_only() {
-        let r = rules(Action::Deny, &[(Action::Permit, "show *"), (Action::Permit, "ping *")]);
+        let r = rules(
+            Action::Deny,
+            &[(Action::Permit, "show *"), (Action::Permit, "ping *")],
+        );
         assert_eq!(r.check_line("show running-config").action, Action::Permit);
         assert_eq!(r.check_line("show").action, Action::Permit);
         assert_eq!(r.check_line("PING 10.0.0.1").action, Action::Permit);
@@ -216,7 +230,10 @@ mod tests {
     fn first_match_wins_and_prefix_words_work() {
         let r = rules(
             Action::Permit,
-            &[(Action::Deny, "conf* t*"), (Action::Permit, "configure terminal")],
+            &[
+                (Action::Deny, "conf* t*"),
+                (Action::Permit, "configure terminal"),
+            ],
         );
         let v = r.check_line("configure terminal");
         assert_eq!(v.action, Action::Deny);
@@ -227,7 +244,10 @@ mod tests {
     #[test]
     fn inner_star_is_allowed_as_its_own_word() {
         let r = rules(Action::Deny, &[(Action::Permit, "show * brief")]);
-        assert_eq!(r.check_line("show ip interface brief").action, Action::Permit);
+        assert_eq!(
+            r.check_line("show ip interface brief").action,
+            Action::Permit
+        );
         assert_eq!(r.check_line("show brief").action, Action::Permit);
         assert_eq!(r.check_line("show ip interface").action, Action::Deny);
     }
@@ -235,6 +255,9 @@ mod tests {
     #[test]
     fn bad_patterns_are_rejected() {
         assert_eq!(CommandPattern::parse("  "), Err(PatternError::Empty));
-        assert_eq!(CommandPattern::parse("sh*w"), Err(PatternError::InnerWildcard));
+        assert_eq!(
+            CommandPattern::parse("sh*w"),
+            Err(PatternError::InnerWildcard)
+        );
     }
 }

@@ -5,7 +5,9 @@
 
 mod commands;
 
-pub use commands::{Action, CommandPattern, CommandRule, CommandRules, CommandVerdict, MAX_WORDS, PatternError};
+pub use commands::{
+    Action, CommandPattern, CommandRule, CommandRules, CommandVerdict, MAX_WORDS, PatternError,
+};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -306,10 +308,7 @@ mod tests {
         PolicyTable::new(
             vec![role("admin", 15), role("help", 7), role("ro", 1)],
             vec!["netadmins".into(), "helpdesk".into(), "other".into()],
-            vec![
-                Mapping { group: 0, role: 0 },
-                Mapping { group: 1, role: 1 },
-            ],
+            vec![Mapping { group: 0, role: 0 }, Mapping { group: 1, role: 1 }],
             default,
         )
         .unwrap()
@@ -337,7 +336,8 @@ mod tests {
 
     #[test]
     fn unmapped_user_gets_default_or_is_refused() {
-        let g = table(Some(2)).decide(&id(&[2]), &CLIENT).unwrap();
+        let t = table(Some(2));
+        let g = t.decide(&id(&[2]), &CLIENT).unwrap();
         assert_eq!(&*g.role.name, "ro");
         assert_eq!(g.decided_by, DecidedBy::Default);
         assert_eq!(
@@ -353,7 +353,10 @@ mod tests {
         t = PolicyTable::new(
             t.roles.clone(),
             t.groups.clone(),
-            vec![Mapping { group: all, role: 2 }],
+            vec![Mapping {
+                group: all,
+                role: 2,
+            }],
             None,
         )
         .unwrap();

@@ -54,7 +54,9 @@ impl RadiusAttr {
 impl std::fmt::Display for RadiusAttr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::ServiceType(ADMINISTRATIVE_USER) => f.write_str("Service-Type = Administrative-User"),
+            Self::ServiceType(ADMINISTRATIVE_USER) => {
+                f.write_str("Service-Type = Administrative-User")
+            }
             Self::ServiceType(NAS_PROMPT_USER) => f.write_str("Service-Type = NAS-Prompt-User"),
             Self::ServiceType(v) => write!(f, "Service-Type = {v}"),
             Self::CiscoAvPair(s) => write!(f, "Cisco-AVPair = \"{s}\""),
@@ -94,16 +96,28 @@ impl Profile {
         let mut attrs = vec![RadiusAttr::ServiceType(service)];
         match self {
             Self::Orchestrator => {
-                attrs.push(RadiusAttr::CiscoAvPair(format!("LOGIN:priv-lvl={}", role.priv_lvl)));
+                attrs.push(RadiusAttr::CiscoAvPair(format!(
+                    "LOGIN:priv-lvl={}",
+                    role.priv_lvl
+                )));
                 if !role.rbac_roles.is_empty() {
-                    attrs.push(RadiusAttr::CiscoAvPair(format!("LOGIN:rbac-roles={}", role.rbac_roles)));
+                    attrs.push(RadiusAttr::CiscoAvPair(format!(
+                        "LOGIN:rbac-roles={}",
+                        role.rbac_roles
+                    )));
                 }
                 if !role.rbac_aag.is_empty() {
-                    attrs.push(RadiusAttr::CiscoAvPair(format!("LOGIN:rbac-aag={}", role.rbac_aag)));
+                    attrs.push(RadiusAttr::CiscoAvPair(format!(
+                        "LOGIN:rbac-aag={}",
+                        role.rbac_aag
+                    )));
                 }
             }
             Self::CiscoIos => {
-                attrs.push(RadiusAttr::CiscoAvPair(format!("shell:priv-lvl={}", role.priv_lvl)));
+                attrs.push(RadiusAttr::CiscoAvPair(format!(
+                    "shell:priv-lvl={}",
+                    role.priv_lvl
+                )));
             }
         }
         attrs
@@ -160,7 +174,12 @@ impl Renderings {
                 table
                     .roles()
                     .iter()
-                    .map(|r| p.tacacs_args(r).into_iter().map(String::into_boxed_str).collect())
+                    .map(|r| {
+                        p.tacacs_args(r)
+                            .into_iter()
+                            .map(String::into_boxed_str)
+                            .collect()
+                    })
                     .collect()
             })
             .collect();
@@ -209,14 +228,22 @@ mod tests {
         );
         assert_eq!(
             Profile::Orchestrator.tacacs_args(&admin()),
-            ["priv-lvl=15", "role=admin", "rbac-roles=OverlayAdmin", "rbac-aag=Global"]
+            [
+                "priv-lvl=15",
+                "role=admin",
+                "rbac-roles=OverlayAdmin",
+                "rbac-aag=Global"
+            ]
         );
     }
 
     #[test]
     fn cisco_ios_renders_shell_priv_lvl() {
         let attrs = Profile::CiscoIos.radius_attributes(&admin());
-        assert_eq!(attrs[1], RadiusAttr::CiscoAvPair("shell:priv-lvl=15".into()));
+        assert_eq!(
+            attrs[1],
+            RadiusAttr::CiscoAvPair("shell:priv-lvl=15".into())
+        );
     }
 
     #[test]

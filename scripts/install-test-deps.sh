@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs beyond cargo: independent RADIUS and
+# TACACS+ clients (Debian freeradius-utils, PyPI pyrad and tacacs_plus), the
+# Debian FreeRADIUS dictionaries (real-world input for our dictionary loader),
+# and cargo-fuzz for the fuzz smoke runs. Idempotent: it only installs what is
+# missing, so a second run costs seconds.
+set -euo pipefail
+
+need_apt=()
+command -v radclient >/dev/null 2>&1 || need_apt+=(freeradius-utils)
+[ -f /usr/share/freeradius/dictionary ] || need_apt+=(freeradius-common)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "install-test-deps: apt-get install ${need_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+py_missing=()
+python3 -c 'import pyrad' 2>/dev/null || py_missing+=("pyrad==2.6.0")
+python3 -c 'import tacacs_plus' 2>/dev/null || py_missing+=("tacacs_plus==2.6")
+if [ ${#py_missing[@]} -gt 0 ]; then
+    echo "install-test-deps: pip install ${py_missing[*]}"
+    python3 -m pip install --quiet --disable-pip-version-check "${py_missing[@]}"
+fi
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "install-test-deps: cargo install cargo-fuzz"
+    cargo install --quiet --locked cargo-fuzz
+fi
+echo "install-test-deps: ok"

@@ -1,0 +1,190 @@
+//! Starts the real `portcullis` binary on a copy of the demo configuration
+//! with every port rewritten to 0, learns the bound addresses from its
+//! `--print-addresses` line, and follows its log through a channel so tests
+//! wait for events instead of sleeping.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+pub const DEMO: &str = include_str!("../../examples/portcullis.toml");
+pub const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+
+/// How long any single wait in a test may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The demo configuration, made runnable from a temporary directory: ports
+/// 0, absolute dictionary path, private data directory.
+pub fn demo_config(dir: &Path) -> String {
+    DEMO.replace("127.0.0.1:1812", "127.0.0.1:0")
+        .replace("127.0.0.1:1813", "127.0.0.1:0")
+        .replace("127.0.0.1:4949", "127.0.0.1:0")
+        .replace("127.0.0.1:8080", "127.0.0.1:0")
+        .replace(
+            "\"../dictionaries\"",
+            &format!("{:?}", repo().join("dictionaries").display().to_string()),
+        )
+        .replace(
+            "\"../target/demo-data\"",
+            &format!("{:?}", dir.join("data").display().to_string()),
+        )
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Addrs {
+    pub http: Option<SocketAddr>,
+    pub radius_auth: Option<SocketAddr>,
+    pub radius_acct: Option<SocketAddr>,
+    pub tacacs: Option<SocketAddr>,
+}
+
+/// A running server; killed on drop.
+pub struct Running {
+    pub child: Child,
+    pub addrs: Addrs,
+    pub config: PathBuf,
+    pub dir: tempfile::TempDir,
+    log: Receiver<String>,
+}
+
+impl Running {
+    /// Starts the server on `config_text` (written to a temp dir).
+    pub fn start(config_text: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, config_text)
+    }
+
+    pub fn start_demo() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let text = demo_config(dir.path());
+        Self::start_in(dir, &text)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, config_text: &str) -> Self {
+        let config = dir.path().join("portcullis.toml");
+        std::fs::write(&config, config_text).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["serve", "--print-addresses", "--config"])
+            .arg(&config)
+            .env("PORTCULLIS_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn portcullis");
+        let (tx, log) = channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("E2E_VERBOSE").is_some() {
+                    eprintln!("[server] {line}");
+                }
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap();
+        assert!(
+            !first.is_empty(),
+            "server exited before listening; log:\n{}",
+            log.try_iter().collect::<Vec<_>>().join("\n")
+        );
+        let addrs: Addrs = serde_json::from_str(&first).expect("address line");
+        Self {
+            child,
+            addrs,
+            config,
+            dir,
+            log,
+        }
+    }
+
+    /// Waits for a log line containing `needle`; returns it.
+    pub fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("no log line containing {needle:?} within {WAIT:?}")
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("server exited while waiting for {needle:?}")
+                }
+            }
+        }
+    }
+
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety effects.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        http_get(self.addrs.http.expect("http listener"), path)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 GET, enough for /metrics and /healthz.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&addr, WAIT).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Runs the binary to completion; returns (exit code, stdout, stderr).
+pub fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A Prometheus sample value by exact series name (with labels).
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}

@@ -1,0 +1,5 @@
+//! End-to-end tests: the real binary over real sockets on loopback, ports 0.
+mod cli;
+mod config;
+mod harness;
+mod reload;
