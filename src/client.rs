@@ -2,6 +2,7 @@
 //! network first, each with its RADIUS secret, TACACS+ key and vendor profile.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -10,7 +11,8 @@ use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
 pub struct Client {
-    pub name: Box<str>,
+    /// Shared so metrics can label by it without copying.
+    pub name: Arc<str>,
     pub networks: Vec<IpNet>,
     pub radius_secret: Option<Secret>,
     pub tacacs_key: Option<Secret>,
@@ -34,7 +36,7 @@ impl ClientTable {
             .enumerate()
             .flat_map(|(i, c)| c.networks.iter().map(move |n| (*n, i)))
             .collect();
-        index.sort_by(|a, b| b.0.prefix_len().cmp(&a.0.prefix_len()));
+        index.sort_by_key(|e| std::cmp::Reverse(e.0.prefix_len()));
         Self { clients, index }
     }
 

@@ -24,7 +24,7 @@ pub fn explain(
 ) -> Explanation {
     let mut out = String::new();
     let t = &config.policy;
-    let client_ip = client.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let client_ip = client.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
     let client = config.clients.lookup(client_ip);
     let _ = writeln!(out, "user:        {user}");
     match client {

@@ -24,5 +24,6 @@ pub mod http;
 pub mod metrics;
 pub mod policy;
 pub mod profile;
+pub mod radius;
 pub mod secret;
 pub mod server;

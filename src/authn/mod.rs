@@ -134,6 +134,12 @@ impl LocalUsers {
         }
     }
 
+    /// Whether (user, password) passed argon2 recently: the fast path that
+    /// lets a repeat login skip the blocking pool entirely.
+    pub fn cached(&self, name: &str, password: &[u8]) -> bool {
+        self.cache.contains(&self.cache.fingerprint(name, password))
+    }
+
     /// The cleartext-equivalent for CHAP / MS-CHAP, for an enabled user who
     /// opted in.
     pub fn cleartext(&self, name: &str) -> Result<(&LocalUser, &Secret), AuthnError> {

@@ -101,7 +101,7 @@ impl<'a> Locator<'a> {
     /// A TOML syntax or type error from the deserializer. The key is worked
     /// out from the text: the nearest table header above plus the key on the
     /// offending line, since toml's message alone does not always name it.
-    pub(crate) fn from_toml(&self, err: &toml::de::Error) -> ConfigError {
+    pub(crate) fn toml_error(&self, err: &toml::de::Error) -> ConfigError {
         let span = err.span().unwrap_or(0..0);
         let (line, col) = self.line_col(span.start);
         let key = self.key_at(span.start);

@@ -153,7 +153,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Loaded, ConfigErrors> 
     };
     let raw: RawConfig = match toml::from_str(text) {
         Ok(r) => r,
-        Err(e) => return Err(ConfigErrors(vec![cx.loc.from_toml(&e)])),
+        Err(e) => return Err(ConfigErrors(vec![cx.loc.toml_error(&e)])),
     };
 
     let listen = listen(&mut cx, &raw.listen);

@@ -3,6 +3,8 @@
 //! `--print-addresses` line, and follows its log through a channel so tests
 //! wait for events instead of sleeping.
 
+#![allow(dead_code)] // helpers used by the protocol tests as they land
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

@@ -1,4 +1,5 @@
 //! End-to-end tests: the real binary over real sockets on loopback, ports 0.
+#![allow(unreachable_pub)]
 mod cli;
 mod config;
 mod harness;

@@ -1,0 +1,9 @@
+//! RADIUS (RFC 2865 authentication, RFC 2866 accounting, RFC 3579
+//! Message-Authenticator, RFC 5080 duplicate detection, RFC 5997
+//! Status-Server). `dict` and `codec` are pure; `service` decides; `engine`
+//! moves datagrams.
+
+pub mod dedup;
+pub mod dict;
+pub mod metrics;
+pub mod udp;
