@@ -15,6 +15,8 @@ pub struct Client {
     pub name: Arc<str>,
     pub networks: Vec<IpNet>,
     pub radius_secret: Option<Secret>,
+    /// The RADIUS secret with its HMAC and MD5 states pre-keyed.
+    pub radius: Option<crate::radius::codec::Secret>,
     pub tacacs_key: Option<Secret>,
     pub profile: Profile,
     pub require_message_authenticator: bool,
@@ -90,6 +92,7 @@ mod tests {
             name: name.into(),
             networks: nets.iter().map(|n| n.parse().unwrap()).collect(),
             radius_secret: None,
+            radius: None,
             tacacs_key: None,
             profile: Profile::Orchestrator,
             require_message_authenticator: true,

@@ -251,8 +251,9 @@ fn serve(path: PathBuf, format: LogFormat, print_addresses: bool) -> anyhow::Res
         // Handlers go in before anything announces readiness: a SIGHUP that
         // arrived earlier would otherwise kill the process (default action).
         let sigs = Signals::install().context("installing signal handlers")?;
-        let listen = loaded.config.listen.clone();
-        let bound = Bound::bind(&listen).await.context("binding listeners")?;
+        let bound = Bound::bind(&loaded.config)
+            .await
+            .context("binding listeners")?;
         let server = Server::new(loaded.config, Metrics::new());
         let addrs = bound.addrs();
         info!(

@@ -25,6 +25,7 @@ pub struct Metrics {
     pub reload_failure: Counter,
     pub config_generation: Gauge,
     pub authn: PoolMetrics,
+    pub radius: crate::radius::metrics::RadiusMetrics,
 }
 
 impl Default for Metrics {
@@ -61,7 +62,9 @@ impl Metrics {
             config_generation.clone(),
         );
         let authn = PoolMetrics::register(&mut registry);
+        let radius = crate::radius::metrics::RadiusMetrics::register(&mut registry);
         Self {
+            radius,
             registry,
             reload_success,
             reload_failure,

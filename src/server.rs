@@ -13,8 +13,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::authn::Argon2Pool;
-use crate::config::{self, Config, ConfigErrors, Listen};
+use crate::config::{self, Config, ConfigErrors};
 use crate::metrics::Metrics;
+use crate::radius::engine::Port;
 
 /// What every listener shares.
 #[derive(Debug)]
@@ -118,7 +119,13 @@ pub struct BoundAddrs {
 }
 
 impl Bound {
-    pub async fn bind(listen: &Listen) -> std::io::Result<Self> {
+    pub async fn bind(config: &Config) -> std::io::Result<Self> {
+        let listen = &config.listen;
+        let r = &config.radius;
+        let udp = |a: Option<SocketAddr>| match a {
+            Some(a) => crate::radius::udp::bind_reuseport(a, r.workers, r.recv_buffer),
+            None => Ok(Vec::new()),
+        };
         let http = match listen.http {
             Some(a) => Some(TcpListener::bind(a).await?),
             None => None,
@@ -129,8 +136,8 @@ impl Bound {
         };
         Ok(Self {
             http,
-            radius_auth: Vec::new(),
-            radius_acct: Vec::new(),
+            radius_auth: udp(listen.radius_auth)?,
+            radius_acct: udp(listen.radius_acct)?,
             tacacs,
         })
     }
@@ -155,6 +162,25 @@ pub async fn run(
     let mut tasks: JoinSet<std::io::Result<()>> = JoinSet::new();
     if let Some(l) = bound.http {
         tasks.spawn(crate::http::serve(l, server.clone(), stop.clone()));
+    }
+    if !bound.radius_auth.is_empty() || !bound.radius_acct.is_empty() {
+        let service = Arc::new(crate::radius::service::Service::new(
+            server.clone(),
+            server.metrics().radius.clone(),
+        ));
+        for (sockets, port) in [
+            (bound.radius_auth, Port::Auth),
+            (bound.radius_acct, Port::Acct),
+        ] {
+            for s in sockets {
+                tasks.spawn(crate::radius::engine::run_worker(
+                    s,
+                    port,
+                    service.clone(),
+                    stop.clone(),
+                ));
+            }
+        }
     }
     while let Some(res) = tasks.join_next().await {
         match res {

@@ -602,6 +602,9 @@ fn clients(cx: &mut Ctx<'_>, raw: &[RawClient]) -> Vec<Client> {
         out.push(Client {
             name: name.as_str().into(),
             networks,
+            radius: radius_secret
+                .as_ref()
+                .map(|s| crate::radius::codec::Secret::new(s.expose())),
             radius_secret,
             tacacs_key,
             profile,

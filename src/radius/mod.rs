@@ -3,7 +3,10 @@
 //! Status-Server). `dict` and `codec` are pure; `service` decides; `engine`
 //! moves datagrams.
 
+pub mod codec;
 pub mod dedup;
 pub mod dict;
+pub mod engine;
 pub mod metrics;
+pub mod service;
 pub mod udp;

@@ -1,0 +1,170 @@
+//! The thin I/O layer: one tokio task per `SO_REUSEPORT` socket receives a
+//! datagram into a fixed buffer, asks the service, and sends the reply from
+//! another fixed buffer. Requests that need argon2 continue in their own task
+//! so one slow password never stalls the socket. Knows nothing about roles.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::warn;
+
+use super::dedup::{DedupKey, DedupTable, Seen};
+use super::service::{Service, Step};
+
+/// RFC 2865 §3: a RADIUS packet is at most 4096 bytes.
+const MAX_PACKET: usize = 4096;
+/// Duplicate-table slots per worker.
+const DEDUP_SLOTS: usize = 4096;
+/// Deferred replies waiting to be recorded in the duplicate table; beyond
+/// this, a finished reply just is not cached (it was still sent).
+const DONE_QUEUE: usize = 4096;
+
+/// Which port a worker serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Port {
+    Auth,
+    Acct,
+}
+
+/// Runs one worker until `stop`, then waits for its deferred requests.
+pub async fn run_worker(
+    socket: std::net::UdpSocket,
+    port: Port,
+    service: Arc<Service>,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let socket = Arc::new(UdpSocket::from_std(socket)?);
+    let window = service.server().config().radius.duplicate_window;
+    let mut dedup = DedupTable::new(DEDUP_SLOTS, window);
+    let (done_tx, mut done_rx) = mpsc::channel::<(DedupKey, Vec<u8>)>(DONE_QUEUE);
+    let tracker = TaskTracker::new();
+    let mut inbuf = [0u8; MAX_PACKET];
+    let mut outbuf = [0u8; MAX_PACKET];
+    loop {
+        let (n, src) = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            Some((key, reply)) = done_rx.recv() => {
+                dedup.complete(&key, &reply);
+                continue;
+            }
+            r = socket.recv_from(&mut inbuf) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // ICMP errors from earlier sends surface here on Linux;
+                    // they say nothing about this socket's health.
+                    warn!(error = %e, "radius recv");
+                    continue;
+                }
+            },
+        };
+        let received = Instant::now();
+        handle(
+            &service,
+            port,
+            &socket,
+            &mut dedup,
+            &done_tx,
+            &tracker,
+            &inbuf[..n],
+            src,
+            &mut outbuf,
+            received,
+        )
+        .await;
+    }
+    tracker.close();
+    tracker.wait().await;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn handle(
+    service: &Arc<Service>,
+    port: Port,
+    socket: &Arc<UdpSocket>,
+    dedup: &mut DedupTable,
+    done_tx: &mpsc::Sender<(DedupKey, Vec<u8>)>,
+    tracker: &TaskTracker,
+    req: &[u8],
+    src: SocketAddr,
+    out: &mut [u8; MAX_PACKET],
+    received: Instant,
+) {
+    let metrics = service.metrics();
+    // Identifier and authenticator sit at fixed offsets; a packet too short
+    // for them is rejected by the codec below.
+    let key = (req.len() >= 20).then(|| {
+        let mut authenticator = [0u8; 16];
+        authenticator.copy_from_slice(&req[4..20]);
+        DedupKey {
+            src,
+            id: req[1],
+            authenticator,
+        }
+    });
+    if let Some(key) = &key {
+        match dedup.check(key, received) {
+            Seen::New => {}
+            Seen::InProgress => {
+                metrics.duplicates.inc();
+                return;
+            }
+            Seen::Replay(bytes) => {
+                metrics.duplicates.inc();
+                let _ = socket.send_to(bytes, src).await;
+                return;
+            }
+        }
+    }
+    let config = service.server().config_arc();
+    let step = match port {
+        Port::Auth => service.handle_auth(&config, src, req, out, received),
+        Port::Acct => service.handle_acct(&config, src, req, out, received),
+    };
+    match step {
+        Step::Reply(n) => {
+            if let Some(key) = &key {
+                dedup.complete(key, &out[..n]);
+            }
+            send(socket, &out[..n], src).await;
+            metrics.latency.observe(received.elapsed().as_secs_f64());
+        }
+        Step::Drop(reason) => {
+            if let Some(key) = &key {
+                dedup.forget(key);
+            }
+            metrics.drop(reason);
+        }
+        Step::Verify(deferred) => {
+            let service = service.clone();
+            let socket = socket.clone();
+            let done_tx = done_tx.clone();
+            tracker.spawn(async move {
+                let mut out = [0u8; MAX_PACKET];
+                let n = service.finish(&deferred, &mut out).await;
+                if let Some(n) = n {
+                    send(&socket, &out[..n], src).await;
+                    service
+                        .metrics()
+                        .latency
+                        .observe(deferred.received.elapsed().as_secs_f64());
+                    if let Some(key) = key {
+                        let _ = done_tx.try_send((key, out[..n].to_vec()));
+                    }
+                }
+            });
+        }
+    }
+}
+
+async fn send(socket: &UdpSocket, bytes: &[u8], dst: SocketAddr) {
+    if let Err(e) = socket.send_to(bytes, dst).await {
+        warn!(error = %e, %dst, "radius send");
+    }
+}

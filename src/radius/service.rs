@@ -1,0 +1,398 @@
+//! One RADIUS request in, one decision and one reply out: client lookup,
+//! BlastRADIUS checks, the authentication method, the policy table, and the
+//! client's vendor profile. No sockets here; the engine feeds bytes and sends
+//! what comes back. Work that must wait for argon2 is handed back as a
+//! [`Deferred`] so the engine can run it off its receive loop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::{debug, info};
+
+use super::codec::mschap::{MsChapV2Success, mschapv2_verify};
+use super::codec::{self, Code, MAX_SALT_ENCRYPTED_LEN, Packet, ReplyWriter, Secret, attr};
+use super::metrics::{MethodLabels, Name, RadiusMetrics, RequestLabels};
+use crate::authn::AuthnError;
+use crate::client::Client;
+use crate::config::Config;
+use crate::policy::{ClientCtx, RoleId};
+use crate::server::Server;
+
+/// What the engine should do with a packet.
+pub enum Step {
+    /// A reply of this many bytes is in the output buffer.
+    Reply(usize),
+    /// Drop silently (RADIUS answers bad packets with silence), counted
+    /// under this reason.
+    Drop(&'static str),
+    /// A password that needs argon2: run [`Service::finish`] off the loop.
+    Verify(Box<Deferred>),
+}
+
+/// A PAP request waiting for argon2. Owns copies of what the reply needs,
+/// so it can outlive the receive buffer.
+pub struct Deferred {
+    config: Arc<Config>,
+    client: usize,
+    request: Vec<u8>,
+    user: Box<str>,
+    password: Vec<u8>,
+    pub received: Instant,
+}
+
+impl Drop for Deferred {
+    fn drop(&mut self) {
+        // Best-effort scrub of the cleartext password.
+        self.password.iter_mut().for_each(|b| *b = 0);
+    }
+}
+
+enum Verdict {
+    Accept {
+        role: RoleId,
+        mschap: Option<MsChapV2Success>,
+    },
+    Reject,
+}
+
+pub struct Service {
+    server: Arc<Server>,
+    metrics: RadiusMetrics,
+}
+
+impl Service {
+    pub fn new(server: Arc<Server>, metrics: RadiusMetrics) -> Self {
+        Self { server, metrics }
+    }
+
+    pub fn server(&self) -> &Arc<Server> {
+        &self.server
+    }
+
+    pub fn metrics(&self) -> &RadiusMetrics {
+        &self.metrics
+    }
+
+    /// Decodes and authenticates the envelope of any request: codec, known
+    /// client, and the per-code authenticator rules (RFC 2865/2866/3579/5997).
+    fn open<'p, 'c>(
+        &self,
+        config: &'c Config,
+        src: SocketAddr,
+        req: &'p [u8],
+    ) -> Result<(Packet<'p>, usize, &'c Client, &'c Secret), &'static str> {
+        let pkt = codec::decode(req).map_err(|e| e.label())?;
+        let ci = config
+            .clients
+            .lookup_index(src.ip())
+            .ok_or("unknown_client")?;
+        let client = config.clients.get(ci).ok_or("unknown_client")?;
+        let secret = client.radius.as_ref().ok_or("unknown_client")?;
+        // BlastRADIUS (CVE-2024-3596): a valid Message-Authenticator is what
+        // stops a forged Access-Accept, so requests without one are dropped
+        // unless this client is explicitly legacy.
+        if let Err(e) = codec::verify_request(&pkt, secret, client.require_message_authenticator) {
+            return Err(e.label());
+        }
+        Ok((pkt, ci, client, secret))
+    }
+
+    /// Handles a packet that arrived on the authentication port.
+    pub fn handle_auth(
+        &self,
+        config: &Arc<Config>,
+        src: SocketAddr,
+        req: &[u8],
+        out: &mut [u8],
+        received: Instant,
+    ) -> Step {
+        let (pkt, ci, client, secret) = match self.open(config, src, req) {
+            Ok(x) => x,
+            Err(reason) => return Step::Drop(reason),
+        };
+        match pkt.code() {
+            Code::ACCESS_REQUEST => {}
+            Code::STATUS_SERVER => {
+                // RFC 5997 §3: answered with an Access-Accept, no attributes of note.
+                self.count(client, "status_server", "accept");
+                return self.reply(
+                    config,
+                    client,
+                    secret,
+                    &pkt,
+                    Verdict::Reject,
+                    Code::ACCESS_ACCEPT,
+                    out,
+                );
+            }
+            _ => return Step::Drop("unexpected_code"),
+        }
+        let Some(user) = pkt
+            .attr(attr::USER_NAME)
+            .and_then(|u| std::str::from_utf8(u).ok())
+        else {
+            self.count(client, "access_request", "reject");
+            return self.reply(
+                config,
+                client,
+                secret,
+                &pkt,
+                Verdict::Reject,
+                Code::ACCESS_REJECT,
+                out,
+            );
+        };
+        let verdict = if let Some(hidden) = pkt.attr(attr::USER_PASSWORD) {
+            let mut buf = [0u8; codec::MAX_PASSWORD_LEN];
+            match codec::unhide_password(hidden, secret, pkt.authenticator(), &mut buf) {
+                Err(e) => return Step::Drop(e.label()),
+                Ok(password) => match config.users.active(user) {
+                    Err(e) => self.refuse("pap", user, client, e),
+                    Ok(_) if config.users.cached(user, password) => {
+                        self.server.pool().metrics().cache_hit();
+                        self.grant(config, client, user, None, "pap")
+                    }
+                    Ok(_) => {
+                        return Step::Verify(Box::new(Deferred {
+                            config: config.clone(),
+                            client: ci,
+                            request: req.to_vec(),
+                            user: user.into(),
+                            password: password.to_vec(),
+                            received,
+                        }));
+                    }
+                },
+            }
+        } else if pkt.attr(attr::CHAP_PASSWORD).is_some() {
+            match config.users.cleartext(user) {
+                Err(e) => self.refuse("chap", user, client, e),
+                Ok((_, clear)) => match codec::verify_chap(&pkt, clear.expose()) {
+                    Ok(true) => self.grant(config, client, user, None, "chap"),
+                    Ok(false) => self.refuse("chap", user, client, AuthnError::BadPassword),
+                    Err(e) => return Step::Drop(e.label()),
+                },
+            }
+        } else if let (Some(challenge), Some(response)) = (
+            pkt.vsa(attr::VENDOR_MICROSOFT, attr::ms::CHAP_CHALLENGE),
+            pkt.vsa(attr::VENDOR_MICROSOFT, attr::ms::CHAP2_RESPONSE),
+        ) {
+            match config.users.cleartext(user) {
+                Err(e) => self.refuse("mschapv2", user, client, e),
+                Ok((_, clear)) => {
+                    match mschapv2_verify(user.as_bytes(), clear.expose(), challenge, response) {
+                        Ok(Some(ok)) => self.grant(config, client, user, Some(ok), "mschapv2"),
+                        Ok(None) => self.refuse("mschapv2", user, client, AuthnError::BadPassword),
+                        Err(e) => return Step::Drop(e.label()),
+                    }
+                }
+            }
+        } else {
+            self.metrics
+                .auth
+                .get_or_create(&MethodLabels {
+                    method: "none",
+                    result: "no_supported_method",
+                })
+                .inc();
+            Verdict::Reject
+        };
+        self.answer(config, client, secret, &pkt, verdict, out)
+    }
+
+    /// Finishes a deferred PAP request: argon2 on the blocking pool, then
+    /// the reply. `None` means drop (shed under overload).
+    pub async fn finish(&self, d: &Deferred, out: &mut [u8]) -> Option<usize> {
+        let config = &d.config;
+        let client = config.clients.get(d.client)?;
+        let secret = client.radius.as_ref()?;
+        let pkt = codec::decode(&d.request).ok()?;
+        let verdict = match config
+            .users
+            .check_password(self.server.pool(), &d.user, &d.password)
+            .await
+        {
+            Ok(_) => self.grant(config, client, &d.user, None, "pap"),
+            Err(AuthnError::Overloaded) => {
+                self.metrics.drop("argon2_overloaded");
+                return None;
+            }
+            Err(e) => self.refuse("pap", &d.user, client, e),
+        };
+        match self.answer(config, client, secret, &pkt, verdict, out) {
+            Step::Reply(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    fn grant(
+        &self,
+        config: &Config,
+        client: &Client,
+        user: &str,
+        mschap: Option<MsChapV2Success>,
+        method: &'static str,
+    ) -> Verdict {
+        let Some(u) = config.users.get(user) else {
+            return self.refuse(method, user, client, AuthnError::UnknownUser);
+        };
+        match config
+            .policy
+            .decide(&u.identity(), &ClientCtx { name: &client.name })
+        {
+            Ok(g) => {
+                self.metrics
+                    .auth
+                    .get_or_create(&MethodLabels {
+                        method,
+                        result: "accept",
+                    })
+                    .inc();
+                debug!(user, client = %client.name, role = %g.role.name, method, "radius accept");
+                Verdict::Accept {
+                    role: g.role_id,
+                    mschap,
+                }
+            }
+            Err(r) => {
+                self.metrics
+                    .auth
+                    .get_or_create(&MethodLabels {
+                        method,
+                        result: r.label(),
+                    })
+                    .inc();
+                info!(user, client = %client.name, reason = %r, method, "radius reject");
+                Verdict::Reject
+            }
+        }
+    }
+
+    fn refuse(&self, method: &'static str, user: &str, client: &Client, e: AuthnError) -> Verdict {
+        self.metrics
+            .auth
+            .get_or_create(&MethodLabels {
+                method,
+                result: e.label(),
+            })
+            .inc();
+        info!(user, client = %client.name, reason = %e, method, "radius reject");
+        Verdict::Reject
+    }
+
+    fn answer(
+        &self,
+        config: &Config,
+        client: &Client,
+        secret: &Secret,
+        pkt: &Packet<'_>,
+        verdict: Verdict,
+        out: &mut [u8],
+    ) -> Step {
+        let (code, result) = match verdict {
+            Verdict::Accept { .. } => (Code::ACCESS_ACCEPT, "accept"),
+            Verdict::Reject => (Code::ACCESS_REJECT, "reject"),
+        };
+        self.count(client, "access_request", result);
+        self.reply(config, client, secret, pkt, verdict, code, out)
+    }
+
+    /// Writes the reply: Message-Authenticator first (BlastRADIUS), then the
+    /// role's pre-rendered attributes, method extras, and Proxy-State echoes.
+    #[allow(clippy::too_many_arguments)]
+    fn reply(
+        &self,
+        config: &Config,
+        client: &Client,
+        secret: &Secret,
+        pkt: &Packet<'_>,
+        verdict: Verdict,
+        code: Code,
+        out: &mut [u8],
+    ) -> Step {
+        let written = (|| {
+            let mut w = ReplyWriter::new_with_message_authenticator(out, code, pkt.identifier())?;
+            if let Verdict::Accept { role, mschap } = verdict {
+                w.put_raw(config.renderings.radius(client.profile, role))?;
+                if let Some(ok) = mschap {
+                    w.put_vsa(
+                        attr::VENDOR_MICROSOFT,
+                        attr::ms::CHAP2_SUCCESS,
+                        &ok.success_value(),
+                    )?;
+                    let keys = ok.mppe_keys();
+                    let salt: u16 = rand::random();
+                    let mut buf = [0u8; MAX_SALT_ENCRYPTED_LEN];
+                    let send = codec::salt_encrypt(
+                        &keys.send,
+                        salt,
+                        secret,
+                        pkt.authenticator(),
+                        &mut buf,
+                    )?;
+                    w.put_vsa(attr::VENDOR_MICROSOFT, attr::ms::MPPE_SEND_KEY, send)?;
+                    // Each key needs its own salt (RFC 2548 §2.4.2).
+                    let recv = codec::salt_encrypt(
+                        &keys.recv,
+                        salt.wrapping_add(1),
+                        secret,
+                        pkt.authenticator(),
+                        &mut buf,
+                    )?;
+                    w.put_vsa(attr::VENDOR_MICROSOFT, attr::ms::MPPE_RECV_KEY, recv)?;
+                    // Encryption allowed; 40- or 128-bit (RFC 2548 §2.4.4, §2.4.5).
+                    w.put_vsa(
+                        attr::VENDOR_MICROSOFT,
+                        attr::ms::MPPE_ENCRYPTION_POLICY,
+                        &1u32.to_be_bytes(),
+                    )?;
+                    w.put_vsa(
+                        attr::VENDOR_MICROSOFT,
+                        attr::ms::MPPE_ENCRYPTION_TYPES,
+                        &6u32.to_be_bytes(),
+                    )?;
+                }
+            }
+            w.copy_proxy_state(pkt)?;
+            w.finish(secret, pkt.authenticator())
+        })();
+        match written {
+            Ok(n) => Step::Reply(n),
+            Err(e) => Step::Drop(e.label()),
+        }
+    }
+
+    fn count(&self, client: &Client, kind: &'static str, result: &'static str) {
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                client: Name(client.name.clone()),
+                r#type: kind,
+                result,
+            })
+            .inc();
+    }
+
+    /// Handles a packet that arrived on the accounting port.
+    pub fn handle_acct(
+        &self,
+        config: &Arc<Config>,
+        src: SocketAddr,
+        req: &[u8],
+        _out: &mut [u8],
+        _received: Instant,
+    ) -> Step {
+        let (pkt, _, client, _) = match self.open(config, src, req) {
+            Ok(x) => x,
+            Err(reason) => return Step::Drop(reason),
+        };
+        if pkt.code() != Code::ACCOUNTING_REQUEST {
+            return Step::Drop("unexpected_code");
+        }
+        // Never acknowledge what is not durably stored: until the store is
+        // wired in, accounting is dropped (the appliance retransmits).
+        self.count(client, "accounting_request", "dropped");
+        Step::Drop("accounting_unavailable")
+    }
+}
