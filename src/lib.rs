@@ -27,3 +27,4 @@ pub mod profile;
 pub mod radius;
 pub mod secret;
 pub mod server;
+pub mod tacacs;

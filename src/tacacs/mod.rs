@@ -1,0 +1,5 @@
+//! TACACS+ (RFC 8907): `codec` is pure; `session` runs the authentication
+//! conversation; `service` answers authorization and accounting from the
+//! policy table; `engine` owns the TCP connections.
+
+pub mod codec;
