@@ -26,6 +26,7 @@ pub struct Metrics {
     pub config_generation: Gauge,
     pub authn: PoolMetrics,
     pub radius: crate::radius::metrics::RadiusMetrics,
+    pub tacacs: crate::tacacs::metrics::TacacsMetrics,
 }
 
 impl Default for Metrics {
@@ -63,8 +64,10 @@ impl Metrics {
         );
         let authn = PoolMetrics::register(&mut registry);
         let radius = crate::radius::metrics::RadiusMetrics::register(&mut registry);
+        let tacacs = crate::tacacs::metrics::TacacsMetrics::register(&mut registry);
         Self {
             radius,
+            tacacs,
             registry,
             reload_success,
             reload_failure,

@@ -163,6 +163,13 @@ pub async fn run(
     if let Some(l) = bound.http {
         tasks.spawn(crate::http::serve(l, server.clone(), stop.clone()));
     }
+    if let Some(l) = bound.tacacs {
+        let service = Arc::new(crate::tacacs::service::Service::new(
+            server.clone(),
+            server.metrics().tacacs.clone(),
+        ));
+        tasks.spawn(crate::tacacs::engine::run(l, service, stop.clone()));
+    }
     if !bound.radius_auth.is_empty() || !bound.radius_acct.is_empty() {
         let service = Arc::new(crate::radius::service::Service::new(
             server.clone(),

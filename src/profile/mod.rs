@@ -147,7 +147,7 @@ pub struct Renderings {
     /// `[profile][role]` → encoded RADIUS attributes.
     radius: Vec<Vec<Box<[u8]>>>,
     /// `[profile][role]` → TACACS+ AV pairs.
-    tacacs: Vec<Vec<Box<[Box<str>]>>>,
+    tacacs: Vec<Vec<Box<[Box<[u8]>]>>>,
 }
 
 impl Renderings {
@@ -177,7 +177,7 @@ impl Renderings {
                     .map(|r| {
                         p.tacacs_args(r)
                             .into_iter()
-                            .map(String::into_boxed_str)
+                            .map(|a| a.into_bytes().into_boxed_slice())
                             .collect()
                     })
                     .collect()
@@ -191,7 +191,7 @@ impl Renderings {
         &self.radius[profile.index()][usize::from(role)]
     }
 
-    pub fn tacacs(&self, profile: Profile, role: crate::policy::RoleId) -> &[Box<str>] {
+    pub fn tacacs(&self, profile: Profile, role: crate::policy::RoleId) -> &[Box<[u8]>] {
         &self.tacacs[profile.index()][usize::from(role)]
     }
 }

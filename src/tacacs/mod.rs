@@ -3,3 +3,6 @@
 //! policy table; `engine` owns the TCP connections.
 
 pub mod codec;
+pub mod engine;
+pub mod metrics;
+pub mod service;

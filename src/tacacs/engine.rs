@@ -1,0 +1,224 @@
+//! TCP for TACACS+: an accept loop with global and per-client connection
+//! limits, and a task per connection that frames packets, applies idle and
+//! read timeouts (so a silent or slow peer cannot hold a slot), de-obfuscates
+//! with the client's key and writes replies. Knows nothing about roles.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use super::codec::{FLAG_SINGLE_CONNECT, HEADER_LEN, Header, obfuscate};
+use super::service::{Conn, Outcome, Service};
+
+/// Bodies larger than this are refused before they are buffered.
+const MAX_BODY: u32 = 64 * 1024;
+
+/// Connections per client, for the per-client limit.
+#[derive(Default)]
+struct PerClient(Mutex<HashMap<Arc<str>, usize>>);
+
+impl PerClient {
+    fn try_take(&self, name: &Arc<str>, max: usize) -> bool {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(name.clone()).or_insert(0);
+        if *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn give_back(&self, name: &Arc<str>) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(name) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(name);
+            }
+        }
+    }
+}
+
+/// Accepts until `stop`, then waits for open connections to finish the
+/// request they are in.
+pub async fn run(
+    listener: TcpListener,
+    service: Arc<Service>,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let max = service.server().config().tacacs.max_connections;
+    let slots = Arc::new(Semaphore::new(max));
+    let per_client = Arc::new(PerClient::default());
+    let tracker = TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: log and keep accepting.
+                    warn!(error = %e, "tacacs+ accept");
+                    service.metrics().error("accept_failed");
+                    continue;
+                }
+            },
+        };
+        let metrics = service.metrics();
+        let config = service.server().config();
+        let Some(client) = config
+            .clients
+            .lookup(peer.ip())
+            .filter(|c| c.tacacs_key.is_some())
+        else {
+            debug!(%peer, "tacacs+ connection from unknown client");
+            metrics.error("unknown_client");
+            continue;
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            metrics.error("connection_limit");
+            continue;
+        };
+        let name = client.name.clone();
+        if !per_client.try_take(&name, config.tacacs.max_connections_per_client) {
+            metrics.error("client_connection_limit");
+            continue;
+        }
+        drop(config);
+        metrics.connections.inc();
+        metrics.connections_open.inc();
+        let service = service.clone();
+        let per_client = per_client.clone();
+        let stop = stop.clone();
+        tracker.spawn(async move {
+            let reason = connection(stream, peer, &service, &stop).await;
+            if let Some(reason) = reason {
+                service.metrics().error(reason);
+            }
+            service.metrics().connections_open.dec();
+            per_client.give_back(&name);
+            drop(permit);
+        });
+    }
+    tracker.close();
+    tracker.wait().await;
+    Ok(())
+}
+
+/// Serves one connection; returns why it was closed when that is worth
+/// counting.
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    service: &Service,
+    stop: &CancellationToken,
+) -> Option<&'static str> {
+    let _ = stream.set_nodelay(true);
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut out = Vec::with_capacity(1024);
+    let mut conn = Conn::default();
+    let mut single_connect: Option<bool> = None;
+    loop {
+        // Read until one whole packet is buffered.
+        let (header, total) = loop {
+            match Header::check(&buf, MAX_BODY) {
+                Ok(Some(x)) => break x,
+                Ok(None) => {}
+                Err(e) => return Some(e.label()),
+            }
+            let config = service.server().config();
+            let limit = if buf.is_empty() {
+                config.tacacs.idle_timeout
+            } else {
+                config.tacacs.read_timeout
+            };
+            drop(config);
+            let read = tokio::select! {
+                _ = stop.cancelled() => return None,
+                r = timeout(limit, stream.read_buf(&mut buf)) => r,
+            };
+            match read {
+                Ok(Ok(0)) => {
+                    return if buf.is_empty() {
+                        None
+                    } else {
+                        Some("truncated_packet")
+                    };
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => return Some("read_error"),
+                Err(_) if buf.is_empty() => return Some("idle_timeout"),
+                Err(_) => return Some("read_timeout"),
+            }
+        };
+        let started = Instant::now();
+        let mut packet = buf.split_to(total);
+        // The client and its key are looked up per packet, so a reload that
+        // changes a key applies to open connections at their next packet.
+        let config = service.server().config_arc();
+        let Some(client) = config.clients.lookup(peer.ip()) else {
+            return Some("unknown_client");
+        };
+        let Some(key) = client.tacacs_key.as_ref() else {
+            return Some("unknown_client");
+        };
+        if header.unencrypted() && !client.allow_unencrypted_tacacs {
+            warn!(%peer, client = %client.name, "tacacs+ unencrypted packet refused");
+            return Some("unencrypted_refused");
+        }
+        let body = &mut packet[HEADER_LEN..];
+        if !header.unencrypted() {
+            obfuscate(body, &header, key.expose());
+        }
+        // Single-connection mode is offered by the client's first packet and
+        // echoed by us; it then holds for the connection (RFC 8907 §4.3).
+        let sc = *single_connect.get_or_insert(header.single_connect());
+        let reply_flags = if sc { FLAG_SINGLE_CONNECT } else { 0 };
+        let outcome = service
+            .handle(
+                &config,
+                client,
+                key.expose(),
+                &mut conn,
+                &header,
+                body,
+                reply_flags,
+                &mut out,
+            )
+            .await;
+        match outcome {
+            Outcome::Close(reason) => {
+                if matches!(reason, "length_mismatch" | "short_body") {
+                    // Garbage after de-obfuscation almost always means the
+                    // client and we disagree about the key.
+                    warn!(%peer, client = %client.name, "tacacs+ packet undecodable: wrong key?");
+                    return Some("bad_key_or_body");
+                }
+                return Some(reason);
+            }
+            Outcome::Done | Outcome::More => {
+                if stream.write_all(&out).await.is_err() {
+                    return Some("write_error");
+                }
+                service
+                    .metrics()
+                    .latency
+                    .observe(started.elapsed().as_secs_f64());
+                if outcome == Outcome::Done && !sc {
+                    // Without single-connect the connection serves one session.
+                    let _ = stream.shutdown().await;
+                    return None;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! TACACS+ counters: requests by client, packet type and result; connections
+//! open; drops and protocol errors by reason; latency.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::radius::metrics::Name;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub client: Name,
+    pub r#type: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug)]
+pub struct TacacsMetrics {
+    pub requests: Family<RequestLabels, Counter>,
+    pub errors: Family<ReasonLabels, Counter>,
+    pub connections_open: Gauge,
+    pub connections: Counter,
+    pub latency: Histogram,
+}
+
+impl TacacsMetrics {
+    pub fn register(reg: &mut Registry) -> Self {
+        let m = Self {
+            requests: Family::default(),
+            errors: Family::default(),
+            connections_open: Gauge::default(),
+            connections: Counter::default(),
+            latency: Histogram::new([
+                0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01,
+                0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ]),
+        };
+        reg.register(
+            "tacacs_requests",
+            "TACACS+ requests answered, by client, packet type and result",
+            m.requests.clone(),
+        );
+        reg.register(
+            "tacacs_errors",
+            "TACACS+ connections refused or closed and packets dropped, by reason",
+            m.errors.clone(),
+        );
+        reg.register(
+            "tacacs_connections_open",
+            "TACACS+ connections open now",
+            m.connections_open.clone(),
+        );
+        reg.register(
+            "tacacs_connections",
+            "TACACS+ connections accepted",
+            m.connections.clone(),
+        );
+        reg.register(
+            "tacacs_request_seconds",
+            "Time from a complete TACACS+ request to its reply being written",
+            m.latency.clone(),
+        );
+        m
+    }
+
+    pub fn error(&self, reason: &'static str) {
+        self.errors.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub fn request(&self, client: &std::sync::Arc<str>, kind: &'static str, result: &'static str) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                client: Name(client.clone()),
+                r#type: kind,
+                result,
+            })
+            .inc();
+    }
+}

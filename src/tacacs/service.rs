@@ -1,0 +1,763 @@
+//! TACACS+ requests to answers: the authentication conversation (ASCII
+//! login with prompts, PAP, CHAP, MS-CHAPv1/v2, enable), authorization from
+//! the policy table with per-role command rules, and accounting. The engine
+//! hands in de-obfuscated bodies and writes what this puts in `out`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tracing::{debug, info};
+
+use super::codec::*;
+use super::metrics::TacacsMetrics;
+use crate::authn::{AuthnError, LocalUser};
+use crate::client::Client;
+use crate::config::Config;
+use crate::policy::{Action as CmdAction, ClientCtx, Grant, MAX_WORDS};
+use crate::radius::codec::{chap_verify, mschap};
+use crate::server::Server;
+
+/// Sessions of one connection still in an authentication conversation.
+/// Bounded: a client cannot open unlimited half-finished logins.
+const MAX_OPEN_SESSIONS: usize = 64;
+/// ASCII prompts answered before a login is given up.
+const MAX_ASCII_ROUNDS: u8 = 6;
+
+#[derive(Debug)]
+enum Waiting {
+    User { start: StartInfo },
+    Pass { start: StartInfo, user: String },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct StartInfo {
+    service: AuthenService,
+    priv_lvl: u8,
+    rounds: u8,
+}
+
+#[derive(Debug)]
+struct Session {
+    /// The sequence number the client's next packet must carry.
+    next_seq: u8,
+    waiting: Waiting,
+}
+
+/// What one connection remembers between packets.
+#[derive(Debug, Default)]
+pub struct Conn {
+    sessions: HashMap<u32, Session>,
+}
+
+/// After a reply: whether the session it belonged to is over.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// `out` holds a reply; the session is finished.
+    Done,
+    /// `out` holds a reply; the session continues (more CONTINUEs expected).
+    More,
+    /// Nothing to send; close the connection (counted under this reason).
+    Close(&'static str),
+}
+
+pub struct Service {
+    server: Arc<Server>,
+    metrics: TacacsMetrics,
+}
+
+impl Service {
+    pub fn new(server: Arc<Server>, metrics: TacacsMetrics) -> Self {
+        Self { server, metrics }
+    }
+
+    pub fn server(&self) -> &Arc<Server> {
+        &self.server
+    }
+
+    pub fn metrics(&self) -> &TacacsMetrics {
+        &self.metrics
+    }
+
+    /// Answers one de-obfuscated packet. `reply_flags` carries the
+    /// single-connect flag when negotiated.
+    pub async fn handle(
+        &self,
+        config: &Config,
+        client: &Client,
+        key: &[u8],
+        conn: &mut Conn,
+        h: &Header,
+        body: &[u8],
+        reply_flags: u8,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let Ok(rh) = h.reply(reply_flags | (h.flags & FLAG_UNENCRYPTED)) else {
+            return Outcome::Close("bad_sequence");
+        };
+        match h.packet_type {
+            PacketType::Authentication => {
+                self.authentication(config, client, key, conn, h, &rh, body, out)
+                    .await
+            }
+            PacketType::Authorization => {
+                if h.seq_no != 1 {
+                    return Outcome::Close("bad_sequence");
+                }
+                match AuthorRequest::decode(body) {
+                    Ok(req) => self.authorization(config, client, key, &rh, &req, out),
+                    Err(e) => Outcome::Close(e.label()),
+                }
+            }
+            PacketType::Accounting => {
+                if h.seq_no != 1 {
+                    return Outcome::Close("bad_sequence");
+                }
+                match AcctRequest::decode(body) {
+                    Ok(req) => self.accounting(client, key, &rh, &req, out),
+                    Err(e) => Outcome::Close(e.label()),
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn authentication(
+        &self,
+        config: &Config,
+        client: &Client,
+        key: &[u8],
+        conn: &mut Conn,
+        h: &Header,
+        rh: &Header,
+        body: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        if h.seq_no == 1 {
+            // A new session; a START for one already open is a protocol error.
+            if conn.sessions.remove(&h.session_id).is_some() {
+                return self.authen_reply(
+                    client,
+                    key,
+                    rh,
+                    AuthenStatus::ERROR,
+                    0,
+                    b"session already open",
+                    out,
+                );
+            }
+            let start = match AuthenStart::decode(body) {
+                Ok(s) => s,
+                Err(e) => return Outcome::Close(e.label()),
+            };
+            return self
+                .start(config, client, key, conn, h, rh, &start, out)
+                .await;
+        }
+        let Some(session) = conn.sessions.remove(&h.session_id) else {
+            return self.authen_reply(
+                client,
+                key,
+                rh,
+                AuthenStatus::ERROR,
+                0,
+                b"no such session",
+                out,
+            );
+        };
+        if session.next_seq != h.seq_no {
+            return Outcome::Close("bad_sequence");
+        }
+        let cont = match AuthenContinue::decode(body) {
+            Ok(c) => c,
+            Err(e) => return Outcome::Close(e.label()),
+        };
+        if cont.aborted() {
+            self.metrics
+                .request(&client.name, "authentication", "abort");
+            return self.authen_reply(client, key, rh, AuthenStatus::FAIL, 0, b"aborted", out);
+        }
+        match session.waiting {
+            Waiting::User { mut start } => {
+                let user = String::from_utf8_lossy(cont.user_msg).trim().to_string();
+                start.rounds += 1;
+                if user.is_empty() {
+                    if start.rounds >= MAX_ASCII_ROUNDS {
+                        return self.authen_reply(
+                            client,
+                            key,
+                            rh,
+                            AuthenStatus::FAIL,
+                            0,
+                            b"no user name",
+                            out,
+                        );
+                    }
+                    let prompt = config.tacacs.username_prompt.as_bytes().to_vec();
+                    return self.ask(
+                        conn,
+                        client,
+                        key,
+                        h,
+                        rh,
+                        Waiting::User { start },
+                        &prompt,
+                        0,
+                        out,
+                    );
+                }
+                let prompt = config.tacacs.password_prompt.as_bytes().to_vec();
+                self.ask(
+                    conn,
+                    client,
+                    key,
+                    h,
+                    rh,
+                    Waiting::Pass { start, user },
+                    &prompt,
+                    REPLY_FLAG_NOECHO,
+                    out,
+                )
+            }
+            Waiting::Pass { start, user } => {
+                let result = self.check_password(config, &user, cont.user_msg).await;
+                self.finish_login(
+                    config,
+                    client,
+                    key,
+                    rh,
+                    &user,
+                    start.service,
+                    start.priv_lvl,
+                    result,
+                    "ascii",
+                    out,
+                )
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn start(
+        &self,
+        config: &Config,
+        client: &Client,
+        key: &[u8],
+        conn: &mut Conn,
+        h: &Header,
+        rh: &Header,
+        s: &AuthenStart<'_>,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        match s.action {
+            Action::LOGIN => {}
+            Action::CHPASS => {
+                self.metrics
+                    .request(&client.name, "authentication", "chpass_refused");
+                return self.authen_reply(
+                    client,
+                    key,
+                    rh,
+                    AuthenStatus::FAIL,
+                    0,
+                    b"Password changes are not supported here; ask your administrator.",
+                    out,
+                );
+            }
+            _ => {
+                return self.authen_reply(
+                    client,
+                    key,
+                    rh,
+                    AuthenStatus::FAIL,
+                    0,
+                    b"unsupported action",
+                    out,
+                );
+            }
+        }
+        let user = String::from_utf8_lossy(s.user).into_owned();
+        let start = StartInfo {
+            service: s.authen_service,
+            priv_lvl: s.priv_lvl,
+            rounds: 0,
+        };
+        match s.authen_type {
+            AuthenType::ASCII => {
+                if user.is_empty() {
+                    let mut prompt = Vec::new();
+                    if let Some(b) = &config.tacacs.banner {
+                        prompt.extend_from_slice(b.as_bytes());
+                        prompt.extend_from_slice(b"\n");
+                    }
+                    prompt.extend_from_slice(config.tacacs.username_prompt.as_bytes());
+                    self.ask(
+                        conn,
+                        client,
+                        key,
+                        h,
+                        rh,
+                        Waiting::User { start },
+                        &prompt,
+                        0,
+                        out,
+                    )
+                } else {
+                    let prompt = config.tacacs.password_prompt.as_bytes().to_vec();
+                    self.ask(
+                        conn,
+                        client,
+                        key,
+                        h,
+                        rh,
+                        Waiting::Pass { start, user },
+                        &prompt,
+                        REPLY_FLAG_NOECHO,
+                        out,
+                    )
+                }
+            }
+            AuthenType::PAP => {
+                let result = self.check_password(config, &user, s.data).await;
+                self.finish_login(
+                    config,
+                    client,
+                    key,
+                    rh,
+                    &user,
+                    s.authen_service,
+                    s.priv_lvl,
+                    result,
+                    "pap",
+                    out,
+                )
+            }
+            AuthenType::CHAP => {
+                // data = PPP id (1) || challenge || response (16), §5.4.2.3.
+                let result = match (config.users.cleartext(&user), s.data.len()) {
+                    (Err(e), _) => Err(e),
+                    (Ok(_), n) if n < 1 + 16 + 1 => Err(AuthnError::BadPassword),
+                    (Ok((u, clear)), n) => {
+                        let (challenge, response) = s.data[1..].split_at(n - 1 - 16);
+                        let mut chap = [0u8; 17];
+                        chap[0] = s.data[0];
+                        chap[1..].copy_from_slice(response);
+                        match chap_verify(&chap, challenge, clear.expose()) {
+                            Ok(true) => Ok(u),
+                            _ => Err(AuthnError::BadPassword),
+                        }
+                    }
+                };
+                self.finish_login(
+                    config,
+                    client,
+                    key,
+                    rh,
+                    &user,
+                    s.authen_service,
+                    s.priv_lvl,
+                    result,
+                    "chap",
+                    out,
+                )
+            }
+            AuthenType::MSCHAP => {
+                // data = id (1) || challenge (8) || response (49: LM 24, NT 24, flags), §5.4.2.4.
+                let result = match config.users.cleartext(&user) {
+                    Err(e) => Err(e),
+                    Ok((u, clear)) if s.data.len() == 1 + 8 + 49 => {
+                        let challenge: &[u8; 8] = s.data[1..9].try_into().expect("length checked");
+                        let nt: &[u8; 24] =
+                            s.data[9 + 24..9 + 48].try_into().expect("length checked");
+                        let nt_hash = mschap::nt_password_hash(clear.expose());
+                        if mschap::mschapv1_verify_nt_response(challenge, &nt_hash, nt) {
+                            Ok(u)
+                        } else {
+                            Err(AuthnError::BadPassword)
+                        }
+                    }
+                    Ok(_) => Err(AuthnError::BadPassword),
+                };
+                self.finish_login(
+                    config,
+                    client,
+                    key,
+                    rh,
+                    &user,
+                    s.authen_service,
+                    s.priv_lvl,
+                    result,
+                    "mschap",
+                    out,
+                )
+            }
+            AuthenType::MSCHAPV2 => {
+                // data = id (1) || challenge (16) || response (49: peer challenge 16,
+                // reserved 8, NT 24, flags), §5.4.2.5.
+                let result = match config.users.cleartext(&user) {
+                    Err(e) => Err(e),
+                    Ok((u, clear)) if s.data.len() == 1 + 16 + 49 => {
+                        let mut response = [0u8; 50];
+                        response[0] = s.data[0];
+                        response[2..50].copy_from_slice(&s.data[17..17 + 48]);
+                        match mschap::mschapv2_verify(
+                            s.user,
+                            clear.expose(),
+                            &s.data[1..17],
+                            &response,
+                        ) {
+                            Ok(Some(_)) => Ok(u),
+                            _ => Err(AuthnError::BadPassword),
+                        }
+                    }
+                    Ok(_) => Err(AuthnError::BadPassword),
+                };
+                self.finish_login(
+                    config,
+                    client,
+                    key,
+                    rh,
+                    &user,
+                    s.authen_service,
+                    s.priv_lvl,
+                    result,
+                    "mschapv2",
+                    out,
+                )
+            }
+            _ => {
+                self.metrics
+                    .request(&client.name, "authentication", "unsupported_type");
+                self.authen_reply(
+                    client,
+                    key,
+                    rh,
+                    AuthenStatus::FAIL,
+                    0,
+                    b"unsupported authentication type",
+                    out,
+                )
+            }
+        }
+    }
+
+    async fn check_password<'c>(
+        &self,
+        config: &'c Config,
+        user: &str,
+        password: &[u8],
+    ) -> Result<&'c LocalUser, AuthnError> {
+        config
+            .users
+            .check_password(self.server.pool(), user, password)
+            .await
+    }
+
+    /// Ends a login: policy decides, and an enable request passes only when
+    /// the role reaches the requested privilege level.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_login(
+        &self,
+        config: &Config,
+        client: &Client,
+        key: &[u8],
+        rh: &Header,
+        user: &str,
+        service: AuthenService,
+        priv_lvl: u8,
+        result: Result<&LocalUser, AuthnError>,
+        method: &'static str,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let u = match result {
+            Ok(u) => u,
+            Err(AuthnError::Overloaded) => return Outcome::Close("argon2_overloaded"),
+            Err(e) => {
+                info!(user, client = %client.name, reason = %e, method, "tacacs+ login refused");
+                self.metrics
+                    .request(&client.name, "authentication", e.label());
+                return self.authen_reply(
+                    client,
+                    key,
+                    rh,
+                    AuthenStatus::FAIL,
+                    0,
+                    b"Authentication failed",
+                    out,
+                );
+            }
+        };
+        let grant = match config
+            .policy
+            .decide(&u.identity(), &ClientCtx { name: &client.name })
+        {
+            Ok(g) => g,
+            Err(r) => {
+                info!(user, client = %client.name, reason = %r, method, "tacacs+ login refused");
+                self.metrics
+                    .request(&client.name, "authentication", r.label());
+                return self.authen_reply(
+                    client,
+                    key,
+                    rh,
+                    AuthenStatus::FAIL,
+                    0,
+                    b"Authentication failed",
+                    out,
+                );
+            }
+        };
+        if service == AuthenService::ENABLE && grant.role.priv_lvl < priv_lvl {
+            info!(user, client = %client.name, requested = priv_lvl, role = %grant.role.name, "tacacs+ enable refused");
+            self.metrics
+                .request(&client.name, "authentication", "enable_refused");
+            return self.authen_reply(
+                client,
+                key,
+                rh,
+                AuthenStatus::FAIL,
+                0,
+                b"Your role does not reach that privilege level",
+                out,
+            );
+        }
+        debug!(user, client = %client.name, role = %grant.role.name, method, "tacacs+ login");
+        self.metrics.request(&client.name, "authentication", "pass");
+        self.authen_reply(client, key, rh, AuthenStatus::PASS, 0, b"", out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn ask(
+        &self,
+        conn: &mut Conn,
+        client: &Client,
+        key: &[u8],
+        h: &Header,
+        rh: &Header,
+        waiting: Waiting,
+        prompt: &[u8],
+        flags: u8,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        if conn.sessions.len() >= MAX_OPEN_SESSIONS || h.seq_no >= 253 {
+            return self.authen_reply(
+                client,
+                key,
+                rh,
+                AuthenStatus::ERROR,
+                0,
+                b"too many open sessions",
+                out,
+            );
+        }
+        let status = match waiting {
+            Waiting::User { .. } => AuthenStatus::GETUSER,
+            Waiting::Pass { .. } => AuthenStatus::GETPASS,
+        };
+        conn.sessions.insert(
+            h.session_id,
+            Session {
+                next_seq: rh.seq_no + 1,
+                waiting,
+            },
+        );
+        match self.authen_reply(client, key, rh, status, flags, prompt, out) {
+            Outcome::Done => Outcome::More,
+            other => other,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn authen_reply(
+        &self,
+        _client: &Client,
+        key: &[u8],
+        rh: &Header,
+        status: AuthenStatus,
+        flags: u8,
+        msg: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let r = encode_packet(rh, key, out, |b| {
+            AuthenReply {
+                status,
+                flags,
+                server_msg: &msg[..msg.len().min(u16::MAX as usize)],
+                data: b"",
+            }
+            .encode(b)
+        });
+        match r {
+            Ok(()) => Outcome::Done,
+            Err(_) => Outcome::Close("encode_failed"),
+        }
+    }
+
+    fn authorization(
+        &self,
+        config: &Config,
+        client: &Client,
+        key: &[u8],
+        rh: &Header,
+        req: &AuthorRequest<'_>,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let user = String::from_utf8_lossy(req.user);
+        let mut service: &[u8] = b"";
+        let mut cmd: Option<&[u8]> = None;
+        let mut words: [&str; MAX_WORDS] = [""; MAX_WORDS];
+        let mut n = 1; // words[0] is the command itself
+        for a in req.args.iter() {
+            let Some((name, value, _)) = split_arg(a) else {
+                continue;
+            };
+            match name {
+                b"service" => service = value,
+                b"cmd" => cmd = Some(value),
+                b"cmd-arg" if value != b"<cr>" && n < MAX_WORDS => {
+                    words[n] = std::str::from_utf8(value).unwrap_or("\u{fffd}");
+                    n += 1;
+                }
+                _ => {}
+            }
+        }
+        let grant: Grant<'_> = match config.users.active(&user) {
+            Err(e) => return self.author_fail(client, key, rh, e.label(), &format!("{e}"), out),
+            Ok(u) => match config
+                .policy
+                .decide(&u.identity(), &ClientCtx { name: &client.name })
+            {
+                Ok(g) => g,
+                Err(r) => return self.author_fail(client, key, rh, r.label(), &r.to_string(), out),
+            },
+        };
+        if service != b"shell" {
+            let s = String::from_utf8_lossy(service);
+            return self.author_fail(
+                client,
+                key,
+                rh,
+                "service_not_granted",
+                &format!("service `{s}` is not granted to role {}", grant.role.name),
+                out,
+            );
+        }
+        let status_args = match cmd {
+            // A shell start (no command, or an empty one): the role's AV pairs.
+            None | Some(b"") => {
+                let args = config.renderings.tacacs(client.profile, grant.role_id);
+                self.metrics
+                    .request(&client.name, "authorization", "pass_add");
+                debug!(user = %user, client = %client.name, role = %grant.role.name, "tacacs+ shell authorized");
+                encode_packet(rh, key, out, |b| {
+                    AuthorResponse::encode(AuthorStatus::PASS_ADD, args, b"", b"", b)
+                })
+            }
+            Some(c) => {
+                words[0] = std::str::from_utf8(c).unwrap_or("\u{fffd}");
+                let v = grant.role.commands.check(&words[..n]);
+                let line = words[..n].join(" ");
+                if v.action == CmdAction::Permit {
+                    self.metrics
+                        .request(&client.name, "authorization", "command_permit");
+                    debug!(user = %user, command = %line, role = %grant.role.name, "tacacs+ command permitted");
+                    let none: [&str; 0] = [];
+                    encode_packet(rh, key, out, |b| {
+                        AuthorResponse::encode(AuthorStatus::PASS_ADD, &none, b"", b"", b)
+                    })
+                } else {
+                    info!(user = %user, client = %client.name, command = %line, role = %grant.role.name, "tacacs+ command denied");
+                    return self.author_fail(
+                        client,
+                        key,
+                        rh,
+                        "command_deny",
+                        &format!("command `{line}` denied for role {}: {v}", grant.role.name),
+                        out,
+                    );
+                }
+            }
+        };
+        match status_args {
+            Ok(()) => Outcome::Done,
+            Err(_) => Outcome::Close("encode_failed"),
+        }
+    }
+
+    fn author_fail(
+        &self,
+        client: &Client,
+        key: &[u8],
+        rh: &Header,
+        label: &'static str,
+        msg: &str,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        self.metrics.request(&client.name, "authorization", label);
+        let none: [&str; 0] = [];
+        match encode_packet(rh, key, out, |b| {
+            AuthorResponse::encode(AuthorStatus::FAIL, &none, msg.as_bytes(), b"", b)
+        }) {
+            Ok(()) => Outcome::Done,
+            Err(_) => Outcome::Close("encode_failed"),
+        }
+    }
+
+    fn accounting(
+        &self,
+        client: &Client,
+        key: &[u8],
+        rh: &Header,
+        req: &AcctRequest<'_>,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let kind = match req.flags & (ACCT_FLAG_START | ACCT_FLAG_STOP | ACCT_FLAG_WATCHDOG) {
+            ACCT_FLAG_START => "start",
+            ACCT_FLAG_STOP => "stop",
+            ACCT_FLAG_WATCHDOG => "watchdog",
+            f if f == ACCT_FLAG_START | ACCT_FLAG_WATCHDOG => "watchdog",
+            _ => {
+                self.metrics
+                    .request(&client.name, "accounting", "bad_flags");
+                return match encode_packet(rh, key, out, |b| {
+                    AcctReply {
+                        status: AcctStatus::ERROR,
+                        server_msg: b"invalid accounting flags",
+                        data: b"",
+                    }
+                    .encode(b)
+                }) {
+                    Ok(()) => Outcome::Done,
+                    Err(_) => Outcome::Close("encode_failed"),
+                };
+            }
+        };
+        let args: Vec<String> = req
+            .args
+            .iter()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        info!(
+            target: "portcullis::accounting",
+            protocol = "tacacs+",
+            client = %client.name,
+            user = %String::from_utf8_lossy(req.user),
+            port = %String::from_utf8_lossy(req.port),
+            rem_addr = %String::from_utf8_lossy(req.rem_addr),
+            kind,
+            args = ?args,
+            "accounting record"
+        );
+        self.metrics.request(&client.name, "accounting", kind);
+        match encode_packet(rh, key, out, |b| {
+            AcctReply {
+                status: AcctStatus::SUCCESS,
+                server_msg: b"",
+                data: b"",
+            }
+            .encode(b)
+        }) {
+            Ok(()) => Outcome::Done,
+            Err(_) => Outcome::Close("encode_failed"),
+        }
+    }
+}
