@@ -141,13 +141,16 @@ impl Profile {
     }
 }
 
+/// Pre-rendered TACACS+ AV pairs of one role.
+type AvPairs = Box<[Box<[u8]>]>;
+
 /// Every profile × role rendering, built with the table it belongs to.
 #[derive(Debug, Clone, Default)]
 pub struct Renderings {
     /// `[profile][role]` → encoded RADIUS attributes.
     radius: Vec<Vec<Box<[u8]>>>,
     /// `[profile][role]` → TACACS+ AV pairs.
-    tacacs: Vec<Vec<Box<[Box<[u8]>]>>>,
+    tacacs: Vec<Vec<AvPairs>>,
 }
 
 impl Renderings {

@@ -181,7 +181,7 @@ async fn connection(
         }
         // Single-connection mode is offered by the client's first packet and
         // echoed by us; it then holds for the connection (RFC 8907 §4.3).
-        let sc = *single_connect.get_or_insert(header.single_connect());
+        let sc = *single_connect.get_or_insert_with(|| header.single_connect());
         let reply_flags = if sc { FLAG_SINGLE_CONNECT } else { 0 };
         let outcome = service
             .handle(

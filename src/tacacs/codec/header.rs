@@ -113,7 +113,7 @@ impl Header {
     /// The header of the server's reply: same session, next sequence number
     /// (§4.1: clients send odd, servers even; 255 cannot be answered).
     pub fn reply(&self, flags: u8) -> Result<Self, DecodeError> {
-        if self.seq_no % 2 == 0 || self.seq_no == u8::MAX {
+        if self.seq_no.is_multiple_of(2) || self.seq_no == u8::MAX {
             return Err(DecodeError::BadSequence);
         }
         Ok(Self {
