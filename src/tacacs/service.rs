@@ -80,6 +80,7 @@ impl Service {
 
     /// Answers one de-obfuscated packet. `reply_flags` carries the
     /// single-connect flag when negotiated.
+    #[allow(clippy::too_many_arguments)]
     pub async fn handle(
         &self,
         config: &Config,
