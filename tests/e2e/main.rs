@@ -3,4 +3,5 @@
 mod cli;
 mod config;
 mod harness;
+mod radius;
 mod reload;
