@@ -100,10 +100,14 @@ pub async fn run(
         let per_client = per_client.clone();
         let stop = stop.clone();
         tracker.spawn(async move {
-            let reason = connection(stream, peer, &service, &stop).await;
+            let mut stream = stream;
+            let reason = connection(&mut stream, peer, &service, &stop).await;
+            // Counted before the socket closes, so whoever sees the close
+            // also sees the count.
             if let Some(reason) = reason {
                 service.metrics().error(reason);
             }
+            drop(stream);
             service.metrics().connections_open.dec();
             per_client.give_back(&name);
             drop(permit);
@@ -117,7 +121,7 @@ pub async fn run(
 /// Serves one connection; returns why it was closed when that is worth
 /// counting.
 async fn connection(
-    mut stream: TcpStream,
+    stream: &mut TcpStream,
     peer: SocketAddr,
     service: &Service,
     stop: &CancellationToken,

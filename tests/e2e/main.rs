@@ -5,3 +5,4 @@ mod config;
 mod harness;
 mod radius;
 mod reload;
+mod tacacs;
