@@ -77,6 +77,10 @@ pub(crate) struct Report {
     pub(crate) client_kernel_drops: Option<u64>,
     /// Whether replies had to carry a valid Message-Authenticator.
     pub(crate) reply_ma_required: bool,
+    /// This generator's CPU use (user + system) over the run, in cores: near
+    /// 1.0 means the generator, not the server, may have set the pace. Set
+    /// by drivers that measure it.
+    pub(crate) generator_cpu: Option<f64>,
 }
 
 /// Fields of [`Report`] a driver fills in besides the counters.
@@ -148,6 +152,7 @@ impl Report {
             server_kernel_drops: info.server_kernel_drops,
             client_kernel_drops: info.client_kernel_drops,
             reply_ma_required: info.reply_ma_required,
+            generator_cpu: None,
         }
     }
 
@@ -184,8 +189,11 @@ impl Report {
         println!(
             "  kernel drops: server port {}  generator sockets {}",
             drops(self.server_kernel_drops),
-            drops(self.client_kernel_drops)
+            drops(self.client_kernel_drops),
         );
+        if let Some(cpu) = self.generator_cpu {
+            println!("  generator CPU {:.0}% of one core", 100.0 * cpu);
+        }
         println!(
             "{}",
             serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
