@@ -35,7 +35,7 @@ OUTSTANDING=${OUTSTANDING:-32}
 SERVER_CPU=${SERVER_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
 SIDE_DURATION=${SIDE_DURATION:-5}   # half-peak, 512-outstanding, memory runs
-COLD_USERS=${COLD_USERS:-400}
+COLD_USERS=${COLD_USERS:-500}
 COLD_DURATION=${COLD_DURATION:-10}
 MEM_USERS=${MEM_USERS:-100000}
 FR_REF=${FR_REF:-$repo/../shared/reference/freeradius}
@@ -89,6 +89,7 @@ hz=$(getconf CLK_TCK)
 # --- helpers -------------------------------------------------------------------
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+cpu_lines() { grep -E "^cpu($SERVER_CPU|$LOAD_CPU) " /proc/stat; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 # run_load LABEL PID ARGS...: one generator run on LOAD_CPU; appends its JSON
@@ -96,27 +97,43 @@ rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 run_load() {
 	local label=$1 pid=$2
 	shift 2
-	local t0 t1 w0 w1 json
+	local t0 t1 w0 w1 s0 s1 json
 	t0=$(cpu_ticks "$pid")
+	s0=$(cpu_lines)
 	w0=$(date +%s%N)
 	json=$(taskset -c "$LOAD_CPU" "$load" radius --secret "$SECRET" "$@" | tail -n 1)
 	w1=$(date +%s%N)
+	s1=$(cpu_lines)
 	t1=$(cpu_ticks "$pid")
-	python3 - "$label" "$t0" "$t1" "$hz" "$w0" "$w1" "$json" >>"$results" <<'EOF'
+	python3 - "$label" "$t0" "$t1" "$hz" "$w0" "$w1" "$s0" "$s1" "$SERVER_CPU" "$json" >>"$results" <<'EOF'
 import json, sys
-label, t0, t1, hz, w0, w1, line = sys.argv[1:]
+label, t0, t1, hz, w0, w1, s0, s1, scpu, line = sys.argv[1:]
+hz, wall = int(hz), (int(w1) - int(w0)) / 1e9
 r = json.loads(line)
 r["label"] = label
-# Server CPU (all threads) over the generator's whole run, in cores.
-r["server_cpu"] = (int(t1) - int(t0)) / int(hz) / ((int(w1) - int(w0)) / 1e9)
+# The server process (all threads), in cores, over the generator's whole
+# run. Kernel work done in softirq context (loopback delivery) is not in it.
+r["server_cpu"] = (int(t1) - int(t0)) / hz / wall
+# /proc/stat per CPU: user nice system idle iowait irq softirq steal ...
+parse = lambda text: {l.split()[0]: list(map(int, l.split()[1:9])) for l in text.splitlines()}
+a, b = parse(s0), parse(s1)
+d = {c: [y - x for x, y in zip(a[c], b[c])] for c in a}
+v = d["cpu" + scpu]
+# How busy the server's core was: the server, softirqs, anything else.
+r["server_core_busy"] = (sum(v) - v[3] - v[4]) / sum(v) if sum(v) else 0.0
+# CPU time of whatever is neither server, generator nor interrupt work, in
+# cores: other processes on this shared machine.
+busy = sum(sum(x) - x[3] - x[4] - x[5] - x[6] for x in d.values()) / hz / wall
+r["others_cpu"] = max(0.0, busy - r["server_cpu"] - (r.get("generator_cpu") or 0))
 print(json.dumps(r))
 EOF
 	tail -n 1 "$results" | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
-print("   %-20s %8.0f/s  p50 %7.0f µs  p99 %8.0f µs  lost %d  bad %d  CPU: server %3.0f%%, generator %3.0f%%"
+print("   %-20s %8.0f/s  p50 %7.0f µs  p99 %8.0f µs  lost %d  bad %d  CPU: server %3.0f%% (its core %3.0f%% busy), generator %3.0f%%, others %3.0f%%"
       % (r["label"], r["rps"], r["p50_us"], r["p99_us"], r["lost"], r["bad"],
-         100 * r["server_cpu"], 100 * (r.get("generator_cpu") or 0)))' >&2
+         100 * r["server_cpu"], 100 * r["server_core_busy"], 100 * (r.get("generator_cpu") or 0),
+         100 * r["others_cpu"]))' >&2
 }
 
 # A copy of the demo configuration on other ports, data under $work.
@@ -248,7 +265,9 @@ row("  ratio portcullis / FreeRADIUS", "", f"{med(pc, 'rps') / med(fr, 'rps'):.2
 for k, n in (("p50_us", "p50"), ("p99_us", "p99"), ("p999_us", "p99.9")):
     row(f"latency {n} at peak (µs), median", f"{med(fr, k):,.0f}", f"{med(pc, k):,.0f}")
 row("server CPU during peak runs, median", f"{100 * med(fr, 'server_cpu'):.0f}%", f"{100 * med(pc, 'server_cpu'):.0f}%")
+row("  the server's core busy (with softirq)", f"{100 * med(fr, 'server_core_busy'):.0f}%", f"{100 * med(pc, 'server_core_busy'):.0f}%")
 row("generator CPU during peak runs, median", f"{100 * med(fr, 'generator_cpu'):.0f}%", f"{100 * med(pc, 'generator_cpu'):.0f}%")
+row("other processes' CPU, median (cores)", f"{med(fr, 'others_cpu'):.2f}", f"{med(pc, 'others_cpu'):.2f}")
 row("lost / bad replies (all peak runs)", f"{sum(r['lost'] for r in by(fr))} / {sum(r['bad'] for r in by(fr))}",
     f"{sum(r['lost'] for r in by(pc))} / {sum(r['bad'] for r in by(pc))}")
 h_fr, h_pc = one("freeradius-half"), one("portcullis-half")
