@@ -5,7 +5,7 @@
 # interleaved. Each server is pinned to ONE core (SERVER_CPU, default 1), the
 # generator to another (LOAD_CPU, default 0).
 #
-#   scripts/bench-radius.sh            # about 3 minutes after the release build
+#   scripts/bench-radius.sh            # about 2 minutes after the release build
 #
 # Measures, in order:
 #   1. ROUNDS x (FreeRADIUS run, portcullis run): PAP Access-Requests with
