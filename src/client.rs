@@ -45,14 +45,7 @@ impl ClientTable {
     /// The client a packet from `ip` belongs to. IPv4-mapped IPv6 addresses
     /// (from dual-stack sockets) match IPv4 networks.
     pub fn lookup(&self, ip: IpAddr) -> Option<&Client> {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        self.index
-            .iter()
-            .find(|(net, _)| net.contains(&ip))
-            .map(|&(_, i)| &self.clients[i])
+        self.lookup_index(ip).map(|i| &self.clients[i])
     }
 
     pub fn lookup_index(&self, ip: IpAddr) -> Option<usize> {

@@ -38,10 +38,7 @@ impl TacacsMetrics {
             errors: Family::default(),
             connections_open: Gauge::default(),
             connections: Counter::default(),
-            latency: Histogram::new([
-                0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01,
-                0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-            ]),
+            latency: Histogram::new(crate::metrics::LATENCY_BUCKETS),
         };
         reg.register(
             "tacacs_requests",

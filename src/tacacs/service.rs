@@ -587,10 +587,7 @@ impl Service {
             }
             .encode(b)
         });
-        match r {
-            Ok(()) => Outcome::Done,
-            Err(_) => Outcome::Close("encode_failed"),
-        }
+        sent(r)
     }
 
     fn authorization(
@@ -678,10 +675,7 @@ impl Service {
                 }
             }
         };
-        match status_args {
-            Ok(()) => Outcome::Done,
-            Err(_) => Outcome::Close("encode_failed"),
-        }
+        sent(status_args)
     }
 
     fn author_fail(
@@ -695,12 +689,9 @@ impl Service {
     ) -> Outcome {
         self.metrics.request(&client.name, "authorization", label);
         let none: [&str; 0] = [];
-        match encode_packet(rh, key, out, |b| {
+        sent(encode_packet(rh, key, out, |b| {
             AuthorResponse::encode(AuthorStatus::FAIL, &none, msg.as_bytes(), b"", b)
-        }) {
-            Ok(()) => Outcome::Done,
-            Err(_) => Outcome::Close("encode_failed"),
-        }
+        }))
     }
 
     fn accounting(
@@ -719,17 +710,14 @@ impl Service {
             _ => {
                 self.metrics
                     .request(&client.name, "accounting", "bad_flags");
-                return match encode_packet(rh, key, out, |b| {
+                return sent(encode_packet(rh, key, out, |b| {
                     AcctReply {
                         status: AcctStatus::ERROR,
                         server_msg: b"invalid accounting flags",
                         data: b"",
                     }
                     .encode(b)
-                }) {
-                    Ok(()) => Outcome::Done,
-                    Err(_) => Outcome::Close("encode_failed"),
-                };
+                }));
             }
         };
         let args: Vec<String> = req
@@ -749,16 +737,22 @@ impl Service {
             "accounting record"
         );
         self.metrics.request(&client.name, "accounting", kind);
-        match encode_packet(rh, key, out, |b| {
+        sent(encode_packet(rh, key, out, |b| {
             AcctReply {
                 status: AcctStatus::SUCCESS,
                 server_msg: b"",
                 data: b"",
             }
             .encode(b)
-        }) {
-            Ok(()) => Outcome::Done,
-            Err(_) => Outcome::Close("encode_failed"),
-        }
+        }))
+    }
+}
+
+/// A reply is ready to send, or the connection closes if it could not be
+/// encoded (a field too long for its length byte).
+fn sent(encoded: Result<(), EncodeError>) -> Outcome {
+    match encoded {
+        Ok(()) => Outcome::Done,
+        Err(_) => Outcome::Close("encode_failed"),
     }
 }
