@@ -7,6 +7,7 @@
 //! ```
 //!
 //! # Layout
+//! - [`accounting`]: the durable accounting store (SQLite, group commit).
 //! - [`config`]: the TOML schema, one validation pass with file:line:key errors.
 //! - [`policy`]: the role-mapping table and `Grant`; no I/O.
 //! - [`authn`]: credential checks (argon2 off the runtime, verified-credential cache).
@@ -16,6 +17,7 @@
 //! - [`http`]: `/metrics`, `/healthz`.
 //! - [`metrics`]: the one Prometheus registry.
 
+pub mod accounting;
 pub mod authn;
 pub mod client;
 pub mod config;

@@ -4,13 +4,16 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use portcullis::config::{self, Loaded};
+use portcullis::accounting::{self, AccountingSink, Archive, Filter, SqliteConfig, SqliteStore};
+use portcullis::config::{self, Config, Loaded};
 use portcullis::metrics::Metrics;
 use portcullis::server::{self, Bound, Server};
 
@@ -67,6 +70,61 @@ enum Command {
     /// Read a password (without echo on a terminal, else one line of stdin)
     /// and print an argon2id PHC string for `password_hash`.
     HashPassword,
+    /// Read the accounting store (safe while the server runs).
+    Accounting {
+        #[command(subcommand)]
+        action: AcctCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AcctCommand {
+    /// Stored records, oldest first.
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long, short)]
+        user: Option<String>,
+        /// The configured client name.
+        #[arg(long)]
+        client: Option<String>,
+        #[arg(long)]
+        session: Option<String>,
+        /// UTC: `2026-11-23` or `2026-11-23T08:00:00[.fraction][Z]`.
+        #[arg(long, value_parser = parse_time)]
+        since: Option<SystemTime>,
+        #[arg(long, value_parser = parse_time)]
+        until: Option<SystemTime>,
+        /// Only the newest N.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: ListFormat,
+    },
+    /// Sessions with a Start and no Stop.
+    Sessions {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value = "table")]
+        format: SessionsFormat,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ListFormat {
+    Table,
+    Jsonl,
+    Csv,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SessionsFormat {
+    Table,
+    Jsonl,
+}
+
+fn parse_time(s: &str) -> Result<SystemTime, String> {
+    accounting::parse_time(s).ok_or_else(|| format!("`{s}` is not a UTC date or date-time"))
 }
 
 fn main() -> ExitCode {
@@ -85,6 +143,7 @@ fn main() -> ExitCode {
             command,
         } => explain(config, &user, client, command.as_deref()),
         Command::HashPassword => hash_password(),
+        Command::Accounting { action } => accounting_cmd(action),
     };
     match result {
         Ok(code) => code,
@@ -254,7 +313,11 @@ fn serve(path: PathBuf, format: LogFormat, print_addresses: bool) -> anyhow::Res
         let bound = Bound::bind(&loaded.config)
             .await
             .context("binding listeners")?;
-        let server = Server::new(loaded.config, Metrics::new());
+        let metrics = Metrics::new();
+        let store = open_accounting(&loaded.config, &metrics)?;
+        let sink: Arc<dyn AccountingSink> = store.clone();
+        let server = Server::new(loaded.config, metrics, Some(sink));
+        let pruner = server::spawn_pruner(server.clone(), store.archive()?);
         let addrs = bound.addrs();
         info!(
             config = %path.display(),
@@ -271,10 +334,88 @@ fn serve(path: PathBuf, format: LogFormat, print_addresses: bool) -> anyhow::Res
         }
         let stop = CancellationToken::new();
         tokio::spawn(sigs.handle(server.clone(), stop.clone()));
-        server::run(server, bound, stop).await.context("serving")?;
+        let served = server::run(server, bound, stop).await.context("serving");
+        pruner.abort();
+        // Listeners are done, so nothing new is queued: commit what is, and
+        // wait for it off the runtime (close blocks on the writer thread).
+        if let Ok(store) = Arc::try_unwrap(store) {
+            tokio::task::spawn_blocking(move || store.close())
+                .await
+                .context("closing the accounting store")??;
+        }
+        served?;
         info!("portcullis stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn accounting_cmd(action: AcctCommand) -> anyhow::Result<ExitCode> {
+    let config = match &action {
+        AcctCommand::List { config, .. } | AcctCommand::Sessions { config, .. } => config,
+    };
+    let Some(loaded) = load_or_report(config) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let dir = &loaded.config.server.data_dir;
+    let archive = Archive::open(dir)
+        .with_context(|| format!("opening the accounting store in {}", dir.display()))?;
+    let mut out = std::io::stdout().lock();
+    match action {
+        AcctCommand::List {
+            user,
+            client,
+            session,
+            since,
+            until,
+            limit,
+            format,
+            ..
+        } => {
+            let records = archive.list(&Filter {
+                user,
+                client,
+                session_id: session,
+                since,
+                until,
+                limit,
+            })?;
+            match format {
+                ListFormat::Table => accounting::write_table(&mut out, &records)?,
+                ListFormat::Jsonl => accounting::write_json_lines(&mut out, &records)?,
+                ListFormat::Csv => accounting::write_csv(&mut out, &records)?,
+            }
+        }
+        AcctCommand::Sessions { format, .. } => {
+            let sessions = archive.active_sessions()?;
+            match format {
+                SessionsFormat::Table => accounting::write_sessions_table(&mut out, &sessions)?,
+                SessionsFormat::Jsonl => {
+                    for s in &sessions {
+                        serde_json::to_writer(&mut out, s)?;
+                        out.write_all(b"\n")?;
+                    }
+                }
+            }
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the accounting store in the configured data directory.
+fn open_accounting(config: &Config, metrics: &Metrics) -> anyhow::Result<Arc<SqliteStore>> {
+    let dir = &config.server.data_dir;
+    let store = SqliteStore::open(
+        dir,
+        SqliteConfig {
+            queue_capacity: config.accounting.queue,
+            metrics: Some(metrics.accounting.clone()),
+            ..SqliteConfig::default()
+        },
+    )
+    .with_context(|| format!("opening the accounting store in {}", dir.display()))?;
+    info!(path = %store.path().display(), "accounting store open");
+    Ok(Arc::new(store))
 }
 
 struct Signals {
@@ -294,7 +435,7 @@ impl Signals {
     }
 
     /// SIGHUP reloads; SIGTERM and SIGINT stop.
-    async fn handle(self, server: std::sync::Arc<Server>, stop: CancellationToken) {
+    async fn handle(self, server: Arc<Server>, stop: CancellationToken) {
         let Self {
             mut hup,
             mut term,

@@ -34,6 +34,7 @@ pub struct Metrics {
     pub authn: PoolMetrics,
     pub radius: crate::radius::metrics::RadiusMetrics,
     pub tacacs: crate::tacacs::metrics::TacacsMetrics,
+    pub accounting: crate::accounting::AccountingMetrics,
 }
 
 impl Default for Metrics {
@@ -72,7 +73,9 @@ impl Metrics {
         let authn = PoolMetrics::register(&mut registry);
         let radius = crate::radius::metrics::RadiusMetrics::register(&mut registry);
         let tacacs = crate::tacacs::metrics::TacacsMetrics::register(&mut registry);
+        let accounting = crate::accounting::AccountingMetrics::register(&mut registry);
         Self {
+            accounting,
             radius,
             tacacs,
             registry,

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::accounting::{AccountingSink, Archive};
 use crate::authn::Argon2Pool;
 use crate::config::{self, Config, ConfigErrors};
 use crate::metrics::Metrics;
@@ -25,6 +26,13 @@ pub struct Server {
     metrics: Metrics,
     pool: Argon2Pool,
     generation: AtomicU64,
+    accounting: Option<Arc<dyn AccountingSink>>,
+}
+
+impl std::fmt::Debug for dyn AccountingSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccountingSink")
+    }
 }
 
 /// The outcome of a reload that was applied.
@@ -37,7 +45,13 @@ pub struct Reloaded {
 }
 
 impl Server {
-    pub fn new(config: Config, metrics: Metrics) -> Arc<Self> {
+    /// `accounting`: where accounting records go; without one, accounting
+    /// requests are dropped unanswered (never acknowledged unstored).
+    pub fn new(
+        config: Config,
+        metrics: Metrics,
+        accounting: Option<Arc<dyn AccountingSink>>,
+    ) -> Arc<Self> {
         let pool = Argon2Pool::new(
             config.server.argon2_threads,
             config.server.argon2_queue,
@@ -50,6 +64,7 @@ impl Server {
             metrics,
             pool,
             generation: AtomicU64::new(1),
+            accounting,
         })
     }
 
@@ -69,6 +84,10 @@ impl Server {
 
     pub fn pool(&self) -> &Argon2Pool {
         &self.pool
+    }
+
+    pub fn accounting(&self) -> Option<&dyn AccountingSink> {
+        self.accounting.as_deref()
     }
 
     pub fn generation(&self) -> u64 {
@@ -203,4 +222,34 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// How often records older than `accounting.retention_days` are pruned.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Prunes the accounting store every hour, reading the retention from the
+/// current configuration each time so a reload changes it. Pruning runs on
+/// the blocking pool in small transactions, so writers wait milliseconds.
+pub fn spawn_pruner(server: Arc<Server>, archive: Archive) -> tokio::task::JoinHandle<()> {
+    let archive = Arc::new(archive);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PRUNE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(retention) = server.config().accounting.retention else {
+                continue;
+            };
+            let Some(cutoff) = std::time::SystemTime::now().checked_sub(retention) else {
+                continue;
+            };
+            let a = archive.clone();
+            match tokio::task::spawn_blocking(move || a.prune(cutoff)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(records = n, "accounting records pruned"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "accounting prune failed"),
+                Err(e) => tracing::warn!(error = %e, "accounting prune task failed"),
+            }
+        }
+    })
 }

@@ -11,12 +11,14 @@ pub use raw::RawConfig;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::authn::LocalUsers;
 use crate::client::ClientTable;
 use crate::policy::PolicyTable;
 use crate::profile::Renderings;
+use crate::radius::dict::{self, DictError, Dictionary, DictionaryBuilder};
 
 /// Which credential source is asked first. Only local users exist today;
 /// upstream sources plug in behind this switch.
@@ -45,7 +47,8 @@ pub struct ServerSettings {
 
 #[derive(Debug, Clone)]
 pub struct RadiusSettings {
-    pub dictionary_dir: PathBuf,
+    /// `None`: the built-in set (the files of `dictionaries/`, compiled in).
+    pub dictionary_dir: Option<PathBuf>,
     pub extra_dictionaries: Vec<PathBuf>,
     pub workers: usize,
     pub recv_buffer: usize,
@@ -82,6 +85,8 @@ pub struct Config {
     pub policy: PolicyTable,
     pub users: LocalUsers,
     pub renderings: Renderings,
+    /// RADIUS attribute names and types, for logs and accounting records.
+    pub dictionary: Arc<Dictionary>,
 }
 
 /// A validated configuration and the warnings found on the way.
@@ -102,13 +107,50 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
             message: format!("cannot read: {e}"),
         }])
     })?;
-    from_str(path, &text)
+    with_dictionaries(from_str(path, &text)?)
 }
 
 /// Validates configuration text; `path` names it in errors and anchors
 /// relative paths.
 pub fn from_str(path: &Path, text: &str) -> Result<Loaded, ConfigErrors> {
     validate::validate(path, text)
+}
+
+/// Replaces the built-in dictionary set that `from_str` gives with the
+/// configured directories, when there are any. Kept out of `from_str` so
+/// validating text (tests, the fuzzer) reads no dictionary files.
+fn with_dictionaries(mut loaded: Loaded) -> Result<Loaded, ConfigErrors> {
+    let r = &loaded.config.radius;
+    if r.dictionary_dir.is_some() || !r.extra_dictionaries.is_empty() {
+        loaded.config.dictionary = load_dictionaries(r).map_err(|e| {
+            let (file, line) = match &e {
+                DictError::Parse { file, line, .. } => (file.clone(), *line),
+                DictError::Read { path, .. } => (path.clone(), 0),
+            };
+            ConfigErrors(vec![ConfigError {
+                file,
+                line,
+                col: 0,
+                key: "radius.dictionary_dir".into(),
+                message: e.to_string(),
+            }])
+        })?;
+    }
+    Ok(loaded)
+}
+
+/// The configured dictionary directory (or the built-in set), then each
+/// extra directory's `dictionary` file, later definitions adding to earlier.
+fn load_dictionaries(r: &RadiusSettings) -> Result<Arc<Dictionary>, DictError> {
+    let mut b = DictionaryBuilder::new();
+    match &r.dictionary_dir {
+        Some(dir) => b.load_file(&dir.join("dictionary"))?,
+        None => dict::add_builtin(&mut b)?,
+    }
+    for dir in &r.extra_dictionaries {
+        b.load_file(&dir.join("dictionary"))?;
+    }
+    Ok(Arc::new(b.finish()?))
 }
 
 /// Fuzz entry: parsing and validating arbitrary bytes never panics.

@@ -223,6 +223,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Loaded, ConfigErrors> 
         clients: ClientTable::new(clients),
         policy,
         renderings,
+        dictionary: dict::builtin(),
     };
     Ok(Loaded {
         config,
@@ -300,10 +301,7 @@ fn server(cx: &mut Ctx<'_>, raw: &RawServer) -> ServerSettings {
 fn radius(cx: &mut Ctx<'_>, raw: &RawRadius) -> RadiusSettings {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
     RadiusSettings {
-        dictionary_dir: raw.dictionary_dir.as_ref().map_or_else(
-            || PathBuf::from("/usr/share/portcullis/dictionaries"),
-            |d| cx.path(d.get_ref()),
-        ),
+        dictionary_dir: raw.dictionary_dir.as_ref().map(|d| cx.path(d.get_ref())),
         extra_dictionaries: raw
             .dictionaries
             .iter()

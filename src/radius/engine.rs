@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use super::dedup::{DedupKey, DedupTable, Seen};
-use super::service::{Service, Step};
+use super::service::{Service, Step, store_drop_reason};
 
 /// RFC 2865 §3: a RADIUS packet is at most 4096 bytes.
 const MAX_PACKET: usize = 4096;
@@ -23,6 +23,10 @@ const DEDUP_SLOTS: usize = 4096;
 /// Deferred replies waiting to be recorded in the duplicate table; beyond
 /// this, a finished reply just is not cached (it was still sent).
 const DONE_QUEUE: usize = 4096;
+
+/// A deferred request finished: its reply for the duplicate table, or
+/// `None` when it went unanswered.
+type Done = (DedupKey, Option<Vec<u8>>);
 
 /// Which port a worker serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,7 +45,7 @@ pub async fn run_worker(
     let socket = Arc::new(UdpSocket::from_std(socket)?);
     let window = service.server().config().radius.duplicate_window;
     let mut dedup = DedupTable::new(DEDUP_SLOTS, window);
-    let (done_tx, mut done_rx) = mpsc::channel::<(DedupKey, Vec<u8>)>(DONE_QUEUE);
+    let (done_tx, mut done_rx) = mpsc::channel::<Done>(DONE_QUEUE);
     let tracker = TaskTracker::new();
     let mut inbuf = [0u8; MAX_PACKET];
     let mut outbuf = [0u8; MAX_PACKET];
@@ -50,7 +54,11 @@ pub async fn run_worker(
             biased;
             _ = stop.cancelled() => break,
             Some((key, reply)) = done_rx.recv() => {
-                dedup.complete(&key, &reply);
+                match reply {
+                    Some(reply) => dedup.complete(&key, &reply),
+                    // Not answered: a retransmission must be processed anew.
+                    None => dedup.forget(&key),
+                }
                 continue;
             }
             r = socket.recv_from(&mut inbuf) => match r {
@@ -89,7 +97,7 @@ async fn handle(
     port: Port,
     socket: &Arc<UdpSocket>,
     dedup: &mut DedupTable,
-    done_tx: &mpsc::Sender<(DedupKey, Vec<u8>)>,
+    done_tx: &mpsc::Sender<Done>,
     tracker: &TaskTracker,
     req: &[u8],
     src: SocketAddr,
@@ -155,7 +163,38 @@ async fn handle(
                         .latency
                         .observe(deferred.received.elapsed().as_secs_f64());
                     if let Some(key) = key {
-                        let _ = done_tx.try_send((key, out[..n].to_vec()));
+                        let _ = done_tx.try_send((key, Some(out[..n].to_vec())));
+                    }
+                } else if let Some(key) = key {
+                    let _ = done_tx.try_send((key, None));
+                }
+            });
+        }
+        Step::Store(storing) => {
+            let service = service.clone();
+            let socket = socket.clone();
+            let done_tx = done_tx.clone();
+            // Tracked, so shutdown waits for records already queued to be
+            // committed and answered rather than abandoning them.
+            tracker.spawn(async move {
+                let result = storing.pending.await;
+                service.stored(&storing.client, result.as_ref().map(|d| d.duplicate));
+                match result {
+                    Ok(_) => {
+                        send(&socket, &storing.reply, src).await;
+                        service
+                            .metrics()
+                            .latency
+                            .observe(storing.received.elapsed().as_secs_f64());
+                        if let Some(key) = key {
+                            let _ = done_tx.try_send((key, Some(storing.reply)));
+                        }
+                    }
+                    Err(e) => {
+                        service.metrics().drop(store_drop_reason(&e));
+                        if let Some(key) = key {
+                            let _ = done_tx.try_send((key, None));
+                        }
                     }
                 }
             });

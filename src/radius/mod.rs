@@ -3,6 +3,7 @@
 //! Status-Server). `dict` and `codec` are pure; `service` decides; `engine`
 //! moves datagrams.
 
+pub mod acct;
 pub mod codec;
 pub mod dedup;
 pub mod dict;

@@ -6,13 +6,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use tracing::{debug, info};
 
 use super::codec::mschap::{MsChapV2Success, mschapv2_verify};
 use super::codec::{self, Code, MAX_SALT_ENCRYPTED_LEN, Packet, ReplyWriter, Secret, attr};
 use super::metrics::{MethodLabels, Name, RadiusMetrics, RequestLabels};
+use crate::accounting::{Pending, StoreError};
 use crate::authn::AuthnError;
 use crate::client::Client;
 use crate::config::Config;
@@ -28,6 +29,17 @@ pub enum Step {
     Drop(&'static str),
     /// A password that needs argon2: run [`Service::finish`] off the loop.
     Verify(Box<Deferred>),
+    /// An accounting record on its way to the store: send `reply` once
+    /// `pending` resolves Ok, and drop the request otherwise.
+    Store(Box<Storing>),
+}
+
+/// An Accounting-Response that may be sent only once its record is durable.
+pub struct Storing {
+    pub pending: Pending,
+    pub reply: Vec<u8>,
+    pub client: Arc<str>,
+    pub received: Instant,
 }
 
 /// A PAP request waiting for argon2. Owns copies of what the reply needs,
@@ -81,6 +93,7 @@ impl Service {
         config: &'c Config,
         src: SocketAddr,
         req: &'p [u8],
+        require_ma: bool,
     ) -> Result<(Packet<'p>, usize, &'c Client, &'c Secret), &'static str> {
         let pkt = codec::decode(req).map_err(|e| e.label())?;
         let ci = config
@@ -92,7 +105,11 @@ impl Service {
         // BlastRADIUS (CVE-2024-3596): a valid Message-Authenticator is what
         // stops a forged Access-Accept, so requests without one are dropped
         // unless this client is explicitly legacy.
-        if let Err(e) = codec::verify_request(&pkt, secret, client.require_message_authenticator) {
+        if let Err(e) = codec::verify_request(
+            &pkt,
+            secret,
+            require_ma && client.require_message_authenticator,
+        ) {
             return Err(e.label());
         }
         Ok((pkt, ci, client, secret))
@@ -107,7 +124,7 @@ impl Service {
         out: &mut [u8],
         received: Instant,
     ) -> Step {
-        let (pkt, ci, client, secret) = match self.open(config, src, req) {
+        let (pkt, ci, client, secret) = match self.open(config, src, req, true) {
             Ok(x) => x,
             Err(reason) => return Step::Drop(reason),
         };
@@ -374,25 +391,82 @@ impl Service {
             .inc();
     }
 
-    /// Handles a packet that arrived on the accounting port.
+    /// Handles a packet that arrived on the accounting port: verified
+    /// (RFC 2866 §3), queued for the store, answered once durable.
     pub fn handle_acct(
         &self,
         config: &Arc<Config>,
         src: SocketAddr,
         req: &[u8],
-        _out: &mut [u8],
-        _received: Instant,
+        out: &mut [u8],
+        received: Instant,
     ) -> Step {
-        let (pkt, _, client, _) = match self.open(config, src, req) {
+        // The Request Authenticator of an Accounting-Request is already a
+        // keyed digest of the whole packet; BlastRADIUS concerns Access-*.
+        let (pkt, _, client, secret) = match self.open(config, src, req, false) {
             Ok(x) => x,
             Err(reason) => return Step::Drop(reason),
         };
         if pkt.code() != Code::ACCOUNTING_REQUEST {
             return Step::Drop("unexpected_code");
         }
-        // Never acknowledge what is not durably stored: until the store is
-        // wired in, accounting is dropped (the appliance retransmits).
-        self.count(client, "accounting_request", "dropped");
-        Step::Drop("accounting_unavailable")
+        let Some(sink) = self.server.accounting() else {
+            self.count(client, "accounting_request", "dropped");
+            return Step::Drop("accounting_unavailable");
+        };
+        let written = (|| {
+            let mut w = ReplyWriter::new(out, Code::ACCOUNTING_RESPONSE, pkt.identifier())?;
+            w.copy_proxy_state(&pkt)?;
+            w.finish(secret, pkt.authenticator())
+        })();
+        let n = match written {
+            Ok(n) => n,
+            Err(e) => return Step::Drop(e.label()),
+        };
+        let record = super::acct::record(
+            &config.dictionary,
+            &client.name,
+            src.ip(),
+            src.port(),
+            &pkt,
+            SystemTime::now(),
+        );
+        match sink.submit(record) {
+            Ok(pending) => Step::Store(Box::new(Storing {
+                pending,
+                reply: out[..n].to_vec(),
+                client: client.name.clone(),
+                received,
+            })),
+            Err(e) => {
+                self.count(client, "accounting_request", "dropped");
+                Step::Drop(store_drop_reason(&e))
+            }
+        }
+    }
+
+    /// Counts the outcome of a stored (or refused) accounting record.
+    pub fn stored(&self, client: &Arc<str>, result: Result<bool, &StoreError>) {
+        let result = match result {
+            Ok(false) => "stored",
+            Ok(true) => "duplicate",
+            Err(_) => "dropped",
+        };
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                client: Name(client.clone()),
+                r#type: "accounting_request",
+                result,
+            })
+            .inc();
+    }
+}
+
+/// The drop reason counted for a record the store would not take.
+pub fn store_drop_reason(e: &StoreError) -> &'static str {
+    match e {
+        StoreError::QueueFull { .. } => "accounting_queue_full",
+        _ => "accounting_store_failed",
     }
 }

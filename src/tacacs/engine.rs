@@ -129,7 +129,7 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(4096);
     let mut out = Vec::with_capacity(1024);
-    let mut conn = Conn::default();
+    let mut conn = Conn::new(peer);
     let mut single_connect: Option<bool> = None;
     loop {
         // Read until one whole packet is buffered.

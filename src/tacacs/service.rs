@@ -4,12 +4,18 @@
 //! hands in de-obfuscated bodies and writes what this puts in `out`.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use tracing::{debug, info};
 
 use super::codec::*;
 use super::metrics::TacacsMetrics;
+use crate::accounting::{Attributes, DedupKey, Protocol, Record, Status};
 use crate::authn::{AuthnError, LocalUser};
 use crate::client::Client;
 use crate::config::Config;
@@ -44,9 +50,19 @@ struct Session {
 }
 
 /// What one connection remembers between packets.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Conn {
+    peer: SocketAddr,
     sessions: HashMap<u32, Session>,
+}
+
+impl Conn {
+    pub fn new(peer: SocketAddr) -> Self {
+        Self {
+            peer,
+            sessions: HashMap::new(),
+        }
+    }
 }
 
 /// After a reply: whether the session it belonged to is over.
@@ -114,7 +130,10 @@ impl Service {
                     return Outcome::Close("bad_sequence");
                 }
                 match AcctRequest::decode(body) {
-                    Ok(req) => self.accounting(client, key, &rh, &req, out),
+                    Ok(req) => {
+                        self.accounting(client, key, conn.peer, &rh, &req, body, out)
+                            .await
+                    }
                     Err(e) => Outcome::Close(e.label()),
                 }
             }
@@ -694,12 +713,17 @@ impl Service {
         }))
     }
 
-    fn accounting(
+    /// Stores the record, then answers SUCCESS; a record the store cannot
+    /// take gets ERROR, which tells the appliance to keep it and retry.
+    #[allow(clippy::too_many_arguments)]
+    async fn accounting(
         &self,
         client: &Client,
         key: &[u8],
+        peer: SocketAddr,
         rh: &Header,
         req: &AcctRequest<'_>,
+        body: &[u8],
         out: &mut Vec<u8>,
     ) -> Outcome {
         let kind = match req.flags & (ACCT_FLAG_START | ACCT_FLAG_STOP | ACCT_FLAG_WATCHDOG) {
@@ -710,42 +734,132 @@ impl Service {
             _ => {
                 self.metrics
                     .request(&client.name, "accounting", "bad_flags");
-                return sent(encode_packet(rh, key, out, |b| {
-                    AcctReply {
-                        status: AcctStatus::ERROR,
-                        server_msg: b"invalid accounting flags",
-                        data: b"",
-                    }
-                    .encode(b)
-                }));
+                return acct_reply(rh, key, AcctStatus::ERROR, b"invalid accounting flags", out);
             }
         };
-        let args: Vec<String> = req
-            .args
-            .iter()
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        info!(
-            target: "portcullis::accounting",
-            protocol = "tacacs+",
+        let Some(sink) = self.server.accounting() else {
+            self.metrics
+                .request(&client.name, "accounting", "unavailable");
+            return acct_reply(rh, key, AcctStatus::ERROR, b"accounting unavailable", out);
+        };
+        let record = acct_record(client, peer, req, body);
+        debug!(
             client = %client.name,
-            user = %String::from_utf8_lossy(req.user),
-            port = %String::from_utf8_lossy(req.port),
-            rem_addr = %String::from_utf8_lossy(req.rem_addr),
+            user = %record.user,
+            session = %record.session_id,
             kind,
-            args = ?args,
-            "accounting record"
+            "tacacs+ accounting record"
         );
-        self.metrics.request(&client.name, "accounting", kind);
-        sent(encode_packet(rh, key, out, |b| {
-            AcctReply {
-                status: AcctStatus::SUCCESS,
-                server_msg: b"",
-                data: b"",
+        let stored = match sink.submit(record) {
+            Ok(pending) => pending.await,
+            Err(e) => Err(e),
+        };
+        match stored {
+            Ok(d) => {
+                let result = if d.duplicate { "duplicate" } else { kind };
+                self.metrics.request(&client.name, "accounting", result);
+                acct_reply(rh, key, AcctStatus::SUCCESS, b"", out)
             }
-            .encode(b)
-        }))
+            Err(e) => {
+                self.metrics.request(&client.name, "accounting", "dropped");
+                info!(client = %client.name, error = %e, "tacacs+ accounting record not stored");
+                acct_reply(
+                    rh,
+                    key,
+                    AcctStatus::ERROR,
+                    b"accounting store busy; retry",
+                    out,
+                )
+            }
+        }
     }
+}
+
+fn acct_reply(
+    rh: &Header,
+    key: &[u8],
+    status: AcctStatus,
+    msg: &[u8],
+    out: &mut Vec<u8>,
+) -> Outcome {
+    sent(encode_packet(rh, key, out, |b| {
+        AcctReply {
+            status,
+            server_msg: msg,
+            data: b"",
+        }
+        .encode(b)
+    }))
+}
+
+/// The record of a TACACS+ accounting REQUEST. AV pairs become attributes
+/// (`name=value` and optional `name*value` alike; a repeated name becomes an
+/// array); the fixed fields are kept under their RFC 8907 names.
+fn acct_record(client: &Client, peer: SocketAddr, req: &AcctRequest<'_>, body: &[u8]) -> Record {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let mut attributes = Attributes::new();
+    attributes.insert("port".into(), Value::String(text(req.port)));
+    attributes.insert("rem_addr".into(), Value::String(text(req.rem_addr)));
+    attributes.insert("priv_lvl".into(), Value::from(req.priv_lvl));
+    attributes.insert("authen_method".into(), Value::from(req.authen_method));
+    attributes.insert("authen_type".into(), Value::from(req.authen_type.0));
+    attributes.insert("authen_service".into(), Value::from(req.authen_service.0));
+    attributes.insert("flags".into(), Value::from(req.flags));
+    let mut task_id = None;
+    for a in req.args.iter() {
+        let a = text(a);
+        let (name, value) = match a.find(['=', '*']) {
+            Some(i) => (a[..i].to_string(), a[i + 1..].to_string()),
+            None => (a.clone(), String::new()),
+        };
+        if name == "task_id" {
+            task_id = Some(value.clone());
+        }
+        match attributes.get_mut(&name) {
+            None => {
+                attributes.insert(name, Value::String(value));
+            }
+            Some(Value::Array(v)) => v.push(Value::String(value)),
+            Some(prev) => {
+                let first = prev.take();
+                *prev = Value::Array(vec![first, Value::String(value)]);
+            }
+        }
+    }
+    Record {
+        protocol: Protocol::Tacacs,
+        client: client.name.to_string(),
+        client_addr: peer.ip(),
+        src_port: peer.port(),
+        user: text(req.user),
+        // task_id ties START, WATCHDOG and STOP of one task together (RFC 8907 §8.3).
+        session_id: task_id.unwrap_or_default(),
+        status: Status::from_tacacs_flags(req.flags),
+        received_at: SystemTime::now(),
+        attributes,
+        dedup_key: acct_dedup_key(peer, body),
+    }
+}
+
+/// Over TCP a record is repeated only when the appliance got no reply and
+/// sends it again, in a new session on a new connection; what stays the same
+/// is the body (user, port, task_id, times). So the key is the appliance's
+/// address and the body.
+fn acct_dedup_key(peer: SocketAddr, body: &[u8]) -> DedupKey {
+    let mut h = Sha256::new();
+    h.update(b"portcullis tacacs acct v1\0");
+    match peer.ip() {
+        std::net::IpAddr::V4(a) => h.update(a.octets()),
+        std::net::IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(a) => h.update(a.octets()),
+            None => h.update(a.octets()),
+        },
+    }
+    h.update(body);
+    let d = h.finalize();
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&d[..16]);
+    DedupKey(k)
 }
 
 /// A reply is ready to send, or the connection closes if it could not be

@@ -338,3 +338,28 @@ fn harness_demo_config_is_valid() {
     )
     .expect("valid");
 }
+
+#[test]
+fn a_broken_dictionary_is_reported_with_its_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let dicts = dir.path().join("dicts");
+    std::fs::create_dir(&dicts).unwrap();
+    std::fs::write(
+        dicts.join("dictionary"),
+        "# site attributes\nATTRIBUTE\tSite-Thing\tnot-a-number\tstring\n",
+    )
+    .unwrap();
+    let config = dir.path().join("portcullis.toml");
+    let text = harness::demo_config(dir.path()).replace(
+        &format!(
+            "{:?}",
+            harness::repo().join("dictionaries").display().to_string()
+        ),
+        "\"dicts\"",
+    );
+    std::fs::write(&config, text).unwrap();
+    let (code, _, err) = run(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("dicts/dictionary:2"), "{err}");
+    assert!(err.contains("radius.dictionary_dir"), "{err}");
+}

@@ -25,10 +25,18 @@ pub fn repo() -> PathBuf {
 /// The demo configuration, made runnable from a temporary directory: ports
 /// 0, absolute dictionary path, private data directory.
 pub fn demo_config(dir: &Path) -> String {
-    DEMO.replace("127.0.0.1:1812", "127.0.0.1:0")
-        .replace("127.0.0.1:1813", "127.0.0.1:0")
-        .replace("127.0.0.1:4949", "127.0.0.1:0")
-        .replace("127.0.0.1:8080", "127.0.0.1:0")
+    demo_config_at(dir, &Addrs::default())
+}
+
+/// The demo configuration on the given addresses (port 0 where `None`), to
+/// restart a server where its clients expect it.
+pub fn demo_config_at(dir: &Path, at: &Addrs) -> String {
+    let port =
+        |a: Option<SocketAddr>| a.map_or_else(|| "127.0.0.1:0".to_string(), |a| a.to_string());
+    DEMO.replace("127.0.0.1:1812", &port(at.radius_auth))
+        .replace("127.0.0.1:1813", &port(at.radius_acct))
+        .replace("127.0.0.1:4949", &port(at.tacacs))
+        .replace("127.0.0.1:8080", &port(at.http))
         .replace(
             "\"../dictionaries\"",
             &format!("{:?}", repo().join("dictionaries").display().to_string()),
@@ -39,7 +47,7 @@ pub fn demo_config(dir: &Path) -> String {
         )
 }
 
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, Clone, serde::Deserialize)]
 pub struct Addrs {
     pub http: Option<SocketAddr>,
     pub radius_auth: Option<SocketAddr>,
@@ -137,6 +145,16 @@ impl Running {
 
     pub fn http_get(&self, path: &str) -> (u16, String) {
         http_get(self.addrs.http.expect("http listener"), path)
+    }
+
+    /// Kills the server with SIGKILL (no chance to flush or say goodbye) and
+    /// hands back its directory, data included.
+    pub fn sigkill(mut self) -> tempfile::TempDir {
+        use std::os::unix::process::ExitStatusExt;
+        self.signal(libc::SIGKILL);
+        let status = self.child.wait().unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
     }
 }
 

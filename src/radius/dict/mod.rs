@@ -3,6 +3,7 @@
 //! Maps attribute names to numbers and types (and back) so packets can be
 //! decoded and policies written with names instead of numbers.
 
+mod builtin;
 mod error;
 mod parser;
 mod types;
@@ -14,6 +15,7 @@ use std::collections::HashMap;
 use std::io;
 use std::path::Path;
 
+pub use self::builtin::{add_builtin, builtin};
 pub use self::error::{DictError, ParseErrorKind};
 pub use self::parser::DictionaryBuilder;
 pub use self::types::{AttrFlags, AttrId, Attribute, DataType, Encrypt, Vendor};

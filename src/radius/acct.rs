@@ -1,0 +1,219 @@
+//! An Accounting-Request (RFC 2866) as an accounting record: attributes named
+//! and typed by the dictionary, and the key that recognises a retransmission
+//! of the same request, even one whose Acct-Delay-Time was bumped.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::codec::{Packet, attr};
+use super::dict::{DataType, Dictionary, Encrypt};
+use crate::accounting::{Attributes, DedupKey, Protocol, Record, Status, format_time};
+
+/// RFC 2866 §5.2: a client updates it on every retransmission.
+const ACCT_DELAY_TIME: u8 = 41;
+
+/// The record for a verified Accounting-Request from `addr:port`.
+pub fn record(
+    dict: &Dictionary,
+    client: &str,
+    addr: IpAddr,
+    port: u16,
+    pkt: &Packet<'_>,
+    received_at: SystemTime,
+) -> Record {
+    let text = |t| {
+        pkt.attr(t)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
+    };
+    let status = pkt
+        .attr(attr::ACCT_STATUS_TYPE)
+        .and_then(|v| <[u8; 4]>::try_from(v).ok())
+        .map_or(Status::Other(0), |b| {
+            Status::from_radius(u32::from_be_bytes(b))
+        });
+    Record {
+        protocol: Protocol::Radius,
+        client: client.to_string(),
+        client_addr: addr,
+        src_port: port,
+        user: text(attr::USER_NAME),
+        session_id: text(attr::ACCT_SESSION_ID),
+        status,
+        received_at,
+        attributes: attributes(dict, pkt),
+        dedup_key: dedup_key(addr, pkt),
+    }
+}
+
+/// Identifies the request by what the appliance said, not how it framed it:
+/// the sender's address and every attribute except those a retransmission
+/// may change (Acct-Delay-Time, hence the authenticators). RFC 2866 §5.2
+/// makes a bumped Acct-Delay-Time a new request on the wire, yet it reports
+/// the same event, so it must not become a second record. The source port
+/// is left out as well: an appliance that restarted its RADIUS client sends
+/// its backlog from a new port.
+pub fn dedup_key(addr: IpAddr, pkt: &Packet<'_>) -> DedupKey {
+    let mut h = Sha256::new();
+    h.update(b"portcullis radius acct v1\0");
+    match addr {
+        IpAddr::V4(a) => h.update(a.octets()),
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(a) => h.update(a.octets()),
+            None => h.update(a.octets()),
+        },
+    }
+    h.update([pkt.code().0]);
+    for (t, v) in pkt.attributes() {
+        if t == ACCT_DELAY_TIME || t == attr::MESSAGE_AUTHENTICATOR {
+            continue;
+        }
+        // Length-prefixed, so attribute boundaries cannot be shifted.
+        h.update([t, v.len() as u8]);
+        h.update(v);
+    }
+    let d = h.finalize();
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&d[..16]);
+    DedupKey(k)
+}
+
+/// Attribute name → value (an array when the attribute repeats). Names and
+/// types come from the dictionary; unknown attributes keep their numbers
+/// (`Attr-N`, `Vendor-V-Attr-N`) and hex values, so nothing is lost.
+pub fn attributes(dict: &Dictionary, pkt: &Packet<'_>) -> Attributes {
+    let mut out = Attributes::new();
+    for (t, v) in pkt.attributes() {
+        match t {
+            attr::MESSAGE_AUTHENTICATOR => continue,
+            attr::VENDOR_SPECIFIC => {
+                // Standard-format VSAs are named below; others stay raw.
+                if !vsa_well_formed(v) {
+                    push(&mut out, "Vendor-Specific".into(), hex(v));
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let (name, value) = match dict.attribute_by_number(0, u32::from(t)) {
+            Some(a) => (a.name.to_string(), typed(dict, a, v)),
+            None => (format!("Attr-{t}"), hex(v)),
+        };
+        push(&mut out, name, value);
+    }
+    for vsa in pkt.vsas() {
+        let (name, value) = match dict.attribute_by_number(vsa.vendor, u32::from(vsa.vendor_type)) {
+            Some(a) => (a.name.to_string(), typed(dict, a, vsa.value)),
+            None => (
+                format!("Vendor-{}-Attr-{}", vsa.vendor, vsa.vendor_type),
+                hex(vsa.value),
+            ),
+        };
+        push(&mut out, name, value);
+    }
+    out
+}
+
+/// Whether `v` is vendor id + 1-octet type/length sub-attributes, the format
+/// [`Packet::vsas`] yields.
+fn vsa_well_formed(v: &[u8]) -> bool {
+    let Some(mut rest) = v.get(4..) else {
+        return false;
+    };
+    if rest.is_empty() {
+        return false;
+    }
+    while let [_, len, ..] = rest {
+        let len = usize::from(*len);
+        if len < 2 || len > rest.len() {
+            return false;
+        }
+        rest = &rest[len..];
+    }
+    rest.is_empty()
+}
+
+/// Values are never arrays by themselves, so an array means repeats.
+fn push(out: &mut Attributes, name: String, value: Value) {
+    match out.get_mut(&name) {
+        None => {
+            out.insert(name, value);
+        }
+        Some(Value::Array(a)) => a.push(value),
+        Some(prev) => {
+            let first = prev.take();
+            *prev = Value::Array(vec![first, value]);
+        }
+    }
+}
+
+fn typed(dict: &Dictionary, a: &super::dict::Attribute, v: &[u8]) -> Value {
+    if a.flags.encrypt != Encrypt::None || a.flags.secret {
+        return Value::String("(hidden)".into());
+    }
+    // RFC 2868 §3: a tag octet (0x01-0x1f) may precede a tagged value.
+    let v = match (a.flags.has_tag, v.first()) {
+        (true, Some(&tag)) if tag <= 0x1f && !matches!(a.data_type, DataType::Integer) => &v[1..],
+        _ => v,
+    };
+    let int = |n: u64| match dict.value_name(a, n) {
+        Some(name) => Value::String(name.to_string()),
+        None => Value::from(n),
+    };
+    match (&a.data_type, v.len()) {
+        (DataType::String, _) => Value::String(String::from_utf8_lossy(v).into_owned()),
+        (DataType::Integer, 4) if a.flags.has_tag => {
+            // Tagged integers give the tag the first of their four octets.
+            int(u64::from(u32::from_be_bytes([0, v[1], v[2], v[3]])))
+        }
+        (DataType::Integer, 4) => int(u64::from(u32::from_be_bytes(
+            v.try_into().unwrap_or_default(),
+        ))),
+        (DataType::Byte, 1) => int(u64::from(v[0])),
+        (DataType::Short, 2) => int(u64::from(u16::from_be_bytes([v[0], v[1]]))),
+        (DataType::Signed, 4) => Value::from(i32::from_be_bytes(v.try_into().unwrap_or_default())),
+        (DataType::Integer64, 8) => {
+            Value::from(u64::from_be_bytes(v.try_into().unwrap_or_default()))
+        }
+        (DataType::Date, 4) => {
+            let secs = u32::from_be_bytes(v.try_into().unwrap_or_default());
+            Value::String(format_time(
+                UNIX_EPOCH + Duration::from_secs(u64::from(secs)),
+            ))
+        }
+        (DataType::IpAddr | DataType::ComboIp, 4) => {
+            Value::String(Ipv4Addr::from(<[u8; 4]>::try_from(v).unwrap_or_default()).to_string())
+        }
+        (DataType::Ipv6Addr | DataType::ComboIp, 16) => {
+            Value::String(Ipv6Addr::from(<[u8; 16]>::try_from(v).unwrap_or_default()).to_string())
+        }
+        (DataType::Ipv6Prefix, 2..=18) if v[1] <= 128 => {
+            let mut a = [0u8; 16];
+            a[..v.len() - 2].copy_from_slice(&v[2..]);
+            Value::String(format!("{}/{}", Ipv6Addr::from(a), v[1]))
+        }
+        (DataType::Ipv4Prefix, 6) if v[1] & 0x3f <= 32 => {
+            let a = Ipv4Addr::new(v[2], v[3], v[4], v[5]);
+            Value::String(format!("{a}/{}", v[1] & 0x3f))
+        }
+        (DataType::Ether, 6) => Value::String(
+            v.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":"),
+        ),
+        _ => hex(v),
+    }
+}
+
+fn hex(v: &[u8]) -> Value {
+    let mut s = String::with_capacity(2 + 2 * v.len());
+    s.push_str("0x");
+    for b in v {
+        s.push_str(&format!("{b:02x}"));
+    }
+    Value::String(s)
+}
