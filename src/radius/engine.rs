@@ -156,17 +156,11 @@ async fn handle(
             tracker.spawn(async move {
                 let mut out = [0u8; MAX_PACKET];
                 let n = service.finish(&deferred, &mut out).await;
-                if let Some(n) = n {
-                    send(&socket, &out[..n], src).await;
-                    service
-                        .metrics()
-                        .latency
-                        .observe(deferred.received.elapsed().as_secs_f64());
-                    if let Some(key) = key {
-                        let _ = done_tx.try_send((key, Some(out[..n].to_vec())));
-                    }
-                } else if let Some(key) = key {
-                    let _ = done_tx.try_send((key, None));
+                let reply = n.map(|n| &out[..n]);
+                conclude(&socket, &done_tx, key, src, reply).await;
+                if reply.is_some() {
+                    let elapsed = deferred.received.elapsed().as_secs_f64();
+                    service.metrics().latency.observe(elapsed);
                 }
             });
         }
@@ -181,24 +175,36 @@ async fn handle(
                 service.stored(&storing.client, result.as_ref().map(|d| d.duplicate));
                 match result {
                     Ok(_) => {
-                        send(&socket, &storing.reply, src).await;
-                        service
-                            .metrics()
-                            .latency
-                            .observe(storing.received.elapsed().as_secs_f64());
-                        if let Some(key) = key {
-                            let _ = done_tx.try_send((key, Some(storing.reply)));
-                        }
+                        conclude(&socket, &done_tx, key, src, Some(&storing.reply)).await;
+                        let elapsed = storing.received.elapsed().as_secs_f64();
+                        service.metrics().latency.observe(elapsed);
                     }
                     Err(e) => {
                         service.metrics().drop(store_drop_reason(&e));
-                        if let Some(key) = key {
-                            let _ = done_tx.try_send((key, None));
-                        }
+                        conclude(&socket, &done_tx, key, src, None).await;
                     }
                 }
             });
         }
+    }
+}
+
+/// Ends a request that finished off the receive loop: its outcome goes to
+/// the duplicate table *before* the reply leaves. The worker takes those
+/// messages ahead of datagrams, so a client that retransmits the moment it
+/// sees the reply finds the reply cached, not "in progress" (dropped).
+async fn conclude(
+    socket: &UdpSocket,
+    done_tx: &mpsc::Sender<Done>,
+    key: Option<DedupKey>,
+    src: SocketAddr,
+    reply: Option<&[u8]>,
+) {
+    if let Some(key) = key {
+        let _ = done_tx.try_send((key, reply.map(<[u8]>::to_vec)));
+    }
+    if let Some(reply) = reply {
+        send(socket, reply, src).await;
     }
 }
 
