@@ -294,6 +294,10 @@ def main():
     mschap.self_test()
     for name, data in radius_packets().items():
         write("radius_packet", name + ".bin", data)
+        # The accounting target needs packets with attributes to type.
+        if name in ("accounting_start", "odd_vendor_specific", "proxy_state",
+                    "access_accept_orchestrator", "coa_request"):
+            write("radius_accounting", name + ".bin", data)
     for name in ("dictionary.rfc2865", "dictionary.rfc2868", "dictionary.rfc6929",
                  "dictionary.microsoft", "dictionary.cisco", "dictionary.aruba"):
         with open(os.path.join(REPO, "dictionaries", name), "rb") as f:

@@ -217,3 +217,14 @@ fn hex(v: &[u8]) -> Value {
     }
     Value::String(s)
 }
+
+/// Fuzz entry: any packet that decodes becomes a record without panicking,
+/// whatever its attributes claim about their types and lengths.
+pub fn fuzz_record(data: &[u8]) {
+    if let Ok(pkt) = super::codec::decode(data) {
+        let dict = super::dict::builtin();
+        let addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let r = record(&dict, "fuzz", addr, 1813, &pkt, UNIX_EPOCH);
+        let _ = serde_json::to_string(&r.attributes);
+    }
+}
