@@ -228,3 +228,99 @@ pub fn fuzz_record(data: &[u8]) {
         let _ = serde_json::to_string(&r.attributes);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::radius::codec::{Code, RequestWriter, Secret, decode};
+
+    const ADDR: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+
+    /// An Accounting-Request with `delay` as Acct-Delay-Time and `id`.
+    fn packet(buf: &mut [u8], id: u8, delay: u32, extra: &[(u8, &[u8])]) -> usize {
+        let secret = Secret::new(b"testing123");
+        let mut w = RequestWriter::new(buf, Code::ACCOUNTING_REQUEST, id, &[0; 16]).unwrap();
+        w.put(attr::USER_NAME, b"alice").unwrap();
+        w.put_u32(attr::ACCT_STATUS_TYPE, 1).unwrap();
+        w.put(attr::ACCT_SESSION_ID, b"s-1").unwrap();
+        w.put_u32(ACCT_DELAY_TIME, delay).unwrap();
+        w.put(attr::FRAMED_IP_ADDRESS, &[198, 51, 100, 7]).unwrap();
+        w.put_vsa(9, 1, b"vrf=blue").unwrap();
+        w.put_vsa(9, 1, b"connect-progress=up").unwrap();
+        for (t, v) in extra {
+            w.put(*t, v).unwrap();
+        }
+        w.finish(&secret).unwrap()
+    }
+
+    #[test]
+    fn record_names_and_types_attributes() {
+        let mut buf = [0u8; 512];
+        let n = packet(&mut buf, 7, 0, &[(55, &1_700_000_000u32.to_be_bytes())]);
+        let pkt = decode(&buf[..n]).unwrap();
+        let r = record(
+            &super::super::dict::builtin(),
+            "edge",
+            ADDR,
+            1813,
+            &pkt,
+            UNIX_EPOCH,
+        );
+        assert_eq!((r.user.as_str(), r.session_id.as_str()), ("alice", "s-1"));
+        assert_eq!(r.status, Status::Start);
+        let a = &r.attributes;
+        assert_eq!(a["Acct-Status-Type"], "Start");
+        assert_eq!(a["Framed-IP-Address"], "198.51.100.7");
+        assert_eq!(a["Acct-Delay-Time"], 0);
+        assert_eq!(a["Event-Timestamp"], "2023-11-14T22:13:20.000000Z");
+        assert_eq!(
+            a["Cisco-AVPair"],
+            serde_json::json!(["vrf=blue", "connect-progress=up"])
+        );
+    }
+
+    #[test]
+    fn dedup_key_survives_a_bumped_delay_but_not_a_different_event() {
+        let (mut a, mut b, mut c) = ([0u8; 512], [0u8; 512], [0u8; 512]);
+        let na = packet(&mut a, 7, 0, &[]);
+        // A retransmission per RFC 2866 §5.2: new Identifier, new delay,
+        // hence a new Request Authenticator.
+        let nb = packet(&mut b, 8, 5, &[]);
+        let nc = packet(&mut c, 7, 0, &[(46, &60u32.to_be_bytes())]);
+        let (pa, pb, pc) = (
+            decode(&a[..na]).unwrap(),
+            decode(&b[..nb]).unwrap(),
+            decode(&c[..nc]).unwrap(),
+        );
+        assert_ne!(pa.authenticator(), pb.authenticator());
+        assert_eq!(dedup_key(ADDR, &pa), dedup_key(ADDR, &pb));
+        assert_ne!(dedup_key(ADDR, &pa), dedup_key(ADDR, &pc));
+        // Another appliance sending the same attributes is another record.
+        let other = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+        assert_ne!(dedup_key(ADDR, &pa), dedup_key(other, &pa));
+        // An IPv4-mapped source is the same appliance.
+        let mapped = IpAddr::V6(Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped());
+        assert_eq!(dedup_key(ADDR, &pa), dedup_key(mapped, &pa));
+    }
+
+    #[test]
+    fn malformed_values_fall_back_to_hex_and_hidden_stays_hidden() {
+        let mut buf = [0u8; 512];
+        // Framed-IP-Address of 3 octets, User-Password (encrypt=1) present,
+        // an unknown attribute 250.
+        let n = packet(
+            &mut buf,
+            1,
+            0,
+            &[(8, &[1, 2, 3]), (2, b"secretsecret1234"), (250, b"\x01")],
+        );
+        let pkt = decode(&buf[..n]).unwrap();
+        let a = attributes(&super::super::dict::builtin(), &pkt);
+        assert_eq!(
+            a["Framed-IP-Address"],
+            serde_json::json!(["198.51.100.7", "0x010203"])
+        );
+        assert_eq!(a["User-Password"], "(hidden)");
+        assert_eq!(a["Attr-250"], "0x01");
+    }
+}
