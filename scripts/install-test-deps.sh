@@ -2,6 +2,7 @@
 # Installs what the test suite needs beyond cargo: independent RADIUS and
 # TACACS+ clients (Debian freeradius-utils, PyPI pyrad and tacacs_plus), the
 # Debian FreeRADIUS dictionaries (real-world input for our dictionary loader),
+# a real OpenID Provider (npm oidc-provider, pinned by tests/idp/package-lock.json),
 # and cargo-fuzz for the fuzz smoke runs. Idempotent: it only installs what is
 # missing, so a second run costs seconds.
 set -euo pipefail
@@ -23,6 +24,15 @@ if [ ${#py_missing[@]} -gt 0 ]; then
     echo "install-test-deps: pip install ${py_missing[*]}"
     python3 -m pip install --quiet --disable-pip-version-check "${py_missing[@]}"
 fi
+
+# A real OpenID Provider (npm oidc-provider) for the OIDC interop tests.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    echo "install-test-deps: apt-get install nodejs npm"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+"$(dirname "$0")/../tests/idp/install.sh"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "install-test-deps: cargo install cargo-fuzz"

@@ -14,8 +14,10 @@
 //! - [`profile`]: renders a grant for a kind of appliance.
 //! - [`client`]: appliances by source network, with their secrets.
 //! - [`server`]: shared state, reload, and the listeners' lifecycle.
-//! - [`http`]: `/metrics`, `/healthz`.
+//! - [`http`]: `/metrics`, `/healthz`, browser logins, `/api/me`, the admin API.
+//! - [`identity`]: external users (IdP logins) and their synced groups.
 //! - [`metrics`]: the one Prometheus registry.
+//! - [`oidc`]: the OpenID Connect relying party (web login through the IdP).
 
 pub mod accounting;
 pub mod authn;
@@ -23,7 +25,9 @@ pub mod client;
 pub mod config;
 pub mod explain;
 pub mod http;
+pub mod identity;
 pub mod metrics;
+pub mod oidc;
 pub mod policy;
 pub mod profile;
 pub mod radius;

@@ -14,6 +14,7 @@ use tracing::{error, info, warn};
 
 use portcullis::accounting::{self, AccountingSink, Archive, Filter, SqliteConfig, SqliteStore};
 use portcullis::config::{self, Config, Loaded};
+use portcullis::identity::IdentityStore;
 use portcullis::metrics::Metrics;
 use portcullis::server::{self, Bound, Server};
 
@@ -74,6 +75,24 @@ enum Command {
     Accounting {
         #[command(subcommand)]
         action: AcctCommand,
+    },
+    /// Identity providers.
+    Idp {
+        #[command(subcommand)]
+        action: IdpCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum IdpCommand {
+    /// Check a provider's discovery document, JWKS and the configured
+    /// values against the live provider ("Save and Test"). Exits 1 on any
+    /// failure.
+    Test {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long, short)]
+        provider: String,
     },
 }
 
@@ -144,6 +163,9 @@ fn main() -> ExitCode {
         } => explain(config, &user, client, command.as_deref()),
         Command::HashPassword => hash_password(),
         Command::Accounting { action } => accounting_cmd(action),
+        Command::Idp {
+            action: IdpCommand::Test { config, provider },
+        } => idp_test(config, &provider),
     };
     match result {
         Ok(code) => code,
@@ -230,6 +252,18 @@ fn check(path: PathBuf) -> anyhow::Result<ExitCode> {
     }
     let enabled = c.users.iter().filter(|u| u.enabled).count();
     println!("users: {} ({} enabled)", c.users.len(), enabled);
+    println!(
+        "web login: local form {}, identity providers: {}",
+        if c.web.local_login {
+            "shown"
+        } else {
+            "hidden (/login?local=1)"
+        },
+        c.oidc.len()
+    );
+    for p in &c.oidc {
+        println!("  {:<16} issuer {}", p.name, p.issuer);
+    }
     if !loaded.warnings.is_empty() {
         println!("warnings: {}", loaded.warnings.len());
     }
@@ -316,7 +350,9 @@ fn serve(path: PathBuf, format: LogFormat, print_addresses: bool) -> anyhow::Res
         let metrics = Metrics::new();
         let store = open_accounting(&loaded.config, &metrics)?;
         let sink: Arc<dyn AccountingSink> = store.clone();
-        let server = Server::new(loaded.config, metrics, Some(sink));
+        let identity = IdentityStore::open(&loaded.config.server.data_dir)
+            .context("opening the identity store")?;
+        let server = Server::new(loaded.config, metrics, Some(sink), Some(identity));
         let pruner = server::spawn_pruner(server.clone(), store.archive()?);
         let addrs = bound.addrs();
         info!(
@@ -400,6 +436,37 @@ fn accounting_cmd(action: AcctCommand) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn idp_test(path: PathBuf, name: &str) -> anyhow::Result<ExitCode> {
+    let Some(loaded) = load_or_report(&path) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let Some(settings) = loaded.config.oidc.iter().find(|p| p.name == name) else {
+        let known: Vec<&str> = loaded.config.oidc.iter().map(|p| p.name.as_str()).collect();
+        eprintln!(
+            "no identity provider `{name}` in {} (configured: {known:?})",
+            path.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let checks = runtime.block_on(portcullis::oidc::idp_test(settings));
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "provider {name}: issuer {}", settings.issuer)?;
+    for c in &checks {
+        writeln!(out, "  {c}")?;
+    }
+    let ok = portcullis::oidc::all_ok(&checks);
+    writeln!(out, "{}", if ok { "success" } else { "FAILED" })?;
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Opens the accounting store in the configured data directory.

@@ -35,6 +35,7 @@ pub struct Metrics {
     pub radius: crate::radius::metrics::RadiusMetrics,
     pub tacacs: crate::tacacs::metrics::TacacsMetrics,
     pub accounting: crate::accounting::AccountingMetrics,
+    pub oidc: crate::oidc::OidcMetrics,
 }
 
 impl Default for Metrics {
@@ -74,8 +75,10 @@ impl Metrics {
         let radius = crate::radius::metrics::RadiusMetrics::register(&mut registry);
         let tacacs = crate::tacacs::metrics::TacacsMetrics::register(&mut registry);
         let accounting = crate::accounting::AccountingMetrics::register(&mut registry);
+        let oidc = crate::oidc::OidcMetrics::register(&mut registry);
         Self {
             accounting,
+            oidc,
             radius,
             tacacs,
             registry,

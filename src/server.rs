@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::accounting::{AccountingSink, Archive};
 use crate::authn::Argon2Pool;
 use crate::config::{self, Config, ConfigErrors};
+use crate::identity::IdentityStore;
 use crate::metrics::Metrics;
 use crate::radius::engine::Port;
 
@@ -27,6 +28,7 @@ pub struct Server {
     pool: Argon2Pool,
     generation: AtomicU64,
     accounting: Option<Arc<dyn AccountingSink>>,
+    identity: Option<IdentityStore>,
 }
 
 impl std::fmt::Debug for dyn AccountingSink {
@@ -51,6 +53,7 @@ impl Server {
         config: Config,
         metrics: Metrics,
         accounting: Option<Arc<dyn AccountingSink>>,
+        identity: Option<IdentityStore>,
     ) -> Arc<Self> {
         let pool = Argon2Pool::new(
             config.server.argon2_threads,
@@ -65,6 +68,7 @@ impl Server {
             pool,
             generation: AtomicU64::new(1),
             accounting,
+            identity,
         })
     }
 
@@ -86,6 +90,11 @@ impl Server {
         &self.pool
     }
 
+    /// External users (web logins through an identity provider).
+    pub fn identity(&self) -> Option<IdentityStore> {
+        self.identity.clone()
+    }
+
     pub fn accounting(&self) -> Option<&dyn AccountingSink> {
         self.accounting.as_deref()
     }
@@ -101,6 +110,9 @@ impl Server {
             Ok(loaded) => {
                 let listen_changed = loaded.config.listen != self.current.load().listen;
                 self.current.store(Arc::new(loaded.config));
+                // The previous generation was just freed (unless a request
+                // still holds it); its pages go back too, not only the parse's.
+                config::release_free_memory();
                 let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
                 self.metrics.config_generation.set(generation as i64);
                 self.metrics.reload_success.inc();

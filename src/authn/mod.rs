@@ -3,29 +3,44 @@
 //! configuration with argon2 hashes; upstream identity providers plug in here.
 
 mod cache;
+mod hash;
 mod pool;
 
 pub use cache::{CredentialCache, Fingerprint};
-pub use pool::{Argon2Pool, PoolMetrics, verify_blocking};
+pub use hash::{PasswordCheck, check_hash, verify_blocking};
+pub use pool::{Argon2Pool, PoolMetrics};
 
-use std::collections::HashMap;
+use std::collections::HashSet;
+use std::hash::BuildHasher;
+use std::sync::Arc;
 
 use crate::policy::{GroupId, Identity, Source};
 use crate::secret::Secret;
+use hash::{HashStore, HashStoreBuilder, StoredHash};
 
-/// A user of the configuration file.
+/// A user of the configuration file. With 100,000 of them every byte here
+/// counts a hundred thousand times: variable-length data the hot path never
+/// reads lives in [`LocalUsers`]' shared buffers instead.
 #[derive(Debug, Clone)]
 pub struct LocalUser {
     pub name: Box<str>,
-    /// argon2 PHC string, checked at load.
-    pub password_hash: Box<str>,
-    /// Group ids in the policy table, `all-users` included.
-    pub groups: Box<[GroupId]>,
+    /// Group ids in the policy table, `all-users` included. Users with the
+    /// same list share it.
+    pub groups: Arc<[GroupId]>,
     pub enabled: bool,
-    pub full_name: Box<str>,
-    pub email: Box<str>,
     /// Opt-in cleartext-equivalent, needed by CHAP and MS-CHAP only.
     pub cleartext_password: Option<Secret>,
+    /// The decoded argon2 hash, in [`LocalUsers`]' hash store.
+    hash: StoredHash,
+    full_name: TextSpan,
+    email: TextSpan,
+}
+
+/// A piece of [`LocalUsers`]' text buffer.
+#[derive(Debug, Clone, Copy)]
+struct TextSpan {
+    at: u32,
+    len: u32,
 }
 
 impl LocalUser {
@@ -70,22 +85,31 @@ impl AuthnError {
 
 /// The local user database of one configuration generation, with its
 /// verified-credential cache (a reload starts a fresh cache).
-#[derive(Debug)]
 pub struct LocalUsers {
-    users: HashMap<Box<str>, LocalUser>,
+    /// In configuration order.
+    users: Box<[LocalUser]>,
+    index: NameIndex,
+    hashes: HashStore,
+    /// Every user's full name and email, back to back.
+    text: Box<str>,
     cache: CredentialCache,
 }
 
-impl LocalUsers {
-    pub fn new(users: Vec<LocalUser>, cache: CredentialCache) -> Self {
-        Self {
-            users: users.into_iter().map(|u| (u.name.clone(), u)).collect(),
-            cache,
-        }
+impl std::fmt::Debug for LocalUsers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalUsers")
+            .field("users", &self.users.len())
+            .field("hashes", &self.hashes)
+            .field("cache", &self.cache)
+            .finish()
     }
+}
 
+impl LocalUsers {
     pub fn get(&self, name: &str) -> Option<&LocalUser> {
-        self.users.get(name)
+        self.index
+            .find(&self.users, name)
+            .map(|i| &self.users[i as usize])
     }
 
     pub fn len(&self) -> usize {
@@ -96,13 +120,28 @@ impl LocalUsers {
         self.users.is_empty()
     }
 
+    /// In the order of the configuration file.
     pub fn iter(&self) -> impl Iterator<Item = &LocalUser> {
-        self.users.values()
+        self.users.iter()
+    }
+
+    /// `user` must come from this table (its text lives here).
+    pub fn full_name(&self, user: &LocalUser) -> &str {
+        self.text_of(user.full_name)
+    }
+
+    /// `user` must come from this table (its text lives here).
+    pub fn email(&self, user: &LocalUser) -> &str {
+        self.text_of(user.email)
+    }
+
+    fn text_of(&self, s: TextSpan) -> &str {
+        &self.text[s.at as usize..(s.at + s.len) as usize]
     }
 
     /// The enabled user `name`, or why there is none.
     pub fn active(&self, name: &str) -> Result<&LocalUser, AuthnError> {
-        let user = self.users.get(name).ok_or(AuthnError::UnknownUser)?;
+        let user = self.get(name).ok_or(AuthnError::UnknownUser)?;
         if !user.enabled {
             return Err(AuthnError::Disabled);
         }
@@ -126,7 +165,7 @@ impl LocalUsers {
             return Ok(user);
         }
         pool.metrics().cache_miss();
-        if pool.verify(&user.password_hash, password).await? {
+        if pool.verify(self.hashes.check(user.hash), password).await? {
             self.cache.insert(fingerprint);
             Ok(user)
         } else {
@@ -160,16 +199,224 @@ pub fn hash_password(password: &[u8]) -> Result<String, argon2::password_hash::E
     Ok(hash.to_string())
 }
 
-/// Whether `s` is an argon2 PHC string that `verify` can use.
-pub fn check_hash(s: &str) -> Result<(), String> {
-    let parsed = argon2::PasswordHash::new(s).map_err(|e| format!("not a PHC string: {e}"))?;
-    match parsed.algorithm.as_str() {
-        "argon2id" | "argon2i" | "argon2d" => {}
-        other => return Err(format!("algorithm `{other}` is not argon2")),
+/// A user as the configuration file describes it, for [`LocalUsersBuilder`].
+#[derive(Debug)]
+pub struct NewUser<'a> {
+    pub name: &'a str,
+    /// Group ids in the policy table, `all-users` included.
+    pub groups: &'a [GroupId],
+    pub enabled: bool,
+    pub full_name: &'a str,
+    pub email: &'a str,
+    pub cleartext_password: Option<Secret>,
+}
+
+/// A decoded password hash waiting for its user; see
+/// [`LocalUsersBuilder::hash`].
+#[derive(Debug, Clone, Copy)]
+pub struct UserHash(StoredHash);
+
+/// Collects users into the compact form [`LocalUsers`] keeps. Names must be
+/// unique (the configuration check reports duplicates with their line).
+pub struct LocalUsersBuilder {
+    users: Vec<LocalUser>,
+    hashes: HashStoreBuilder,
+    text: String,
+    group_lists: HashSet<Arc<[GroupId]>>,
+}
+
+impl LocalUsersBuilder {
+    /// Room for `users` users, so that nothing is copied while growing.
+    pub fn with_capacity(users: usize) -> Self {
+        Self {
+            users: Vec::with_capacity(users),
+            hashes: HashStoreBuilder::with_capacity(users),
+            text: String::new(),
+            group_lists: HashSet::new(),
+        }
     }
-    argon2::Params::try_from(&parsed).map_err(|e| format!("bad argon2 parameters: {e}"))?;
-    if parsed.hash.is_none() {
-        return Err("the PHC string has no hash part".into());
+
+    /// Decodes an argon2 PHC string, or says why it cannot be used.
+    pub fn hash(&mut self, phc: &str) -> Result<UserHash, String> {
+        self.hashes.add(phc).map(UserHash)
     }
-    Ok(())
+
+    /// Adds a user with a hash from [`Self::hash`]; fails only past limits
+    /// (4 GiB of text or hashes, 2^31 users) no real file reaches.
+    pub fn push(&mut self, user: NewUser<'_>, hash: UserHash) -> Result<(), String> {
+        if self.users.len() >= NameIndex::MAX_USERS {
+            return Err("too many users for one configuration".into());
+        }
+        let groups = match self.group_lists.get(user.groups) {
+            Some(g) => g.clone(),
+            None => {
+                let g: Arc<[GroupId]> = user.groups.into();
+                self.group_lists.insert(g.clone());
+                g
+            }
+        };
+        let full_name = self.text(user.full_name)?;
+        let email = self.text(user.email)?;
+        self.users.push(LocalUser {
+            name: user.name.into(),
+            groups,
+            enabled: user.enabled,
+            cleartext_password: user.cleartext_password,
+            hash: hash.0,
+            full_name,
+            email,
+        });
+        Ok(())
+    }
+
+    fn text(&mut self, s: &str) -> Result<TextSpan, String> {
+        let too_long = || "too much user text for one configuration".to_string();
+        let at = u32::try_from(self.text.len()).map_err(|_| too_long())?;
+        let len = u32::try_from(s.len()).map_err(|_| too_long())?;
+        at.checked_add(len).ok_or_else(too_long)?;
+        self.text.push_str(s);
+        Ok(TextSpan { at, len })
+    }
+
+    pub fn finish(self, cache: CredentialCache) -> LocalUsers {
+        let users: Box<[LocalUser]> = self.users.into();
+        LocalUsers {
+            index: NameIndex::new(&users),
+            users,
+            hashes: self.hashes.finish(),
+            text: self.text.into(),
+            cache,
+        }
+    }
+}
+
+/// Name to position in `users`: an open-addressing table of `u32`s, 8 to 16
+/// bytes per user, where a `HashMap<Box<str>, LocalUser>` spent a second
+/// copy of every name plus a bucket the size of the whole record.
+struct NameIndex {
+    /// Positions in `users`, `EMPTY` where free; at most half full, so a
+    /// lookup, even of an unknown name, compares one or two names on average.
+    slots: Box<[u32]>,
+    /// Keyed per table, like `HashMap`'s: names to look up arrive from the
+    /// network, and must not be able to aim at one long probe run.
+    hasher: std::hash::RandomState,
+}
+
+impl NameIndex {
+    const EMPTY: u32 = u32::MAX;
+    const MAX_USERS: usize = (u32::MAX / 2) as usize;
+
+    fn new(users: &[LocalUser]) -> Self {
+        let mut index = Self {
+            slots: vec![Self::EMPTY; (users.len() * 2).next_power_of_two()].into(),
+            hasher: std::hash::RandomState::new(),
+        };
+        let mask = index.slots.len() - 1;
+        for (i, u) in users.iter().enumerate() {
+            let mut s = index.hasher.hash_one(&*u.name) as usize & mask;
+            loop {
+                let slot = &mut index.slots[s];
+                if *slot == Self::EMPTY || users[*slot as usize].name == u.name {
+                    // A repeated name: the later entry wins, as in a map.
+                    *slot = i as u32;
+                    break;
+                }
+                s = (s + 1) & mask;
+            }
+        }
+        index
+    }
+
+    fn find(&self, users: &[LocalUser], name: &str) -> Option<u32> {
+        let mask = self.slots.len() - 1;
+        let mut s = self.hasher.hash_one(name) as usize & mask;
+        loop {
+            match self.slots[s] {
+                Self::EMPTY => return None,
+                i if &*users[i as usize].name == name => return Some(i),
+                _ => s = (s + 1) & mask,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn users(n: usize) -> LocalUsers {
+        let phc = hash::tests::cheap(b"pw", argon2::Algorithm::Argon2id, 32);
+        let mut b = LocalUsersBuilder::with_capacity(n);
+        for i in 0..n {
+            let name = format!("user{i}");
+            let groups: &[GroupId] = if i % 2 == 0 { &[0, 9] } else { &[9] };
+            let hash = b.hash(&phc).unwrap();
+            let full_name = format!("User Number {i}");
+            let user = NewUser {
+                name: &name,
+                groups,
+                enabled: i != 3,
+                full_name: &full_name,
+                email: if i == 1 { "one@example.net" } else { "" },
+                cleartext_password: (i == 2).then(|| Secret::new(b"two".to_vec())),
+            };
+            b.push(user, hash).unwrap();
+        }
+        b.finish(CredentialCache::new(Duration::from_secs(60)))
+    }
+
+    #[test]
+    fn every_user_is_found_by_name_and_no_one_else() {
+        let u = users(1000);
+        assert_eq!(u.len(), 1000);
+        for i in 0..1000 {
+            let name = format!("user{i}");
+            assert_eq!(&*u.get(&name).unwrap().name, name);
+        }
+        for missing in ["", "user", "user1000", "User1", "user-1"] {
+            assert!(u.get(missing).is_none(), "{missing}");
+        }
+        assert!(users(0).get("user0").is_none());
+        let order: Vec<&str> = u.iter().take(3).map(|x| &*x.name).collect();
+        assert_eq!(order, ["user0", "user1", "user2"]);
+    }
+
+    #[test]
+    fn users_keep_their_details() {
+        let u = users(4);
+        let one = u.get("user1").unwrap();
+        assert_eq!(&*one.groups, &[9]);
+        assert_eq!(u.full_name(one), "User Number 1");
+        assert_eq!(u.email(one), "one@example.net");
+        assert_eq!(u.email(u.get("user0").unwrap()), "");
+        assert_eq!(u.active("user3").unwrap_err(), AuthnError::Disabled);
+        assert_eq!(u.active("nobody").unwrap_err(), AuthnError::UnknownUser);
+        assert_eq!(u.cleartext("user1").unwrap_err(), AuthnError::NoCleartext);
+        assert!(u.cleartext("user2").unwrap().1.ct_eq(b"two"));
+    }
+
+    #[test]
+    fn equal_group_lists_are_stored_once() {
+        let u = users(4);
+        let (a, b) = (u.get("user0").unwrap(), u.get("user2").unwrap());
+        assert!(Arc::ptr_eq(&a.groups, &b.groups));
+        assert_eq!(&*a.groups, &[0, 9]);
+        assert_eq!(u.get("user0").unwrap().identity().groups, &[0, 9]);
+    }
+
+    #[tokio::test]
+    async fn passwords_are_checked_against_the_decoded_hash() {
+        let u = users(2);
+        let pool = Argon2Pool::new(1, 4, PoolMetrics::default());
+        assert!(u.check_password(&pool, "user0", b"pw").await.is_ok());
+        assert!(u.cached("user0", b"pw"));
+        assert_eq!(
+            u.check_password(&pool, "user1", b"wrong")
+                .await
+                .unwrap_err(),
+            AuthnError::BadPassword
+        );
+    }
 }

@@ -10,7 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::Semaphore;
 
-use super::AuthnError;
+use super::{AuthnError, PasswordCheck};
 
 #[derive(Debug, Clone, Default)]
 pub struct PoolMetrics {
@@ -85,8 +85,8 @@ impl Argon2Pool {
         &self.metrics
     }
 
-    /// Verifies `password` against a PHC string off the async workers.
-    pub async fn verify(&self, phc: &str, password: &[u8]) -> Result<bool, AuthnError> {
+    /// Checks `password` against a stored hash off the async workers.
+    pub async fn verify(&self, check: PasswordCheck, password: &[u8]) -> Result<bool, AuthnError> {
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
@@ -103,24 +103,12 @@ impl Argon2Pool {
             }
         };
         self.metrics.verifications.inc();
-        let phc = phc.to_owned();
         let password = password.to_vec();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            verify_blocking(&phc, &password)
+            check.verify(&password)
         })
         .await
         .map_err(|_| AuthnError::BadHash)?
-    }
-}
-
-/// The argon2 check itself; blocking, tens of milliseconds by design.
-pub fn verify_blocking(phc: &str, password: &[u8]) -> Result<bool, AuthnError> {
-    use argon2::PasswordVerifier;
-    let hash = argon2::PasswordHash::new(phc).map_err(|_| AuthnError::BadHash)?;
-    match argon2::Argon2::default().verify_password(password, &hash) {
-        Ok(()) => Ok(true),
-        Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
-        Err(_) => Err(AuthnError::BadHash),
     }
 }

@@ -31,6 +31,46 @@ pub struct RawConfig {
     pub mappings: Vec<RawMapping>,
     #[serde(default, rename = "user")]
     pub users: Vec<RawUser>,
+    #[serde(default)]
+    pub web: RawWeb,
+    #[serde(default)]
+    pub oidc: Vec<RawOidc>,
+}
+
+/// `[web]`: the browser side (login page, sessions).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWeb {
+    /// Seconds a login session lasts.
+    pub session_ttl: Option<Spanned<i64>>,
+    /// Show the local username/password form on /login.
+    pub local_login: Option<bool>,
+    /// The URL browsers use to reach us; `https://` marks cookies Secure.
+    pub public_url: Option<Spanned<String>>,
+}
+
+/// `[[oidc]]`: one OpenID Provider.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOidc {
+    pub name: Spanned<String>,
+    pub issuer: Option<Spanned<String>>,
+    /// Okta-style: `domain` (+ `server_id`) instead of `issuer`.
+    pub domain: Option<Spanned<String>>,
+    pub server_id: Option<Spanned<String>>,
+    pub client_id: Spanned<String>,
+    pub client_secret: Spanned<RawSecret>,
+    pub redirect_uri: Spanned<String>,
+    pub scopes: Option<Vec<String>>,
+    pub audience: Option<String>,
+    pub groups_claim: Option<String>,
+    pub username_claim: Option<String>,
+    pub clock_skew: Option<Spanned<i64>>,
+    /// Enables HS256 ID tokens, verified with this shared secret only.
+    pub hmac_secret: Option<Spanned<RawSecret>>,
+    /// `client_secret_basic` or `client_secret_post`.
+    pub client_auth: Option<Spanned<String>>,
+    pub http_timeout: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -12,9 +12,11 @@ use ipnet::IpNet;
 use toml::Spanned;
 
 use super::error::Locator;
+
+mod web;
 use super::raw::*;
 use super::*;
-use crate::authn::{CredentialCache, LocalUser, check_hash};
+use crate::authn::{CredentialCache, LocalUsersBuilder, NewUser};
 use crate::client::Client;
 use crate::policy::{
     Action, CommandPattern, CommandRule, CommandRules, GroupId, Mapping, PolicyTable, Role, RoleId,
@@ -192,7 +194,10 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Loaded, ConfigErrors> 
         id
     });
     let clients = clients(&mut cx, &raw.clients);
-    let users = users(&mut cx, &raw.users, &group_ids);
+    let all_users = group_ids[crate::policy::ALL_USERS];
+    let users = users(&mut cx, &raw.users, &group_ids, all_users);
+    let web_settings = web::web(&mut cx, &raw.web);
+    let oidc = web::oidc(&mut cx, &raw.oidc);
 
     if !cx.errors.is_empty() {
         return Err(ConfigErrors(cx.errors));
@@ -201,21 +206,12 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Loaded, ConfigErrors> 
         Ok(p) => p,
         Err(e) => return Err(ConfigErrors(vec![cx.loc.file_error(e.to_string())])),
     };
-    let all = policy.all_users();
-    let users = users
-        .into_iter()
-        .map(|mut u| {
-            let mut g = u.groups.to_vec();
-            g.push(all);
-            u.groups = g.into();
-            u
-        })
-        .collect();
+    debug_assert_eq!(policy.all_users(), all_users);
     let renderings = Renderings::build(&policy);
     let config = Config {
         path: path.to_path_buf(),
         listen,
-        users: LocalUsers::new(users, CredentialCache::new(server.credential_cache_ttl)),
+        users: users.finish(CredentialCache::new(server.credential_cache_ttl)),
         server,
         radius,
         tacacs,
@@ -224,6 +220,8 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Loaded, ConfigErrors> 
         policy,
         renderings,
         dictionary: dict::builtin(),
+        web: web_settings,
+        oidc,
     };
     Ok(Loaded {
         config,
@@ -638,63 +636,74 @@ fn clients(cx: &mut Ctx<'_>, raw: &[RawClient]) -> Vec<Client> {
     out
 }
 
-fn users(cx: &mut Ctx<'_>, raw: &[RawUser], groups: &HashMap<String, GroupId>) -> Vec<LocalUser> {
-    let mut out: Vec<LocalUser> = Vec::new();
-    let mut seen = HashSet::new();
+/// The users, with `all-users` appended to each one's groups.
+fn users(
+    cx: &mut Ctx<'_>,
+    raw: &[RawUser],
+    groups: &HashMap<String, GroupId>,
+    all_users: GroupId,
+) -> LocalUsersBuilder {
+    let mut out = LocalUsersBuilder::with_capacity(raw.len());
+    let mut seen: HashSet<&str> = HashSet::with_capacity(raw.len());
+    let mut ids = Vec::new();
     for u in raw {
         let name = u.name.get_ref();
-        let key = format!("user[{name}]");
+        // Only formatted when there is something to report: with 100,000
+        // users, one string each would be 100,000 allocations for nothing.
+        let key = |field: &str| format!("user[{name}].{field}");
         if name.is_empty() || name.len() > 253 || name.chars().any(char::is_control) {
             cx.err(
                 u.name.span(),
-                format!("{key}.name"),
+                key("name"),
                 "user name must be 1..=253 printable bytes",
             );
             continue;
         }
-        if !seen.insert(name.clone()) {
+        if !seen.insert(name) {
             cx.err(
                 u.name.span(),
-                format!("{key}.name"),
+                key("name"),
                 format!("user `{name}` is defined twice"),
             );
             continue;
         }
-        if let Err(e) = check_hash(u.password_hash.get_ref()) {
+        let hash = out.hash(u.password_hash.get_ref()).map_err(|e| {
             cx.err(
                 u.password_hash.span(),
-                format!("{key}.password_hash"),
+                key("password_hash"),
                 format!("not a valid argon2 hash ({e}); make one with `portcullis hash-password`"),
             );
-        }
-        let mut ids = Vec::new();
+        });
+        ids.clear();
         for g in &u.groups {
             match groups.get(g.get_ref()) {
-                Some(&id) if g.get_ref() == crate::policy::ALL_USERS => {
-                    // Everyone is in it already; listing it is harmless.
-                    let _ = id;
-                }
+                // Everyone is in it already; listing it is harmless.
+                Some(_) if g.get_ref() == crate::policy::ALL_USERS => {}
                 Some(&id) => ids.push(id),
                 None => cx.err(
                     g.span(),
-                    format!("{key}.groups"),
+                    key("groups"),
                     format!("group `{}` is not defined", g.get_ref()),
                 ),
             }
         }
+        ids.push(all_users);
         let cleartext_password = u
             .cleartext_password
             .as_ref()
-            .and_then(|s| cx.secret_unweighed(s, &format!("{key}.cleartext_password")));
-        out.push(LocalUser {
-            name: name.as_str().into(),
-            password_hash: u.password_hash.get_ref().as_str().into(),
-            groups: ids.into(),
+            .and_then(|s| cx.secret_unweighed(s, &key("cleartext_password")));
+        let Ok(hash) = hash else { continue };
+        let user = NewUser {
+            name,
+            groups: &ids,
             enabled: u.enabled,
-            full_name: u.full_name.as_str().into(),
-            email: u.email.as_str().into(),
+            full_name: &u.full_name,
+            email: &u.email,
             cleartext_password,
-        });
+        };
+        if let Err(e) = out.push(user, hash) {
+            cx.err(u.name.span(), key("name"), e);
+        }
     }
     out
 }

@@ -1,5 +1,9 @@
-//! The HTTP side: `/metrics` for Prometheus and `/healthz` for load balancers
-//! and orchestrators. Web login and the admin API grow here.
+//! The HTTP side: `/metrics` for Prometheus, `/healthz` for load balancers,
+//! browser logins (local form, OpenID Providers) with `/api/me`, and the
+//! read-only administration API.
+
+mod api;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -14,10 +18,24 @@ use tokio_util::sync::CancellationToken;
 use crate::server::Server;
 
 pub fn router(server: Arc<Server>) -> Router {
+    let web = Arc::new(web::Web::new(server.clone(), server.identity()));
+    let browser = Router::new()
+        .route("/", get(web::home))
+        .route("/login", get(web::login_page).post(web::local_login))
+        .route("/logout", get(web::logout).post(web::logout))
+        .route("/auth/oidc/{provider}/start", get(web::oidc_start))
+        .route("/auth/oidc/{provider}/callback", get(web::oidc_callback))
+        .route("/api/me", get(web::me))
+        .route("/api/users", get(api::users))
+        .route("/api/groups", get(api::groups))
+        .route("/api/roles", get(api::roles))
+        .route("/api/mappings", get(api::mappings))
+        .with_state(web);
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .with_state(server)
+        .merge(browser)
 }
 
 async fn metrics(State(server): State<Arc<Server>>) -> impl IntoResponse {

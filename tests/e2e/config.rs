@@ -363,3 +363,61 @@ fn a_broken_dictionary_is_reported_with_its_file_line_and_key() {
     assert!(err.contains("dicts/dictionary:2"), "{err}");
     assert!(err.contains("radius.dictionary_dir"), "{err}");
 }
+
+#[test]
+fn oidc_providers_are_validated_and_okta_issuers_resolved() {
+    let block = |body: &str| {
+        format!(
+            "{DEMO}\n[[oidc]]\nname = \"okta\"\nclient_id = \"cid\"\nclient_secret = \"a-long-enough-client-secret\"\nredirect_uri = \"https://aaa.example.net/auth/oidc/okta/callback\"\n{body}"
+        )
+    };
+    // Okta style: domain + server_id; "" is the org authorization server.
+    for (server, issuer) in [
+        (
+            "server_id = \"default\"\n",
+            "https://example.okta.com/oauth2/default",
+        ),
+        (
+            "server_id = \"aus1\"\n",
+            "https://example.okta.com/oauth2/aus1",
+        ),
+        ("server_id = \"\"\n", "https://example.okta.com"),
+        ("", "https://example.okta.com/oauth2/default"),
+    ] {
+        let text = block(&format!("domain = \"example.okta.com\"\n{server}"));
+        let loaded = from_str(Path::new("t.toml"), &text).expect("valid");
+        assert_eq!(loaded.config.oidc[0].issuer, issuer);
+        assert_eq!(loaded.config.oidc[0].groups_claim, "groups");
+        assert_eq!(loaded.config.oidc[0].username_claim, "preferred_username");
+    }
+    let text = block("issuer = \"http://idp.example.net\"\n");
+    assert_one(
+        &text,
+        "issuer = \"http://idp",
+        "oidc[okta].issuer",
+        "https://",
+    );
+    let text = block("issuer = \"https://idp.example.net\"\nclient_auth = \"private_key_jwt\"\n");
+    assert_one(
+        &text,
+        "client_auth = ",
+        "oidc[okta].client_auth",
+        "client_secret_basic",
+    );
+    let text = block("issuer = \"https://idp.example.net\"\ndomain = \"x.okta.com\"\n");
+    assert_one(&text, "issuer = \"https", "oidc[okta].issuer", "not both");
+    let text = block("issuer = \"https://idp.example.net\"\nscopes = [\"profile\"]\n");
+    assert_one(
+        &text,
+        "name = \"okta\"\nclient_id",
+        "oidc[okta].scopes",
+        "openid",
+    );
+    // The secret never shows in Debug output.
+    let loaded = from_str(
+        Path::new("t.toml"),
+        &block("issuer = \"https://i.example\"\n"),
+    )
+    .unwrap();
+    assert!(!format!("{:?}", loaded.config.oidc).contains("a-long-enough-client-secret"));
+}

@@ -4,6 +4,7 @@ mod accounting;
 mod cli;
 mod config;
 mod harness;
+mod oidc;
 mod radius;
 mod reload;
 mod tacacs;

@@ -1,0 +1,138 @@
+//! The read-only administration API: users (local and external), groups,
+//! roles and mappings, for callers whose role has `admin = true`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::web::Web;
+
+/// The caller's resolved identity if they may administer, else the answer.
+async fn admin(web: &Web, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(user) = web.session(headers) else {
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "not logged in"})),
+        )
+            .into_response());
+    };
+    match web.resolve(&user).await {
+        Some(r) if r.is_admin() => Ok(()),
+        _ => Err((
+            StatusCode::FORBIDDEN,
+            Json(json!({"error": "your role does not allow administration"})),
+        )
+            .into_response()),
+    }
+}
+
+pub(super) async fn users(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    if let Err(r) = admin(&web, &headers).await {
+        return r;
+    }
+    let config = web.server.config_arc();
+    let mut out: Vec<Value> = config
+        .users
+        .iter()
+        .map(|u| {
+            json!({
+                "user": u.name.as_ref(),
+                "source": "local",
+                "enabled": u.enabled,
+                "groups": u.groups.iter().map(|g| config.policy.group_name(*g)).collect::<Vec<_>>(),
+                "email": config.users.email(u),
+                "full_name": config.users.full_name(u),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a["user"].as_str().cmp(&b["user"].as_str()));
+    if let Some(store) = web.identity() {
+        match tokio::task::spawn_blocking(move || store.list()).await {
+            Ok(Ok(list)) => out.extend(list.into_iter().map(|u| {
+                json!({
+                    "user": u.username,
+                    "source": "external",
+                    "provider": u.provider,
+                    "subject": u.subject,
+                    "groups": u.groups,
+                    "email": u.email,
+                    "full_name": u.full_name,
+                    "last_login": u.last_login,
+                })
+            })),
+            _ => {
+                return (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Json(json!({"error": "identity store unreadable"})),
+                )
+                    .into_response();
+            }
+        }
+    }
+    Json(out).into_response()
+}
+
+pub(super) async fn groups(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    if let Err(r) = admin(&web, &headers).await {
+        return r;
+    }
+    let config = web.server.config_arc();
+    let out: Vec<Value> = config
+        .policy
+        .groups()
+        .iter()
+        .map(|g| json!({"name": g.as_ref(), "builtin": g.as_ref() == crate::policy::ALL_USERS}))
+        .collect();
+    Json(out).into_response()
+}
+
+pub(super) async fn roles(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    if let Err(r) = admin(&web, &headers).await {
+        return r;
+    }
+    let config = web.server.config_arc();
+    let default = config.policy.default_role();
+    let out: Vec<Value> = config
+        .policy
+        .roles()
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            json!({
+                "name": r.name.as_ref(),
+                "priv-lvl": r.priv_lvl,
+                "rbac-roles": r.rbac_roles.as_ref(),
+                "rbac-aag": r.rbac_aag.as_ref(),
+                "tacacs-role": r.tacacs_role.map(|t| t.as_str()),
+                "admin": r.admin,
+                "default": default.is_some_and(|d| usize::from(d) == i),
+            })
+        })
+        .collect();
+    Json(out).into_response()
+}
+
+pub(super) async fn mappings(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    if let Err(r) = admin(&web, &headers).await {
+        return r;
+    }
+    let config = web.server.config_arc();
+    let out: Vec<Value> = config
+        .policy
+        .mappings()
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            json!({
+                "order": i + 1,
+                "group": config.policy.group_name(m.group),
+                "role": config.policy.role(m.role).name.as_ref(),
+            })
+        })
+        .collect();
+    Json(out).into_response()
+}
