@@ -11,6 +11,8 @@ pub struct AccountingMetrics {
     pub records_stored: Counter,
     pub duplicates: Counter,
     pub dropped: Counter,
+    pub dedup_evictions: Counter,
+    pub dedup_keys: Gauge,
     pub commit_failures: Counter,
     pub queue_depth: Gauge,
     pub commit_batch_size: Histogram,
@@ -23,6 +25,8 @@ impl AccountingMetrics {
             records_stored: Counter::default(),
             duplicates: Counter::default(),
             dropped: Counter::default(),
+            dedup_evictions: Counter::default(),
+            dedup_keys: Gauge::default(),
             commit_failures: Counter::default(),
             queue_depth: Gauge::default(),
             // 1 .. 1024, the batch limit.
@@ -44,6 +48,16 @@ impl AccountingMetrics {
             "accounting_dropped",
             "Accounting records refused because the queue was full; the request went unanswered",
             m.dropped.clone(),
+        );
+        reg.register(
+            "accounting_dedup_evictions",
+            "Dedup keys forgotten before their window ended because the cache was full; a retransmission of one is stored again",
+            m.dedup_evictions.clone(),
+        );
+        reg.register(
+            "accounting_dedup_keys",
+            "Dedup keys remembered by the writer (records received within the dedup window)",
+            m.dedup_keys.clone(),
         );
         reg.register(
             "accounting_commit_failures",

@@ -159,7 +159,8 @@ impl Serialize for Status {
 
 /// Identity of one request as the appliance sent it (RFC 5080 §2.2.2), so a
 /// retransmission stores nothing new even after a restart lost the in-memory
-/// duplicate cache. The caller hashes it: for RADIUS (client, source port,
+/// duplicate cache (within [`SqliteConfig::dedup_window`] of the original,
+/// which covers an appliance's retransmissions). The caller hashes it: for RADIUS (client, source port,
 /// Identifier, Request Authenticator); for TACACS+ session id + seq_no + body.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DedupKey(pub [u8; 16]);
@@ -251,8 +252,10 @@ pub struct ActiveSession {
 
 /// Selection for [`Archive::list`]. `since` is inclusive, `until` exclusive;
 /// `limit` keeps the newest records. Results are oldest first, newest last.
-/// `user`, `client` and the time bounds are indexed; `session_id` alone is
-/// not (see the schema notes), so pair it with `user` or a time range.
+/// Only the time bounds are indexed (the write path keeps no other index):
+/// `user`, `client` and `session_id` are checked against every record in the
+/// time range, newest first until `limit` matched, so on a large archive pair
+/// them with `since`/`until` or a `limit`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Filter {
     pub user: Option<String>,

@@ -234,12 +234,51 @@ async fn failed_commit_fails_every_waiter_and_stores_nothing() {
         assert!(!d.duplicate);
     }
     assert_eq!(store.archive().unwrap().count().unwrap(), 3);
+
+    // A batch failing after its keys were checked (here an insert) must not
+    // leave them behind, or the retransmission would be acked unstored.
+    let c = rusqlite::Connection::open(store.path()).unwrap();
+    c.execute_batch(
+        "CREATE TRIGGER poison BEFORE INSERT ON records WHEN NEW.username = 'poison'
+         BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
+    )
+    .unwrap();
+    let poison = rec(10, "poison", "s", Status::Start, 10);
+    assert!(matches!(
+        store.submit(poison.clone()).unwrap().await,
+        Err(StoreError::Commit { .. })
+    ));
+    c.execute_batch("DROP TRIGGER poison").unwrap();
+    let d = store.submit(poison).unwrap().await.unwrap();
+    assert!(!d.duplicate);
+    assert_eq!(store.archive().unwrap().count().unwrap(), 4);
+}
+
+/// last_seen comes from the sessions table once folded, and from the records
+/// after the fold point until then: both ways must give the same answers.
+fn fold_configs() -> [SqliteConfig; 2] {
+    [
+        SqliteConfig {
+            session_sync_interval: Duration::ZERO,
+            ..config()
+        },
+        SqliteConfig {
+            session_sync_interval: Duration::from_secs(3600),
+            ..config()
+        },
+    ]
 }
 
 #[tokio::test]
 async fn active_sessions_follow_start_stop_and_nas_reboot() {
+    for cfg in fold_configs() {
+        active_sessions_follow_start_stop_and_nas_reboot_with(cfg).await;
+    }
+}
+
+async fn active_sessions_follow_start_stop_and_nas_reboot_with(cfg: SqliteConfig) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path(), config()).unwrap();
+    let store = SqliteStore::open(dir.path(), cfg).unwrap();
     let other_nas = |mut r: Record| {
         r.client_addr = addr(2);
         r
@@ -536,7 +575,10 @@ fn crash_child() {
             tasks.push(tokio::spawn(async move {
                 for i in 0..1_000_000u64 {
                     let n = (t << 32) | i;
-                    let r = rec(n, "u", "s", Status::InterimUpdate, i);
+                    // Arrival times are real: the restart reloads the keys of
+                    // the last dedup window by them.
+                    let mut r = rec(n, "u", "s", Status::InterimUpdate, i);
+                    r.received_at = SystemTime::now();
                     // Every 8th is also retransmitted at once, so duplicates
                     // are in flight when the kill lands.
                     let copies = if i % 8 == 0 { 2 } else { 1 };
@@ -666,14 +708,311 @@ fn database_is_wal_with_small_pages() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
+    // The write path keeps a single index on records, one that grows at its
+    // right edge; a scattered one would cost a page write per record.
+    assert_eq!(indexes, ["records_received"]);
+}
+
+fn now_rec(n: u64, status: Status, received_at: SystemTime) -> Record {
+    let mut r = rec(n, "u", "s", status, 0);
+    r.received_at = received_at;
+    r
+}
+
+#[tokio::test]
+async fn dedup_keys_of_the_window_are_reloaded_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let window = Duration::from_secs(60);
+    let cfg = || SqliteConfig {
+        dedup_window: window,
+        ..config()
+    };
+    // Whole microseconds, as stored.
+    let now = from_unix_micros(unix_micros(SystemTime::now()));
+    let recent = now_rec(1, Status::Start, now - window / 2);
+    let old = now_rec(2, Status::Start, now - window * 2);
+    let store = SqliteStore::open(dir.path(), cfg()).unwrap();
+    for r in [&recent, &old] {
+        assert!(!store.submit(r.clone()).unwrap().await.unwrap().duplicate);
+    }
+    // In memory a key's window runs from when the writer saw it, so the old
+    // record's retransmission is caught while the process lives.
+    assert!(store.submit(old.clone()).unwrap().await.unwrap().duplicate);
+    store.close().unwrap();
+
+    let store = SqliteStore::open(dir.path(), cfg()).unwrap();
+    let again = store.submit(recent.clone()).unwrap().await.unwrap();
+    assert!(again.duplicate, "a key within the window is reloaded");
+    let late = store.submit(old.clone()).unwrap().await.unwrap();
+    assert!(!late.duplicate, "a key older than the window is forgotten");
+    let a = store.archive().unwrap();
+    assert_eq!(a.count().unwrap(), 3);
     assert_eq!(
-        indexes,
+        a.find(&old.dedup_key).unwrap().unwrap().received_at,
+        old.received_at
+    );
+}
+
+#[tokio::test]
+async fn duplicate_within_one_batch_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = AccountingMetrics::register(&mut Registry::default());
+    let store = SqliteStore::open(
+        dir.path(),
+        SqliteConfig {
+            busy_timeout: Duration::from_secs(20),
+            metrics: Some(metrics.clone()),
+            ..config()
+        },
+    )
+    .unwrap();
+    let lock = lock_db(dir.path());
+    let first = hold_writer(&store, &metrics, rec(1, "u", "s", Status::Start, 1));
+    let a = store.submit(rec(7, "u", "s", Status::Start, 2)).unwrap();
+    let b = store.submit(rec(7, "u", "s", Status::Start, 3)).unwrap();
+    lock.execute_batch("COMMIT").unwrap();
+    assert!(!first.await.unwrap().duplicate);
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    assert_eq!((a.duplicate, b.duplicate), (false, true));
+    assert_eq!(store.stats().commits, 1, "all three were in one batch");
+    let archive = store.archive().unwrap();
+    assert_eq!(archive.count().unwrap(), 2);
+    assert_eq!(archive.find(&key(7)).unwrap().unwrap().received_at, at(2));
+}
+
+/// Submits `first` and waits until the writer has taken it and is waiting
+/// for the write lock `lock_db` holds; records submitted after this return
+/// join `first` in its batch once the lock is released.
+fn hold_writer(store: &SqliteStore, metrics: &AccountingMetrics, first: Record) -> Pending {
+    let pending = store.submit(first).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metrics.queue_depth.get() != 0 {
+        assert!(Instant::now() < deadline, "writer never took its batch");
+        std::thread::yield_now();
+    }
+    pending
+}
+
+#[tokio::test]
+async fn failed_batch_leaves_no_key_and_no_last_seen_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = AccountingMetrics::register(&mut Registry::default());
+    let store = SqliteStore::open(
+        dir.path(),
+        SqliteConfig {
+            busy_timeout: Duration::from_secs(20),
+            // Fold last_seen with every batch, so a leftover shows at once.
+            session_sync_interval: Duration::ZERO,
+            metrics: Some(metrics.clone()),
+            ..config()
+        },
+    )
+    .unwrap();
+    store
+        .submit(rec(1, "u", "s", Status::Start, 1))
+        .unwrap()
+        .await
+        .unwrap();
+    let c = rusqlite::Connection::open(store.path()).unwrap();
+    c.execute_batch(
+        "CREATE TRIGGER poison BEFORE INSERT ON records WHEN NEW.username = 'poison'
+         BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
+    )
+    .unwrap();
+    let lock = lock_db(dir.path());
+    let first = hold_writer(&store, &metrics, rec(2, "x", "s", Status::Start, 2));
+    // Stored, then undone when the record after it fails the batch.
+    let late = rec(3, "u", "s", Status::InterimUpdate, 99);
+    let a = store.submit(late.clone()).unwrap();
+    let b = store
+        .submit(rec(4, "poison", "s", Status::Start, 3))
+        .unwrap();
+    lock.execute_batch("COMMIT").unwrap();
+    for p in [first, a, b] {
+        assert!(matches!(
+            p.await,
+            Err(StoreError::Commit { records: 3, .. })
+        ));
+    }
+    c.execute_batch("DROP TRIGGER poison").unwrap();
+    store
+        .submit(rec(5, "v", "s", Status::InterimUpdate, 50))
+        .unwrap()
+        .await
+        .unwrap();
+    let archive = store.archive().unwrap();
+    let u = |a: &Archive| {
+        let all = a.active_sessions().unwrap();
+        let u = all.iter().find(|s| s.user == "u").unwrap();
+        (u.started_at, u.last_seen)
+    };
+    assert_eq!(u(&archive), (at(1), at(1)));
+    // The retransmission is new, not a duplicate of the rolled-back copy.
+    assert!(!store.submit(late).unwrap().await.unwrap().duplicate);
+    assert_eq!(u(&archive), (at(1), at(99)));
+    assert_eq!(archive.count().unwrap(), 3);
+}
+
+#[tokio::test]
+async fn keys_are_forgotten_after_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(
+        dir.path(),
+        SqliteConfig {
+            dedup_window: Duration::ZERO,
+            ..config()
+        },
+    )
+    .unwrap();
+    let r = rec(1, "u", "s", Status::Start, 1);
+    for _ in 0..2 {
+        assert!(!store.submit(r.clone()).unwrap().await.unwrap().duplicate);
+    }
+    assert_eq!(store.archive().unwrap().count().unwrap(), 2);
+    assert_eq!(store.stats().duplicates, 0);
+}
+
+#[test]
+fn full_dedup_cache_forgets_oldest_keys_and_counts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut reg = Registry::default();
+    let metrics = AccountingMetrics::register(&mut reg);
+    let store = SqliteStore::open(
+        dir.path(),
+        SqliteConfig {
+            dedup_capacity: 2,
+            metrics: Some(metrics.clone()),
+            ..config()
+        },
+    )
+    .unwrap();
+    let submit = |n| {
+        store
+            .submit(rec(n, "u", "s", Status::Start, n))
+            .unwrap()
+            .wait_blocking()
+    };
+    let fresh = |n| !submit(n).unwrap().duplicate;
+    assert!(fresh(1) && fresh(2) && fresh(3));
+    // Key 1 was evicted for key 3, so its retransmission is stored again
+    // (and evicts key 2); key 3 is still known.
+    assert!(fresh(1));
+    assert!(!fresh(3));
+    assert_eq!(store.stats().dedup_evictions, 2);
+    assert_eq!(metrics.dedup_evictions.get(), 2);
+    assert_eq!(metrics.dedup_keys.get(), 2);
+    assert_eq!(store.archive().unwrap().count().unwrap(), 4);
+}
+
+#[tokio::test]
+async fn sessions_survive_restart_stop_before_start_and_pruning() {
+    for cfg in fold_configs() {
+        sessions_survive_restart_stop_before_start_and_pruning_with(cfg).await;
+    }
+}
+
+async fn sessions_survive_restart_stop_before_start_and_pruning_with(cfg: SqliteConfig) {
+    let dir = tempfile::tempdir().unwrap();
+    let submit_all = |store: &SqliteStore, recs: Vec<Record>| {
+        let pending: Vec<Pending> = recs.into_iter().map(|r| store.submit(r).unwrap()).collect();
+        async move {
+            for p in pending {
+                p.await.unwrap();
+            }
+        }
+    };
+    let open = |a: &Archive| -> Vec<(String, SystemTime, SystemTime)> {
+        a.active_sessions()
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.user, s.started_at, s.last_seen))
+            .collect()
+    };
+    let store = SqliteStore::open(dir.path(), cfg.clone()).unwrap();
+    submit_all(
+        &store,
+        vec![
+            // UDP delivered bob's Stop before his Start.
+            rec(1, "bob", "s2", Status::Stop, 5),
+            rec(2, "bob", "s2", Status::Start, 6),
+            rec(3, "alice", "s1", Status::Start, 10),
+            rec(4, "alice", "s1", Status::InterimUpdate, 20),
+            rec(5, "alice", "s1", Status::InterimUpdate, 30),
+        ],
+    )
+    .await;
+    let a = store.archive().unwrap();
+    assert_eq!(open(&a), [("alice".into(), at(10), at(30))]);
+    store.close().unwrap();
+    // A clean close leaves everything folded in.
+    let c = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+    let folded: (i64, i64, i64) = c
+        .query_row(
+            "SELECT (SELECT through_id FROM session_sync), (SELECT MAX(id) FROM records),
+                    (SELECT last_seen_us FROM sessions WHERE username = 'alice')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(folded, (5, 5, unix_micros(at(30))));
+    // As if the process had died before folding the interim updates in:
+    // the next one must fold them from the records when it opens.
+    c.execute_batch(
+        "UPDATE sessions SET last_seen_us = touched_us;
+             UPDATE session_sync SET through_id = 0;",
+    )
+    .unwrap();
+
+    let store = SqliteStore::open(dir.path(), cfg).unwrap();
+    assert_eq!(open(&a), [("alice".into(), at(10), at(30))]);
+    // A fold that covers only carol must not lose alice's updates.
+    submit_all(&store, vec![rec(7, "carol", "s3", Status::Start, 50)]).await;
+    assert_eq!(
+        open(&a),
         [
-            "records_client",
-            "records_nas_reboots",
-            "records_received",
-            "records_session",
-            "records_user"
+            ("alice".into(), at(10), at(30)),
+            ("carol".into(), at(50), at(50))
         ]
     );
+    submit_all(
+        &store,
+        vec![rec(6, "alice", "s1", Status::InterimUpdate, 40)],
+    )
+    .await;
+    assert_eq!(
+        open(&a),
+        [
+            ("alice".into(), at(10), at(40)),
+            ("carol".into(), at(50), at(50))
+        ]
+    );
+    // Alice's Start is pruned (her later updates are not): she is gone.
+    assert_eq!(a.prune(at(15)).unwrap(), 3);
+    assert_eq!(open(&a), [("carol".into(), at(50), at(50))]);
+
+    // Emptied, the table hands out row ids from 1 again.
+    assert_eq!(a.prune(at(1000)).unwrap(), 4);
+    assert_eq!(open(&a), []);
+    submit_all(&store, vec![rec(8, "dave", "s4", Status::Start, 2000)]).await;
+    submit_all(
+        &store,
+        vec![rec(9, "dave", "s4", Status::InterimUpdate, 2100)],
+    )
+    .await;
+    assert_eq!(a.list(&Filter::default()).unwrap()[0].id, 1);
+    assert_eq!(open(&a), [("dave".into(), at(2000), at(2100))]);
+}
+
+#[test]
+fn databases_of_other_schema_versions_are_refused() {
+    for (version, expect) in [(1, "schema version 1 is older"), (3, "schema version 3;")] {
+        let dir = tempfile::tempdir().unwrap();
+        rusqlite::Connection::open(dir.path().join(DB_FILE))
+            .unwrap()
+            .execute_batch(&format!("PRAGMA user_version = {version}"))
+            .unwrap();
+        let err = SqliteStore::open(dir.path(), config()).err().unwrap();
+        assert!(err.to_string().contains(expect), "{err}");
+        assert!(Archive::open(dir.path()).is_err());
+    }
 }
