@@ -81,6 +81,10 @@ pub(crate) struct Report {
     /// 1.0 means the generator, not the server, may have set the pace. Set
     /// by drivers that measure it.
     pub(crate) generator_cpu: Option<f64>,
+    /// TCP connections opened during the run, for connection-oriented
+    /// protocols (TACACS+).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) connects: Option<u64>,
 }
 
 /// Fields of [`Report`] a driver fills in besides the counters.
@@ -153,6 +157,7 @@ impl Report {
             client_kernel_drops: info.client_kernel_drops,
             reply_ma_required: info.reply_ma_required,
             generator_cpu: None,
+            connects: None,
         }
     }
 
@@ -194,9 +199,26 @@ impl Report {
         if let Some(cpu) = self.generator_cpu {
             println!("  generator CPU {:.0}% of one core", 100.0 * cpu);
         }
+        if let Some(n) = self.connects {
+            println!("  connections opened {n}");
+        }
         println!(
             "{}",
             serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
         );
     }
+}
+
+/// CPU time (user + system) this process has used.
+pub(crate) fn cpu_time() -> Duration {
+    // SAFETY: getrusage writes one rusage struct, for which all-zero is valid.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }

@@ -87,6 +87,52 @@ fn obfuscation_matches_the_rfc_construction() {
     assert_eq!(&zeros[16..], &p2[..4]);
 }
 
+/// The pad as RFC 8907 §4.5 writes it, with the streaming `Digest` API.
+fn digest_pad(body: &mut [u8], h: &Header, key: &[u8]) {
+    use md5::{Digest, Md5};
+    let mut base = Md5::new();
+    base.update(h.session_id.to_be_bytes());
+    base.update(key);
+    base.update([h.version, h.seq_no]);
+    let mut prev = base.clone().finalize();
+    for (i, chunk) in body.chunks_mut(16).enumerate() {
+        if i > 0 {
+            let mut m = base.clone();
+            m.update(prev);
+            prev = m.finalize();
+        }
+        for (b, p) in chunk.iter_mut().zip(prev.iter()) {
+            *b ^= p;
+        }
+    }
+}
+
+#[test]
+fn obfuscation_matches_the_digest_construction_for_all_lengths() {
+    // Key lengths put the prefix (4 + key + 2 bytes) on both sides of every
+    // block boundary, with and without room for the chained pad and MD5's
+    // length in the last block; body lengths cover partial last chunks.
+    let key_bytes: Vec<u8> = (0..200u32).map(|i| (i * 7 + 3) as u8).collect();
+    for key_len in (0..=140).chain([185, 186, 200]) {
+        let key = &key_bytes[..key_len];
+        for (version, seq) in [(0xC0, 1), (0xC1, 2), (0xC0, 255)] {
+            let h = Header {
+                version,
+                seq_no: seq,
+                session_id: 0x9abc_def0 ^ key_len as u32,
+                ..hdr(PacketType::Authorization, 1, 0)
+            };
+            for body_len in [0, 1, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 257] {
+                let plain: Vec<u8> = (0..body_len).map(|i| (i * 13) as u8).collect();
+                let mut ours = plain.clone();
+                obfuscate(&mut ours, &h, key);
+                let mut theirs = plain.clone();
+                digest_pad(&mut theirs, &h, key);
+                assert_eq!(ours, theirs, "key {key_len} body {body_len} seq {seq}");
+            }
+        }
+    }
+}
 #[test]
 fn authen_start_round_trip_and_bad_lengths() {
     let s = AuthenStart {

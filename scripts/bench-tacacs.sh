@@ -1,0 +1,307 @@
+#!/usr/bin/env bash
+# TACACS+ side by side: tac_plus-ng (Marc Huber's event-driven-servers, the
+# reference of ../shared/reference/tac_plus-ng) and portcullis, the same load
+# from the same generator (portcullis-load tacacs), on the same machine, runs
+# interleaved. Each server is pinned to ONE core (SERVER_CPU, default 1), the
+# generator to another (LOAD_CPU, default 0).
+#
+#   scripts/bench-tacacs.sh            # about 3 minutes after the release build
+#   ROUNDS=1 DURATION=3 SIDE_DURATION=3 scripts/bench-tacacs.sh   # a quick check, ~40 s
+#
+# One login, for both servers: a PAP authentication START for alice
+# (alice-pass-1) answered PASS, then a shell authorization (service=shell
+# cmd=) answered PASS_ADD with priv-lvl=15, role=admin,
+# rbac-roles=OverlayAdmin, rbac-aag=Global; the generator checks every reply
+# (session, sequence number, de-obfuscated body, status, those four AV
+# pairs). tac_plus-ng compares a cleartext password from its configuration
+# (`password login = clear ...`, `password pap = login`). portcullis holds an
+# argon2id hash: the first login (the generator's warm-up) runs argon2 and
+# every later one is answered from its verified-credential cache, its normal
+# warm path (RADIUS's bench-radius.sh measures the cold path).
+#
+# Measures, in order:
+#   1. ROUNDS x (tac_plus-ng run, portcullis run) in single-connection mode
+#      (each of CONNECTIONS connections carries one login after another),
+#      then the same with a new TCP connection per session (two per login):
+#      closed loop, CONNECTIONS logins in flight, DURATION s each. Medians,
+#      the ratio, latency, and each server's CPU use (all its processes; a
+#      server below ~95% was not the bottleneck: read the rate as a floor)
+#      and the generator's (near 100%: the generator set the pace).
+#   2. Each server at half of its own median peak, both modes (open loop,
+#      --rate; latency from the scheduled start, both exchanges): p99.
+#
+# On loopback the kernel's TCP work for a packet runs on the sender's core,
+# so the generator's core also carries the servers' receive side, and in
+# per-session mode the whole TCP handshake (connect is most of the
+# generator's cost there). Both servers get the same help.
+#
+# Needs: python3, taskset, ss, and tac_plus-ng (built with the reference's
+# build.sh from TP_SRC if TAC_PLUS_NG is missing). Every server it starts is
+# stopped on exit. Raw JSON lines are kept in target/bench-tacacs/results.jsonl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-32}
+SERVER_CPU=${SERVER_CPU:-1}
+LOAD_CPU=${LOAD_CPU:-0}
+SIDE_DURATION=${SIDE_DURATION:-5}     # half-peak runs
+HALF_CAP=${HALF_CAP:-256}             # logins in flight at most, open loop
+TP_REF=${TP_REF:-$repo/../shared/reference/tac_plus-ng}
+TP_SRC=${TP_SRC:-/work/.mirror/MarcJHuber+event-driven-servers/repo}
+TP_BUILD=${TP_BUILD:-/tmp/portcullis-peers/tac_plus-ng-build}
+TAC_PLUS_NG=${TAC_PLUS_NG:-$TP_BUILD/inst/sbin/tac_plus-ng}
+TP_RADIUS_DICT=${TP_RADIUS_DICT:-$TP_BUILD/src/tac_plus-ng/sample/radius-dict.cfg}
+TP_ADDR=127.0.0.1:14949             # fixed by the reference's configuration
+KEY=tacacs123
+target_dir=${CARGO_TARGET_DIR:-$repo/target}
+
+out=$repo/target/bench-tacacs
+mkdir -p "$out"
+results=$out/results.jsonl
+: >"$results"
+work=$(mktemp -d /tmp/portcullis-bench-tacacs.XXXXXX)
+export TP_RUN=$work/tac_plus-ng
+pc_pid=
+
+cleanup() {
+	set +e
+	if [ -n "$pc_pid" ] && kill -0 "$pc_pid" 2>/dev/null; then
+		kill -TERM "$pc_pid"
+		wait "$pc_pid" 2>/dev/null
+	fi
+	[ -f "$TP_RUN/tac_plus-ng.pid" ] && "$TP_REF/stop.sh" >/dev/null
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+log() { printf '== %s\n' "$*" >&2; }
+
+# --- prerequisites ------------------------------------------------------------
+
+if [ ! -x "$TAC_PLUS_NG" ]; then
+	log "building tac_plus-ng from $TP_SRC (about 30 s)"
+	vars=$("$TP_REF/build.sh" "$TP_SRC" "$TP_BUILD")
+	TAC_PLUS_NG=$(sed -n 's/^TAC_PLUS_NG=//p' <<<"$vars")
+	TP_RADIUS_DICT=$(sed -n 's/^TP_RADIUS_DICT=//p' <<<"$vars")
+fi
+export TAC_PLUS_NG TP_RADIUS_DICT
+tp_version=$(git -C "$TP_BUILD/src" log -1 --format='%h %cs' 2>/dev/null || echo unknown)
+if ss -ltn | grep -q " $TP_ADDR "; then
+	echo "something already listens on $TP_ADDR (another tac_plus-ng?); stop it first" >&2
+	exit 1
+fi
+
+log "building release binaries"
+cargo build --release --quiet --bin portcullis --bin portcullis-load
+load=$target_dir/release/portcullis-load
+portcullis=$target_dir/release/portcullis
+hz=$(getconf CLK_TCK)
+
+# --- helpers -------------------------------------------------------------------
+
+# CPU ticks (user + system) of PID and all its descendants, plus children
+# already reaped: tac_plus-ng's spawnd hands connections to worker processes.
+tree_ticks() {
+	python3 - "$1" <<'EOF'
+import os, sys
+root = int(sys.argv[1])
+procs = {}
+for d in os.listdir("/proc"):
+    if not d.isdigit():
+        continue
+    try:
+        s = open(f"/proc/{d}/stat").read()
+    except OSError:
+        continue
+    f = s[s.rindex(")") + 2:].split()
+    # ppid, utime, stime, cutime, cstime (fields 4, 14-17 of proc(5))
+    procs[int(d)] = (int(f[1]), sum(int(x) for x in f[11:15]))
+total, todo = 0, [root]
+while todo:
+    p = todo.pop()
+    if p in procs:
+        total += procs[p][1]
+        todo.extend(c for c, (pp, _) in procs.items() if pp == p)
+print(total)
+EOF
+}
+cpu_lines() { grep -E "^cpu($SERVER_CPU|$LOAD_CPU) " /proc/stat; }
+
+# run_load LABEL PID ARGS...: one generator run on LOAD_CPU; appends its JSON
+# line, with the label and the server's CPU share, to $results.
+run_load() {
+	local label=$1 pid=$2
+	shift 2
+	local t0 t1 w0 w1 s0 s1 json
+	t0=$(tree_ticks "$pid")
+	s0=$(cpu_lines)
+	w0=$(date +%s%N)
+	json=$(taskset -c "$LOAD_CPU" "$load" tacacs --key "$KEY" \
+		--user alice --password alice-pass-1 \
+		--expect-arg priv-lvl=15 --expect-arg role=admin \
+		--expect-arg rbac-roles=OverlayAdmin --expect-arg rbac-aag=Global \
+		"$@" | tail -n 1)
+	w1=$(date +%s%N)
+	s1=$(cpu_lines)
+	t1=$(tree_ticks "$pid")
+	python3 - "$label" "$t0" "$t1" "$hz" "$w0" "$w1" "$s0" "$s1" "$SERVER_CPU" "$json" >>"$results" <<'EOF'
+import json, sys
+label, t0, t1, hz, w0, w1, s0, s1, scpu, line = sys.argv[1:]
+hz, wall = int(hz), (int(w1) - int(w0)) / 1e9
+r = json.loads(line)
+r["label"] = label
+# The server's processes (all threads), in cores, over the generator's whole
+# run. Kernel work done in softirq context (loopback delivery) is not in it.
+r["server_cpu"] = (int(t1) - int(t0)) / hz / wall
+# /proc/stat per CPU: user nice system idle iowait irq softirq steal ...
+parse = lambda text: {l.split()[0]: list(map(int, l.split()[1:9])) for l in text.splitlines()}
+a, b = parse(s0), parse(s1)
+d = {c: [y - x for x, y in zip(a[c], b[c])] for c in a}
+v = d["cpu" + scpu]
+# How busy the server's core was: the server, softirqs, anything else.
+r["server_core_busy"] = (sum(v) - v[3] - v[4]) / sum(v) if sum(v) else 0.0
+# CPU time of whatever is neither server, generator nor interrupt work, in
+# cores: other processes on this shared machine.
+busy = sum(sum(x) - x[3] - x[4] - x[5] - x[6] for x in d.values()) / hz / wall
+r["others_cpu"] = max(0.0, busy - r["server_cpu"] - (r.get("generator_cpu") or 0))
+print(json.dumps(r))
+EOF
+	tail -n 1 "$results" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+print("   %-26s %8.0f/s  p50 %7.0f µs  p99 %8.0f µs  bad %d lost %d errors %d  CPU: server %3.0f%% (its core %3.0f%% busy), generator %3.0f%%, others %3.0f%%"
+      % (r["label"], r["rps"], r["p50_us"], r["p99_us"], r["bad"], r["lost"], r["errors"],
+         100 * r["server_cpu"], 100 * r["server_core_busy"], 100 * (r.get("generator_cpu") or 0),
+         100 * r["others_cpu"]))' >&2
+}
+
+# A copy of the demo configuration on free ports, data under $work.
+pc_config() {
+	sed -e "s|127.0.0.1:1812\"|127.0.0.1:0\"|" \
+		-e "s|127.0.0.1:1813\"|127.0.0.1:0\"|" \
+		-e "s|127.0.0.1:4949\"|127.0.0.1:0\"|" \
+		-e "s|127.0.0.1:8080\"|127.0.0.1:0\"|" \
+		-e "s|\"../dictionaries\"|\"$repo/dictionaries\"|" \
+		-e "s|\"../target/demo-data\"|\"$work/data\"|" \
+		examples/portcullis.toml
+}
+
+# start_portcullis CONFIG: pinned to SERVER_CPU; sets pc_pid and pc_tacacs.
+start_portcullis() {
+	local addr=$work/pc.addr
+	: >"$addr"
+	PORTCULLIS_LOG=warn taskset -c "$SERVER_CPU" "$portcullis" serve --print-addresses \
+		--config "$1" >"$addr" 2>"$work/pc.log" &
+	pc_pid=$!
+	for _ in $(seq 1 600); do
+		[ -s "$addr" ] && break
+		kill -0 "$pc_pid" 2>/dev/null || { cat "$work/pc.log" >&2; exit 1; }
+		sleep 0.1
+	done
+	[ -s "$addr" ] || { echo "portcullis did not start" >&2; exit 1; }
+	pc_tacacs=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["tacacs"])' "$addr")
+}
+
+median_rps() {
+	python3 - "$1" "$results" <<'EOF'
+import json, statistics, sys
+label, path = sys.argv[1:]
+print(round(statistics.median(r["rps"] for r in map(json.loads, open(path)) if r["label"] == label)))
+EOF
+}
+
+# --- 1. interleaved peak runs ----------------------------------------------------
+
+log "starting tac_plus-ng ($tp_version) and portcullis, both on CPU $SERVER_CPU"
+TP_CPUS=$SERVER_CPU "$TP_REF/start.sh" >&2
+tp_pid=$(cat "$TP_RUN/tac_plus-ng.pid")
+pc_config >"$work/pc.toml"
+start_portcullis "$work/pc.toml"
+
+log "peak: $ROUNDS rounds x ${DURATION}s per mode, $CONNECTIONS logins in flight"
+for r in $(seq 1 "$ROUNDS"); do
+	run_load "tac_plus-ng-single" "$tp_pid" --server "$TP_ADDR" --connections "$CONNECTIONS" --duration "$DURATION"
+	run_load "portcullis-single" "$pc_pid" --server "$pc_tacacs" --connections "$CONNECTIONS" --duration "$DURATION"
+	run_load "tac_plus-ng-session" "$tp_pid" --server "$TP_ADDR" --per-session --connections "$CONNECTIONS" --duration "$DURATION"
+	run_load "portcullis-session" "$pc_pid" --server "$pc_tacacs" --per-session --connections "$CONNECTIONS" --duration "$DURATION"
+done
+
+# --- 2. half of peak, open loop ---------------------------------------------------
+
+for mode in single session; do
+	flag=()
+	[ "$mode" = session ] && flag=(--per-session)
+	tp_half=$(($(median_rps "tac_plus-ng-$mode") / 2))
+	pc_half=$(($(median_rps "portcullis-$mode") / 2))
+	log "half of peak, $mode: tac_plus-ng ${tp_half}/s, portcullis ${pc_half}/s (open loop)"
+	run_load "tac_plus-ng-$mode-half" "$tp_pid" --server "$TP_ADDR" "${flag[@]}" \
+		--rate "$((tp_half > 0 ? tp_half : 1))" --connections "$HALF_CAP" --duration "$SIDE_DURATION"
+	run_load "portcullis-$mode-half" "$pc_pid" --server "$pc_tacacs" "${flag[@]}" \
+		--rate "$((pc_half > 0 ? pc_half : 1))" --connections "$HALF_CAP" --duration "$SIDE_DURATION"
+done
+
+# --- summary ---------------------------------------------------------------------
+
+python3 - "$results" "$ROUNDS" "$DURATION" "$CONNECTIONS" "$SERVER_CPU" "$LOAD_CPU" "$tp_version" <<'EOF'
+import json, statistics, sys
+path, rounds, duration, conns, scpu, lcpu, tp_version = sys.argv[1:]
+rs = [json.loads(l) for l in open(path)]
+by = lambda label: [r for r in rs if r["label"] == label]
+med = lambda label, k: statistics.median((r.get(k) or 0) for r in by(label))
+one = lambda label: by(label)[0]
+print()
+print(f"TACACS+ logins (PAP authentication + shell authorization, every reply checked), {conns} in flight,")
+print(f"{rounds} interleaved rounds of {duration} s; each server pinned to CPU {scpu}, load generator")
+print(f"(portcullis-load) on CPU {lcpu}. tac_plus-ng {tp_version}: cleartext password; portcullis: argon2id,")
+print("verified once, then its credential cache.")
+row = lambda name, a, b: print(f"{name:40} {a:>16} {b:>16}")
+verdict = {}
+for mode, title in (("single", "single-connection mode"), ("session", "a new connection per session")):
+    tp, pc = f"tac_plus-ng-{mode}", f"portcullis-{mode}"
+    print()
+    row(title, "tac_plus-ng", "portcullis")
+    row("logins/s, median", f"{med(tp, 'rps'):,.0f}", f"{med(pc, 'rps'):,.0f}")
+    row("  per round", " ".join(f"{r['rps']/1000:.1f}k" for r in by(tp)), " ".join(f"{r['rps']/1000:.1f}k" for r in by(pc)))
+    ratio = med(pc, "rps") / med(tp, "rps") if med(tp, "rps") else float("nan")
+    row("  ratio portcullis / tac_plus-ng", "", f"{ratio:.2f}x")
+    for k, n in (("p50_us", "p50"), ("p99_us", "p99")):
+        row(f"latency {n} at peak (µs), median", f"{med(tp, k):,.0f}", f"{med(pc, k):,.0f}")
+    row("server CPU during peak runs, median", f"{100 * med(tp, 'server_cpu'):.0f}%", f"{100 * med(pc, 'server_cpu'):.0f}%")
+    row("  the server's core busy (with softirq)", f"{100 * med(tp, 'server_core_busy'):.0f}%", f"{100 * med(pc, 'server_core_busy'):.0f}%")
+    row("generator CPU during peak runs, median", f"{100 * med(tp, 'generator_cpu'):.0f}%", f"{100 * med(pc, 'generator_cpu'):.0f}%")
+    # CPU time per login, less sensitive to a shared machine than the rates:
+    # 1e6 / (server µs per login) is what one whole core would sustain.
+    per = lambda l, k: statistics.median(1e6 * (r.get(k) or 0) / r["rps"] for r in by(l) if r["rps"] > 0)
+    row("server CPU per login (µs), median", f"{per(tp, 'server_cpu'):.1f}", f"{per(pc, 'server_cpu'):.1f}")
+    row("  1e6 / that (extrapolated logins/s)", f"{1e6 / per(tp, 'server_cpu'):,.0f}", f"{1e6 / per(pc, 'server_cpu'):,.0f}")
+    row("generator CPU per login (µs), median", f"{per(tp, 'generator_cpu'):.1f}", f"{per(pc, 'generator_cpu'):.1f}")
+    row("other processes' CPU, median (cores)", f"{med(tp, 'others_cpu'):.2f}", f"{med(pc, 'others_cpu'):.2f}")
+    fails = lambda l: f"{sum(r['rejected'] for r in by(l))}/{sum(r['bad'] for r in by(l))}/{sum(r['lost'] for r in by(l))}/{sum(r['errors'] for r in by(l))}"
+    row("refused/bad/lost/errors (all peak runs)", fails(tp), fails(pc))
+    h_tp, h_pc = one(tp + "-half"), one(pc + "-half")
+    row("half of own peak, open loop (/s)", f"{h_tp['target_rate']:,.0f}", f"{h_pc['target_rate']:,.0f}")
+    row("  achieved (/s)", f"{h_tp['rps']:,.0f}", f"{h_pc['rps']:,.0f}")
+    row("  p50 / p99 / p99.9 (µs)", f"{h_tp['p50_us']:.0f}/{h_tp['p99_us']:.0f}/{h_tp['p999_us']:.0f}",
+        f"{h_pc['p50_us']:.0f}/{h_pc['p99_us']:.0f}/{h_pc['p999_us']:.0f}")
+    row("  server CPU / generator CPU", f"{100 * h_tp['server_cpu']:.0f}% / {100 * (h_tp.get('generator_cpu') or 0):.0f}%",
+        f"{100 * h_pc['server_cpu']:.0f}% / {100 * (h_pc.get('generator_cpu') or 0):.0f}%")
+    for name, l in (("tac_plus-ng", tp), ("portcullis", pc)):
+        if med(l, "generator_cpu") > 0.9 and med(l, "server_cpu") < 0.9:
+            print(f"  note: the generator was busier than {name} during its peak runs: read its rate as a floor")
+        elif per(l, "generator_cpu") >= per(l, "server_cpu"):
+            print(f"  note: the generator spends more CPU per login than {name}: on two quiet cores it would"
+                  " saturate first, so the rate is a floor")
+    verdict[mode] = (med(pc, "rps"), h_pc["p99_us"])
+print()
+print("issue #4 targets for portcullis (one core):")
+print(f"  single-connect >= 40,000 logins/s: {verdict['single'][0]:,.0f} -> {'met' if verdict['single'][0] >= 40000 else 'NOT met'}")
+print(f"  per session    >= 10,000 logins/s: {verdict['session'][0]:,.0f} -> {'met' if verdict['session'][0] >= 10000 else 'NOT met'}")
+for mode in ("single", "session"):
+    p99 = verdict[mode][1]
+    print(f"  p99 at half of peak ({mode}) < 2 ms: {p99/1000:.2f} ms -> {'met' if p99 < 2000 else 'NOT met'}")
+print()
+print(f"raw results: {path}")
+EOF
