@@ -3,6 +3,8 @@
 # TACACS+ clients (Debian freeradius-utils, PyPI pyrad and tacacs_plus), the
 # Debian FreeRADIUS dictionaries (real-world input for our dictionary loader),
 # a real OpenID Provider (npm oidc-provider, pinned by tests/idp/package-lock.json),
+# a real SAML IdP (PyPI pysaml2 with Debian's xmlsec1, tests/saml-idp/; xmlsec1
+# also signs the SAML corpus in tests/data/saml/),
 # and cargo-fuzz for the fuzz smoke runs. Idempotent: it only installs what is
 # missing, so a second run costs seconds.
 set -euo pipefail
@@ -10,6 +12,7 @@ set -euo pipefail
 need_apt=()
 command -v radclient >/dev/null 2>&1 || need_apt+=(freeradius-utils)
 [ -f /usr/share/freeradius/dictionary ] || need_apt+=(freeradius-common)
+command -v xmlsec1 >/dev/null 2>&1 || need_apt+=(xmlsec1)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "install-test-deps: apt-get install ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -20,6 +23,7 @@ fi
 py_missing=()
 python3 -c 'import pyrad' 2>/dev/null || py_missing+=("pyrad==2.6.0")
 python3 -c 'import tacacs_plus' 2>/dev/null || py_missing+=("tacacs_plus==2.6")
+python3 -c 'import saml2' 2>/dev/null || py_missing+=("pysaml2==7.5.5")
 if [ ${#py_missing[@]} -gt 0 ]; then
     echo "install-test-deps: pip install ${py_missing[*]}"
     python3 -m pip install --quiet --disable-pip-version-check "${py_missing[@]}"

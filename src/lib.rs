@@ -31,6 +31,7 @@ pub mod oidc;
 pub mod policy;
 pub mod profile;
 pub mod radius;
+pub mod saml;
 pub mod secret;
 pub mod server;
 pub mod tacacs;

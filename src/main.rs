@@ -442,8 +442,22 @@ fn idp_test(path: PathBuf, name: &str) -> anyhow::Result<ExitCode> {
     let Some(loaded) = load_or_report(&path) else {
         return Ok(ExitCode::FAILURE);
     };
+    if let Some(s) = loaded.config.saml.iter().find(|p| p.name == name) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")?;
+        let checks = runtime.block_on(portcullis::saml::test_idp::idp_test(s, SystemTime::now()));
+        return report_checks(&format!("provider {name} (saml)"), &checks);
+    }
     let Some(settings) = loaded.config.oidc.iter().find(|p| p.name == name) else {
-        let known: Vec<&str> = loaded.config.oidc.iter().map(|p| p.name.as_str()).collect();
+        let known: Vec<&str> = loaded
+            .config
+            .oidc
+            .iter()
+            .map(|p| p.name.as_str())
+            .chain(loaded.config.saml.iter().map(|p| p.name.as_str()))
+            .collect();
         eprintln!(
             "no identity provider `{name}` in {} (configured: {known:?})",
             path.display()
@@ -455,12 +469,19 @@ fn idp_test(path: PathBuf, name: &str) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the runtime")?;
     let checks = runtime.block_on(portcullis::oidc::idp_test(settings));
+    report_checks(
+        &format!("provider {name}: issuer {}", settings.issuer),
+        &checks,
+    )
+}
+
+fn report_checks(title: &str, checks: &[portcullis::oidc::Check]) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "provider {name}: issuer {}", settings.issuer)?;
-    for c in &checks {
+    writeln!(out, "{title}")?;
+    for c in checks {
         writeln!(out, "  {c}")?;
     }
-    let ok = portcullis::oidc::all_ok(&checks);
+    let ok = portcullis::oidc::all_ok(checks);
     writeln!(out, "{}", if ok { "success" } else { "FAILED" })?;
     Ok(if ok {
         ExitCode::SUCCESS

@@ -36,6 +36,7 @@ pub struct Metrics {
     pub tacacs: crate::tacacs::metrics::TacacsMetrics,
     pub accounting: crate::accounting::AccountingMetrics,
     pub oidc: crate::oidc::OidcMetrics,
+    pub saml: crate::oidc::OidcMetrics,
 }
 
 impl Default for Metrics {
@@ -76,9 +77,11 @@ impl Metrics {
         let tacacs = crate::tacacs::metrics::TacacsMetrics::register(&mut registry);
         let accounting = crate::accounting::AccountingMetrics::register(&mut registry);
         let oidc = crate::oidc::OidcMetrics::register(&mut registry);
+        let saml = crate::oidc::OidcMetrics::register_saml(&mut registry);
         Self {
             accounting,
             oidc,
+            saml,
             radius,
             tacacs,
             registry,

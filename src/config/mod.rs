@@ -80,6 +80,8 @@ pub struct WebSettings {
     pub local_login: bool,
     /// Mark cookies Secure: browsers reach us over TLS (`public_url` https).
     pub secure_cookies: bool,
+    /// `web.public_url` without a trailing `/`: the base of SAML defaults.
+    pub public_url: Option<String>,
 }
 
 /// A validated configuration, ready to serve.
@@ -100,6 +102,8 @@ pub struct Config {
     pub web: WebSettings,
     /// OpenID Providers, in file order (the login page shows them so).
     pub oidc: Vec<crate::oidc::ProviderSettings>,
+    /// SAML identity providers, in file order.
+    pub saml: Vec<crate::saml::SamlSettings>,
 }
 
 /// A validated configuration and the warnings found on the way.

@@ -35,6 +35,8 @@ pub struct RawConfig {
     pub web: RawWeb,
     #[serde(default)]
     pub oidc: Vec<RawOidc>,
+    #[serde(default)]
+    pub saml: Vec<RawSaml>,
 }
 
 /// `[web]`: the browser side (login page, sessions).
@@ -70,6 +72,40 @@ pub struct RawOidc {
     pub hmac_secret: Option<Spanned<RawSecret>>,
     /// `client_secret_basic` or `client_secret_post`.
     pub client_auth: Option<Spanned<String>>,
+    pub http_timeout: Option<Spanned<i64>>,
+}
+
+/// `[[saml]]`: one SAML 2.0 identity provider.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSaml {
+    pub name: Spanned<String>,
+    /// The IdP's metadata, fetched (https) and cached...
+    pub idp_metadata_url: Option<Spanned<String>>,
+    /// ...or read from a file...
+    pub idp_metadata_file: Option<Spanned<String>>,
+    /// ...or given Okta-style: SSO URL, issuer (entity ID), certificate.
+    pub idp_sso_url: Option<Spanned<String>>,
+    pub idp_entity_id: Option<Spanned<String>>,
+    pub idp_cert_file: Option<Spanned<String>>,
+    pub idp_slo_url: Option<Spanned<String>>,
+    /// Seconds between metadata refreshes.
+    pub metadata_refresh: Option<Spanned<i64>>,
+    pub sp_entity_id: Option<Spanned<String>>,
+    pub acs_url: Option<Spanned<String>>,
+    /// Our key (PKCS#8 PEM) and certificate: sign AuthnRequests, decrypt.
+    pub sp_key_file: Option<Spanned<String>>,
+    pub sp_cert_file: Option<Spanned<String>>,
+    pub sign_requests: Option<Spanned<bool>>,
+    pub name_id_format: Option<Spanned<String>>,
+    pub username_attribute: Option<Spanned<String>>,
+    pub email_attribute: Option<Spanned<String>>,
+    pub name_attribute: Option<Spanned<String>>,
+    pub groups_attribute: Option<Spanned<String>>,
+    pub clock_skew: Option<Spanned<i64>>,
+    pub allow_idp_initiated: Option<bool>,
+    pub allow_sha1: Option<bool>,
+    pub login_timeout: Option<Spanned<i64>>,
     pub http_timeout: Option<Spanned<i64>>,
 }
 

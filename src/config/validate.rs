@@ -13,6 +13,7 @@ use toml::Spanned;
 
 use super::error::Locator;
 
+mod saml;
 mod web;
 use super::raw::*;
 use super::*;
@@ -198,6 +199,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Loaded, ConfigErrors> 
     let users = users(&mut cx, &raw.users, &group_ids, all_users);
     let web_settings = web::web(&mut cx, &raw.web);
     let oidc = web::oidc(&mut cx, &raw.oidc);
+    let saml = saml::saml(&mut cx, &raw.saml, &web_settings, &oidc);
 
     if !cx.errors.is_empty() {
         return Err(ConfigErrors(cx.errors));
@@ -222,6 +224,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Loaded, ConfigErrors> 
         dictionary: dict::builtin(),
         web: web_settings,
         oidc,
+        saml,
     };
     Ok(Loaded {
         config,

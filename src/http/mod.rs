@@ -1,5 +1,5 @@
 //! The HTTP side: `/metrics` for Prometheus, `/healthz` for load balancers,
-//! browser logins (local form, OpenID Providers) with `/api/me`, and the
+//! browser logins (local form, OpenID Providers, SAML IdPs) with `/api/me`, and the
 //! read-only administration API.
 
 mod api;
@@ -11,7 +11,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +25,10 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/logout", get(web::logout).post(web::logout))
         .route("/auth/oidc/{provider}/start", get(web::oidc_start))
         .route("/auth/oidc/{provider}/callback", get(web::oidc_callback))
+        .route("/auth/saml/{provider}/start", get(web::saml_start))
+        .route("/auth/saml/{provider}/acs", post(web::saml_acs))
+        .route("/auth/saml/{provider}/metadata", get(web::saml_metadata))
+        .route("/auth/saml/{provider}/slo", get(web::saml_slo))
         .route("/api/me", get(web::me))
         .route("/api/users", get(api::users))
         .route("/api/groups", get(api::groups))

@@ -21,12 +21,15 @@ use crate::config::Config;
 use crate::identity::{IdentityStore, Profile};
 use crate::oidc::{OidcMetrics, PendingLogin, Provider};
 use crate::policy::{ALL_USERS, ClientCtx, GroupId, Identity, Source};
+use crate::saml::{LoginState, SamlProvider};
 use crate::server::Server;
 
 const SESSION_COOKIE: &str = "portcullis_session";
 /// Binds a started OIDC login to the browser that started it, so a code
 /// and state sent to someone else's browser cannot log them in (login CSRF).
 const LOGIN_COOKIE: &str = "portcullis_login";
+/// The same for a SAML login: the AuthnRequest ID this browser started.
+const SAML_COOKIE: &str = "portcullis_saml";
 /// Started logins kept at once; beyond it the oldest are forgotten.
 const MAX_PENDING: usize = 10_000;
 const MAX_SESSIONS: usize = 100_000;
@@ -43,6 +46,16 @@ pub enum SessionUser {
 struct Session {
     user: SessionUser,
     expires: Instant,
+    /// For a SAML login: what a LogoutRequest to the IdP must name.
+    saml: Option<SamlSession>,
+}
+
+#[derive(Debug, Clone)]
+struct SamlSession {
+    provider: String,
+    name_id: String,
+    name_id_format: Option<String>,
+    session_index: Option<String>,
 }
 
 /// The state the web routes share.
@@ -57,6 +70,9 @@ pub struct Web {
     /// reload so changed settings (and fresh caches) apply.
     providers: Mutex<(u64, HashMap<String, Arc<Provider>>)>,
     metrics: OidcMetrics,
+    saml_providers: Mutex<(u64, HashMap<String, Arc<SamlProvider>>)>,
+    saml_state: LoginState,
+    saml_metrics: OidcMetrics,
 }
 
 impl Web {
@@ -64,6 +80,7 @@ impl Web {
         let mut key = [0u8; 32];
         aws_lc_rs::rand::fill(&mut key).expect("system CSPRNG");
         let metrics = server.metrics().oidc.clone();
+        let saml_metrics = server.metrics().saml.clone();
         Self {
             server,
             identity,
@@ -72,7 +89,31 @@ impl Web {
             pending: Mutex::new(HashMap::new()),
             providers: Mutex::new((0, HashMap::new())),
             metrics,
+            saml_providers: Mutex::new((0, HashMap::new())),
+            saml_state: LoginState::default(),
+            saml_metrics,
         }
+    }
+
+    fn saml_provider(&self, config: &Config, name: &str) -> Option<Arc<SamlProvider>> {
+        let generation = self.server.generation();
+        let mut p = self
+            .saml_providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if p.0 != generation {
+            let mut map = HashMap::new();
+            for s in &config.saml {
+                match SamlProvider::new(s.clone()) {
+                    Ok(pr) => {
+                        map.insert(s.name.clone(), Arc::new(pr));
+                    }
+                    Err(e) => warn!(provider = %s.name, error = %e, "saml provider unusable"),
+                }
+            }
+            *p = (generation, map);
+        }
+        p.1.get(name).cloned()
     }
 
     pub fn identity(&self) -> Option<IdentityStore> {
@@ -141,6 +182,24 @@ impl Web {
         HeaderValue::from_str(&v).expect("cookie is ASCII")
     }
 
+    /// A cookie that must come back on the IdP's cross-site POST to the ACS.
+    /// Over https that takes `SameSite=None; Secure`. Over plain http
+    /// `None` would be refused, so no SameSite is set (browsers that default
+    /// to Lax still send it on a top-level POST within two minutes).
+    fn set_cross_site_cookie(&self, name: &str, value: &str, max_age: Duration) -> HeaderValue {
+        let attrs = if self.server.config().web.secure_cookies {
+            "; SameSite=None; Secure"
+        } else {
+            ""
+        };
+        let v = format!(
+            "{name}={}; Path=/; HttpOnly; Max-Age={}{attrs}",
+            self.sign(value),
+            max_age.as_secs()
+        );
+        HeaderValue::from_str(&v).expect("cookie is ASCII")
+    }
+
     fn clear_cookie(name: &str) -> HeaderValue {
         HeaderValue::from_str(&format!(
             "{name}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"
@@ -149,6 +208,10 @@ impl Web {
     }
 
     fn start_session(&self, user: SessionUser) -> HeaderValue {
+        self.start_session_with(user, None)
+    }
+
+    fn start_session_with(&self, user: SessionUser, saml: Option<SamlSession>) -> HeaderValue {
         let ttl = self.server.config().web.session_ttl;
         let id = random_id();
         let mut s = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
@@ -161,6 +224,7 @@ impl Web {
             Session {
                 user,
                 expires: Instant::now() + ttl,
+                saml,
             },
         );
         self.set_cookie(SESSION_COOKIE, &id, ttl)
@@ -180,13 +244,12 @@ impl Web {
         }
     }
 
-    fn end_session(&self, headers: &HeaderMap) {
-        if let Some(id) = self.cookie(headers, SESSION_COOKIE) {
-            self.sessions
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&id);
-        }
+    fn end_session(&self, headers: &HeaderMap) -> Option<Session> {
+        let id = self.cookie(headers, SESSION_COOKIE)?;
+        self.sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id)
     }
 
     /// Who the session user is now: source, group names and the decision of
@@ -365,6 +428,13 @@ pub async fn login_page(State(web): State<Arc<Web>>, Query(q): Query<LoginQuery>
             n = escape(&p.name)
         );
     }
+    for p in &config.saml {
+        let _ = write!(
+            body,
+            "<a class=\"b\" href=\"/auth/saml/{n}/start\">Log in with {n}</a>",
+            n = escape(&p.name)
+        );
+    }
     if config.web.local_login || q.local.is_some() {
         body.push_str(
             "<form method=\"post\" action=\"/login\"><label>User name\
@@ -443,14 +513,7 @@ pub async fn oidc_start(State(web): State<Arc<Web>>, Path(name): Path<String>) -
         Err(e) => {
             warn!(provider = %name, reason = e.reason(), error = %e, "oidc login could not start");
             web.metrics.login(&name, e.reason());
-            (
-                StatusCode::BAD_GATEWAY,
-                page(
-                    "Login unavailable",
-                    "<p>The identity provider cannot be reached. Try again later.</p>",
-                ),
-            )
-                .into_response()
+            idp_unavailable()
         }
     }
 }
@@ -537,46 +600,19 @@ pub async fn oidc_callback(
                 .into_response();
         }
     };
-    let Some(store) = web.identity.clone() else {
-        return refuse("store", "no identity store");
-    };
-    let local_groups: Vec<String> = config
-        .policy
-        .groups()
-        .iter()
-        .filter(|g| g.as_ref() != ALL_USERS_NAME)
-        .map(|g| g.to_string())
-        .collect();
-    let stored = tokio::task::spawn_blocking(move || {
-        let p = Profile {
-            provider: &name,
-            subject: &login.sub,
-            username: &login.username,
-            email: login.email.as_deref(),
-            full_name: login.full_name.as_deref(),
-            groups: login.groups.as_deref(),
-        };
-        store.login(&p, &local_groups, &[ALL_USERS_NAME.to_string()])
-    })
-    .await;
-    let user = match stored {
-        Ok(Ok(u)) => u,
-        Ok(Err(e)) => {
-            warn!(error = %e, "external user could not be stored");
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "login could not be recorded",
-            )
-                .into_response();
-        }
-        Err(e) => {
-            warn!(error = %e, "external user task failed");
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "login could not be recorded",
-            )
-                .into_response();
-        }
+    let user = match web
+        .store_external(
+            &name,
+            &login.sub,
+            &login.username,
+            login.email.as_deref(),
+            login.full_name.as_deref(),
+            login.groups.as_deref(),
+        )
+        .await
+    {
+        Ok(u) => u,
+        Err(r) => return r,
     };
     info!(provider = %user.provider, user = %user.username, groups = ?user.groups, "web login (oidc)");
     let session = web.start_session(SessionUser::External {
@@ -589,15 +625,108 @@ pub async fn oidc_callback(
     (h, Redirect::to("/")).into_response()
 }
 
+impl Web {
+    /// Creates or updates an external user with their groups (synced against
+    /// the table's groups, built-ins untouched), off the runtime.
+    #[allow(clippy::too_many_arguments)]
+    async fn store_external(
+        &self,
+        provider: &str,
+        subject: &str,
+        username: &str,
+        email: Option<&str>,
+        full_name: Option<&str>,
+        groups: Option<&[String]>,
+    ) -> Result<crate::identity::ExternalUser, Response> {
+        let failed = || {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "login could not be recorded",
+            )
+                .into_response()
+        };
+        let Some(store) = self.identity.clone() else {
+            warn!(provider, "no identity store: external login refused");
+            return Err(failed());
+        };
+        let config = self.server.config_arc();
+        let local_groups: Vec<String> = config
+            .policy
+            .groups()
+            .iter()
+            .filter(|g| g.as_ref() != ALL_USERS_NAME)
+            .map(|g| g.to_string())
+            .collect();
+        let (provider, subject, username) = (
+            provider.to_string(),
+            subject.to_string(),
+            username.to_string(),
+        );
+        let (email, full_name) = (email.map(str::to_string), full_name.map(str::to_string));
+        let groups = groups.map(<[String]>::to_vec);
+        let stored = tokio::task::spawn_blocking(move || {
+            let p = Profile {
+                provider: &provider,
+                subject: &subject,
+                username: &username,
+                email: email.as_deref(),
+                full_name: full_name.as_deref(),
+                groups: groups.as_deref(),
+            };
+            store.login(&p, &local_groups, &[ALL_USERS_NAME.to_string()])
+        })
+        .await;
+        match stored {
+            Ok(Ok(u)) => Ok(u),
+            Ok(Err(e)) => {
+                warn!(error = %e, "external user could not be stored");
+                Err(failed())
+            }
+            Err(e) => {
+                warn!(error = %e, "external user task failed");
+                Err(failed())
+            }
+        }
+    }
+}
+
+fn idp_unavailable() -> Response {
+    (
+        StatusCode::BAD_GATEWAY,
+        page(
+            "Login unavailable",
+            "<p>The identity provider cannot be reached. Try again later.</p>",
+        ),
+    )
+        .into_response()
+}
+
 /// The built-in group every user is in; never synced from a token.
 const ALL_USERS_NAME: &str = ALL_USERS;
 
 /// GET/POST /logout.
+/// A SAML session continues to the IdP's single-logout endpoint (when it
+/// has one) after ours has ended.
 pub async fn logout(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
-    web.end_session(&headers);
+    let ended = web.end_session(&headers);
+    let mut to = "/login".to_string();
+    if let Some(saml) = ended.and_then(|s| s.saml) {
+        let config = web.server.config_arc();
+        if let Some(p) = web.saml_provider(&config, &saml.provider)
+            && let Some(url) = p
+                .logout_url(
+                    &saml.name_id,
+                    saml.name_id_format.as_deref(),
+                    saml.session_index.as_deref(),
+                )
+                .await
+        {
+            to = url;
+        }
+    }
     (
         [(header::SET_COOKIE, Web::clear_cookie(SESSION_COOKIE))],
-        Redirect::to("/login"),
+        Redirect::to(&to),
     )
         .into_response()
 }
@@ -644,4 +773,150 @@ pub async fn me(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
         )
             .into_response(),
     }
+}
+
+/// GET /auth/saml/{provider}/start: to the IdP with a fresh AuthnRequest
+/// (HTTP-Redirect binding), its ID bound to this browser.
+pub async fn saml_start(State(web): State<Arc<Web>>, Path(name): Path<String>) -> Response {
+    let config = web.server.config_arc();
+    let Some(provider) = web.saml_provider(&config, &name) else {
+        return (StatusCode::NOT_FOUND, "no such identity provider").into_response();
+    };
+    match provider.begin(&web.saml_state).await {
+        Ok((url, id)) => {
+            let ttl = provider.settings().login_timeout;
+            (
+                [(
+                    header::SET_COOKIE,
+                    web.set_cross_site_cookie(SAML_COOKIE, &id, ttl),
+                )],
+                Redirect::to(&url),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            warn!(provider = %name, error = %e, "saml login could not start");
+            web.saml_metrics.login(&name, "idp_unavailable");
+            idp_unavailable()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct AcsForm {
+    #[serde(rename = "SAMLResponse")]
+    saml_response: Option<String>,
+}
+
+/// POST /auth/saml/{provider}/acs: the IdP's Response (HTTP-POST binding)
+/// verified, the user created or updated with their groups, a session.
+pub async fn saml_acs(
+    State(web): State<Arc<Web>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<AcsForm>,
+) -> Response {
+    let refused = |reason: &str| {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::SET_COOKIE, Web::clear_cookie(SAML_COOKIE))],
+            page(
+                "Login refused",
+                &format!(
+                    "<p>The login could not be completed ({}). <a href=\"/login\">Start again</a>.</p>",
+                    escape(reason)
+                ),
+            ),
+        )
+            .into_response()
+    };
+    let config = web.server.config_arc();
+    let Some(provider) = web.saml_provider(&config, &name) else {
+        return (StatusCode::NOT_FOUND, "no such identity provider").into_response();
+    };
+    let Some(encoded) = f.saml_response else {
+        warn!(provider = %name, reason = "malformed", "saml login refused: no SAMLResponse");
+        web.saml_metrics.login(&name, "malformed");
+        return refused("malformed");
+    };
+    let bound = web.cookie(&headers, SAML_COOKIE);
+    let v = match provider
+        .complete(
+            &encoded,
+            bound.as_deref(),
+            &web.saml_state,
+            std::time::SystemTime::now(),
+        )
+        .await
+    {
+        Ok(v) => v,
+        Err(r) => {
+            let reason = r.reason.label();
+            warn!(provider = %name, reason, detail = %r.detail, "saml login refused");
+            web.saml_metrics.verify_failure(&name, reason);
+            web.saml_metrics.login(&name, reason);
+            return refused(reason);
+        }
+    };
+    let user = match web
+        .store_external(
+            &name,
+            &v.name_id,
+            &v.username,
+            v.email.as_deref(),
+            v.full_name.as_deref(),
+            v.groups.as_deref(),
+        )
+        .await
+    {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    web.saml_metrics.login(&name, "success");
+    info!(provider = %user.provider, user = %user.username, groups = ?user.groups, "web login (saml)");
+    let session = web.start_session_with(
+        SessionUser::External {
+            provider: user.provider,
+            subject: user.subject,
+        },
+        Some(SamlSession {
+            provider: name,
+            name_id: v.name_id,
+            name_id_format: v.name_id_format,
+            session_index: v.session_index,
+        }),
+    );
+    let mut h = HeaderMap::new();
+    h.append(header::SET_COOKIE, session);
+    h.append(header::SET_COOKIE, Web::clear_cookie(SAML_COOKIE));
+    (h, Redirect::to("/")).into_response()
+}
+
+/// GET /auth/saml/{provider}/metadata: our SP metadata for the IdP admin.
+pub async fn saml_metadata(State(web): State<Arc<Web>>, Path(name): Path<String>) -> Response {
+    let config = web.server.config_arc();
+    let Some(s) = config.saml.iter().find(|s| s.name == name) else {
+        return (StatusCode::NOT_FOUND, "no such identity provider").into_response();
+    };
+    let xml = crate::saml::metadata::SpMetadata {
+        entity_id: &s.sp_entity_id,
+        acs_url: &s.acs_url,
+        slo_url: &s.slo_url,
+        name_id_format: &s.name_id_format,
+        signs_requests: s.sign_requests,
+        cert: s.sp_cert.as_ref().map(crate::saml::IdpCert::to_base64),
+    }
+    .render();
+    (
+        [(header::CONTENT_TYPE, "application/samlmetadata+xml")],
+        xml,
+    )
+        .into_response()
+}
+
+/// GET /auth/saml/{provider}/slo: where the IdP returns the browser after
+/// single logout. Our session already ended before we sent it there, so
+/// this only lands on the login page; it acts on nothing it is given.
+pub async fn saml_slo() -> Redirect {
+    Redirect::to("/login")
 }

@@ -421,3 +421,97 @@ fn oidc_providers_are_validated_and_okta_issuers_resolved() {
     .unwrap();
     assert!(!format!("{:?}", loaded.config.oidc).contains("a-long-enough-client-secret"));
 }
+
+#[test]
+fn saml_providers_are_validated_with_file_line_and_key() {
+    let data = harness::repo().join("tests/data/saml");
+    let f = |n: &str| data.join(n).to_str().unwrap().to_string();
+    let block = |body: &str| {
+        format!(
+            "{}\n[[saml]]\nname = \"okta-saml\"\n{body}",
+            edit(
+                "[web]\n",
+                "[web]\npublic_url = \"https://aaa.example.net/\"\n"
+            )
+        )
+    };
+    let okta = format!(
+        "idp_sso_url = \"https://example.okta.com/app/x/sso/saml\"\nidp_entity_id = \"http://www.okta.com/exk1\"\nidp_cert_file = \"{}\"\n",
+        f("idp-cert.pem")
+    );
+    let loaded = from_str(Path::new("t.toml"), &block(&okta)).expect("valid");
+    let s = &loaded.config.saml[0];
+    assert_eq!(s.acs_url, "https://aaa.example.net/auth/saml/okta-saml/acs");
+    assert_eq!(
+        s.sp_entity_id,
+        "https://aaa.example.net/auth/saml/okta-saml/metadata"
+    );
+    assert!(!s.sign_requests && !s.allow_idp_initiated && !s.allow_sha1);
+
+    // Our key and certificate: requests signed by default; they must match.
+    let with_key = format!(
+        "{okta}sp_key_file = \"{}\"\nsp_cert_file = \"{}\"\n",
+        f("sp-key.pem"),
+        f("sp-cert.pem")
+    );
+    let loaded = from_str(Path::new("t.toml"), &block(&with_key)).expect("valid");
+    assert!(loaded.config.saml[0].sign_requests);
+    let mismatched = format!(
+        "{okta}sp_key_file = \"{}\"\nsp_cert_file = \"{}\"\n",
+        f("sp-key.pem"),
+        f("idp-cert.pem")
+    );
+    assert_one(
+        &block(&mismatched),
+        "sp_cert_file",
+        "saml[okta-saml].sp_cert_file",
+        "not for",
+    );
+
+    let missing = okta.replace("idp-cert.pem", "no-such.pem");
+    assert_one(
+        &block(&missing),
+        "idp_cert_file",
+        "saml[okta-saml].idp_cert_file",
+        "cannot read",
+    );
+    let not_a_cert = okta.replace(&f("idp-cert.pem"), &f("sp-key.pem"));
+    assert_one(
+        &block(&not_a_cert),
+        "idp_cert_file",
+        "saml[okta-saml].idp_cert_file",
+        "CERTIFICATE",
+    );
+    let http = okta.replace("https://example.okta.com", "http://example.okta.com");
+    assert_one(
+        &block(&http),
+        "idp_sso_url",
+        "saml[okta-saml].idp_sso_url",
+        "https://",
+    );
+    assert_one(
+        &block(&format!(
+            "{okta}idp_metadata_url = \"https://example.okta.com/md\"\n"
+        )),
+        "name = \"okta-saml\"",
+        "saml[okta-saml].idp_metadata_url",
+        "exactly one",
+    );
+    assert_one(
+        &block(&format!("{okta}sign_requests = true\n")),
+        "sign_requests",
+        "saml[okta-saml].sign_requests",
+        "sp_key_file",
+    );
+    // Without web.public_url the ACS must be given.
+    let text = format!("{DEMO}\n[[saml]]\nname = \"s\"\n{okta}");
+    let errs = errors(&text);
+    assert!(errs.iter().any(|e| e.key == "saml[s].acs_url"), "{errs:#?}");
+    // A metadata file that is not metadata.
+    let text = block(&format!("idp_metadata_file = \"{}\"\n", f("idp-cert.pem")));
+    let errs = errors(&text);
+    assert_eq!(
+        errs[0].key, "saml[okta-saml].idp_metadata_file",
+        "{errs:#?}"
+    );
+}

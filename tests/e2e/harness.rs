@@ -208,3 +208,30 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
             .ok()
     })
 }
+
+/// Appends `block` to the server's configuration and reloads it.
+pub fn add_to_config(s: &Running, block: &str) {
+    let mut text = std::fs::read_to_string(&s.config).unwrap();
+    text.push_str(block);
+    std::fs::write(&s.config, text).unwrap();
+    s.signal(libc::SIGHUP);
+    s.wait_log("configuration reloaded");
+}
+
+/// A scripted browser: a cookie jar, redirects followed.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// A JSON array of strings.
+pub fn strs(v: &serde_json::Value) -> Vec<&str> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect()
+}

@@ -7,4 +7,5 @@ mod harness;
 mod oidc;
 mod radius;
 mod reload;
+mod saml;
 mod tacacs;

@@ -72,23 +72,6 @@ fn provider_block(name: &str, issuer: &str, http: SocketAddr) -> String {
     )
 }
 
-/// Appends `block` to the server's configuration and reloads it.
-fn add_to_config(s: &Running, block: &str) {
-    let mut text = std::fs::read_to_string(&s.config).unwrap();
-    text.push_str(block);
-    std::fs::write(&s.config, text).unwrap();
-    s.signal(libc::SIGHUP);
-    s.wait_log("configuration reloaded");
-}
-
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
-}
-
 /// A whole login in a fresh browser; returns the browser (with its session
 /// cookie) and what `/api/me` says.
 async fn login(http: SocketAddr, provider: &str) -> (reqwest::Client, Value) {
@@ -117,14 +100,6 @@ fn write_accounts(path: &Path, current: &str, accounts: Value) {
         json!({"current": current, "accounts": accounts}).to_string(),
     )
     .unwrap();
-}
-
-fn strs(v: &Value) -> Vec<&str> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_str().unwrap())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

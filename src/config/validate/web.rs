@@ -32,6 +32,10 @@ pub(super) fn web(cx: &mut Ctx<'_>, raw: &RawWeb) -> WebSettings {
         ) as u64),
         local_login: raw.local_login.unwrap_or(true),
         secure_cookies,
+        public_url: raw
+            .public_url
+            .as_ref()
+            .map(|u| u.get_ref().trim_end_matches('/').to_string()),
     }
 }
 
@@ -42,11 +46,7 @@ pub(super) fn oidc(cx: &mut Ctx<'_>, raw: &[RawOidc]) -> Vec<ProviderSettings> {
         let name = p.name.get_ref();
         let key = |k: &str| format!("oidc[{name}].{k}");
         // The name is a URL path segment (/auth/oidc/NAME/callback).
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
+        if !provider_name_ok(name) {
             cx.err(
                 p.name.span(),
                 "oidc.name",
@@ -176,7 +176,7 @@ pub(super) fn oidc(cx: &mut Ctx<'_>, raw: &[RawOidc]) -> Vec<ProviderSettings> {
 }
 
 /// https, or http to a loopback host (test IdPs, a proxy on the same box).
-fn url_ok(s: &str) -> bool {
+pub(super) fn url_ok(s: &str) -> bool {
     match url::Url::parse(s) {
         Ok(u) if u.scheme() == "https" => u.host().is_some(),
         Ok(u) if u.scheme() == "http" => match u.host() {
@@ -187,4 +187,13 @@ fn url_ok(s: &str) -> bool {
         },
         _ => false,
     }
+}
+
+/// Provider names are URL path segments (`/auth/oidc/NAME/...`,
+/// `/auth/saml/NAME/...`).
+pub(super) fn provider_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }

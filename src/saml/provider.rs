@@ -1,0 +1,312 @@
+//! A configured SAML provider at run time: the IdP's details (metadata
+//! fetched and cached), starting a login, and completing one: the pure
+//! verification plus the state it cannot hold, outstanding AuthnRequests
+//! (InResponseTo) and assertion IDs already used (replay).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use subtle::ConstantTimeEq as _;
+use tracing::warn;
+
+use super::metadata::{IdpInfo, parse_idp};
+use super::refusal::{Reason, Refusal, refuse};
+use super::request::{AuthnRequest, LogoutRequest, new_id, redirect_url};
+use super::response::{Expect, Verified, verify};
+use super::settings::{IdpSource, SamlSettings};
+use super::xml::{MAX_XML, b64};
+
+/// Bounds on the shared maps, so a flood of starts cannot grow memory.
+const MAX_PENDING: usize = 10_000;
+const MAX_SEEN: usize = 100_000;
+/// A failed metadata fetch is not retried sooner than this.
+const REFETCH_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Login state shared by every provider and kept across reloads.
+#[derive(Default)]
+pub struct LoginState {
+    /// AuthnRequest ID → (provider, when sent).
+    pending: Mutex<HashMap<String, (String, Instant)>>,
+    /// (provider, assertion ID) → until when it could be replayed.
+    seen: Mutex<HashMap<(String, String), SystemTime>>,
+}
+
+impl LoginState {
+    fn add_pending(&self, id: String, provider: &str, ttl: Duration) {
+        let mut p = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if p.len() >= MAX_PENDING {
+            p.retain(|_, (_, t)| t.elapsed() < ttl);
+            if p.len() >= MAX_PENDING
+                && let Some(k) = p.keys().next().cloned()
+            {
+                // Still full of fresh ones: someone is flooding starts.
+                p.remove(&k);
+            }
+        }
+        p.insert(id, (provider.to_string(), Instant::now()));
+    }
+
+    #[cfg(test)]
+    pub(crate) fn add_pending_for_test(&self, id: &str, provider: &str) {
+        self.add_pending(id.to_string(), provider, Duration::from_secs(600));
+    }
+
+    fn take_pending(&self, id: &str) -> Option<(String, Instant)> {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id)
+    }
+
+    /// Records an assertion ID; false when it was already used.
+    fn first_use(&self, provider: &str, id: &str, until: SystemTime, now: SystemTime) -> bool {
+        let mut s = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (provider.to_string(), id.to_string());
+        if s.get(&key).is_some_and(|t| *t > now) {
+            return false;
+        }
+        if s.len() >= MAX_SEEN {
+            s.retain(|_, t| *t > now);
+        }
+        s.insert(key, until);
+        true
+    }
+
+    fn is_seen(&self, provider: &str, id: &str, now: SystemTime) -> bool {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(provider.to_string(), id.to_string()))
+            .is_some_and(|t| *t > now)
+    }
+}
+
+pub struct SamlProvider {
+    settings: SamlSettings,
+    cached: Mutex<Option<(Arc<IdpInfo>, Instant)>>,
+    last_attempt: Mutex<Option<Instant>>,
+    http: reqwest::Client,
+}
+
+impl SamlProvider {
+    pub fn new(settings: SamlSettings) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(settings.http_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Self {
+            settings,
+            cached: Mutex::new(None),
+            last_attempt: Mutex::new(None),
+            http,
+        })
+    }
+
+    pub fn settings(&self) -> &SamlSettings {
+        &self.settings
+    }
+
+    /// The key our redirect-binding requests are signed with, if any.
+    fn request_key(&self) -> Option<&super::SpKey> {
+        let s = &self.settings;
+        if s.sign_requests {
+            s.sp_key.as_deref()
+        } else {
+            None
+        }
+    }
+
+    /// The IdP's details: configured, or from (cached) metadata.
+    pub async fn idp(&self) -> Result<Arc<IdpInfo>, String> {
+        let IdpSource::MetadataUrl {
+            url,
+            entity_id,
+            refresh,
+        } = &self.settings.idp
+        else {
+            let IdpSource::Static(i) = &self.settings.idp else {
+                unreachable!()
+            };
+            return Ok(i.clone());
+        };
+        let cached = self
+            .cached
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some((info, at)) = &cached
+            && at.elapsed() < *refresh
+        {
+            return Ok(info.clone());
+        }
+        {
+            let mut last = self
+                .last_attempt
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if last.is_some_and(|t| t.elapsed() < REFETCH_BACKOFF) {
+                return cached
+                    .map(|c| c.0)
+                    .ok_or_else(|| "metadata unavailable (retrying shortly)".to_string());
+            }
+            *last = Some(Instant::now());
+        }
+        match fetch_metadata(&self.http, url, entity_id.as_deref()).await {
+            Ok(info) => {
+                let info = Arc::new(info);
+                *self.cached.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some((info.clone(), Instant::now()));
+                Ok(info)
+            }
+            Err(e) => {
+                warn!(provider = %self.settings.name, error = %e, "saml metadata fetch failed");
+                // A stale copy beats no login at all.
+                cached.map(|c| c.0).ok_or(e)
+            }
+        }
+    }
+
+    /// A redirect to the IdP carrying a new AuthnRequest, and its ID.
+    pub async fn begin(&self, state: &LoginState) -> Result<(String, String), String> {
+        let idp = self.idp().await?;
+        let s = &self.settings;
+        let id = new_id();
+        let xml = AuthnRequest {
+            id: &id,
+            sp_entity_id: &s.sp_entity_id,
+            acs_url: &s.acs_url,
+            destination: &idp.sso_url,
+            name_id_format: &s.name_id_format,
+            now: SystemTime::now(),
+        }
+        .xml();
+        let key = self.request_key();
+        let url = redirect_url(&idp.sso_url, &xml, None, key);
+        state.add_pending(id.clone(), &s.name, s.login_timeout);
+        Ok((url, id))
+    }
+
+    /// Verifies a posted `SAMLResponse` (base64). `bound` is the request ID
+    /// this browser started (from its cookie).
+    pub async fn complete(
+        &self,
+        encoded: &str,
+        bound: Option<&str>,
+        state: &LoginState,
+        now: SystemTime,
+    ) -> Result<Verified, Refusal> {
+        let s = &self.settings;
+        if encoded.len() > MAX_XML * 4 / 3 + 1024 {
+            return refuse(Reason::Malformed, "SAMLResponse too large");
+        }
+        let Some(xml) = b64(encoded) else {
+            return refuse(Reason::Malformed, "SAMLResponse is not base64");
+        };
+        let idp = self
+            .idp()
+            .await
+            .map_err(|e| Refusal::new(Reason::Unavailable, e))?;
+        let v = verify(
+            &xml,
+            &Expect {
+                idp_entity_id: &idp.entity_id,
+                sp_entity_id: &s.sp_entity_id,
+                acs_url: &s.acs_url,
+                certs: &idp.certs,
+                now,
+                skew: s.clock_skew,
+                allow_sha1: s.allow_sha1,
+                allow_idp_initiated: s.allow_idp_initiated,
+                sp_key: s.sp_key.as_deref(),
+                attributes: &s.attributes,
+            },
+        )?;
+        // Replay first, so a second post of a used response says so.
+        if state.is_seen(&s.name, &v.assertion_id, now) {
+            return refuse(
+                Reason::Replay,
+                format!("assertion {:?} was already used", v.assertion_id),
+            );
+        }
+        if let Some(irt) = &v.in_response_to {
+            let Some((provider, sent)) = state.take_pending(irt) else {
+                return refuse(
+                    Reason::InResponseTo,
+                    "not a request we sent, or already answered",
+                );
+            };
+            if provider != s.name || sent.elapsed() > s.login_timeout {
+                return refuse(
+                    Reason::InResponseTo,
+                    "request expired or sent to another provider",
+                );
+            }
+            let same_browser =
+                bound.is_some_and(|b| bool::from(b.as_bytes().ct_eq(irt.as_bytes())));
+            if !same_browser {
+                return refuse(
+                    Reason::InResponseTo,
+                    "the login was started in another browser",
+                );
+            }
+        }
+        let until = v
+            .valid_until
+            .checked_add(s.clock_skew)
+            .unwrap_or(v.valid_until);
+        if !state.first_use(&s.name, &v.assertion_id, until, now) {
+            return refuse(
+                Reason::Replay,
+                format!("assertion {:?} was already used", v.assertion_id),
+            );
+        }
+        Ok(v)
+    }
+
+    /// Where to send the browser after our side of a logout: the IdP's SLO
+    /// endpoint with a LogoutRequest, when it has one.
+    pub async fn logout_url(
+        &self,
+        name_id: &str,
+        name_id_format: Option<&str>,
+        session_index: Option<&str>,
+    ) -> Option<String> {
+        let idp = self.idp().await.ok()?;
+        let slo = idp.slo_url.as_deref()?;
+        let s = &self.settings;
+        let xml = LogoutRequest {
+            id: &new_id(),
+            sp_entity_id: &s.sp_entity_id,
+            destination: slo,
+            name_id,
+            name_id_format,
+            session_index,
+            now: SystemTime::now(),
+        }
+        .xml();
+        let key = self.request_key();
+        Some(redirect_url(slo, &xml, None, key))
+    }
+}
+
+pub async fn fetch_metadata(
+    http: &reqwest::Client,
+    url: &str,
+    entity_id: Option<&str>,
+) -> Result<IdpInfo, String> {
+    let r = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    if !r.status().is_success() {
+        return Err(format!("GET {url}: HTTP {}", r.status()));
+    }
+    let body = r.bytes().await.map_err(|e| format!("GET {url}: {e}"))?;
+    if body.len() > MAX_XML {
+        return Err(format!("GET {url}: metadata larger than {MAX_XML} bytes"));
+    }
+    let text = std::str::from_utf8(&body).map_err(|_| format!("GET {url}: not UTF-8"))?;
+    parse_idp(text, entity_id).map_err(|e| format!("metadata from {url}: {e}"))
+}

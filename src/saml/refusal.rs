@@ -1,0 +1,91 @@
+//! Why a SAML response was refused: a fixed label per check (logged and
+//! used as a metric label, so cardinality stays bounded) and a detail for
+//! the log.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    Malformed,
+    Dtd,
+    DuplicateId,
+    AssertionCount,
+    Unsigned,
+    Signature,
+    Digest,
+    Reference,
+    Algorithm,
+    Comment,
+    Issuer,
+    Status,
+    Destination,
+    Recipient,
+    Audience,
+    Expired,
+    NotYetValid,
+    InResponseTo,
+    Unsolicited,
+    Replay,
+    Encrypted,
+    Subject,
+    /// The IdP's metadata could not be fetched, so nothing can be checked.
+    Unavailable,
+}
+
+impl Reason {
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::Dtd => "dtd",
+            Self::DuplicateId => "duplicate_id",
+            Self::AssertionCount => "assertion_count",
+            Self::Unsigned => "unsigned",
+            Self::Signature => "signature",
+            Self::Digest => "digest",
+            Self::Reference => "reference",
+            Self::Algorithm => "algorithm",
+            Self::Comment => "comment",
+            Self::Issuer => "issuer",
+            Self::Status => "status",
+            Self::Destination => "destination",
+            Self::Recipient => "recipient",
+            Self::Audience => "audience",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::InResponseTo => "in_response_to",
+            Self::Unsolicited => "unsolicited",
+            Self::Replay => "replay",
+            Self::Encrypted => "encrypted",
+            Self::Subject => "subject",
+            Self::Unavailable => "idp_unavailable",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// A refused response. The detail never holds key material; it may hold
+/// attacker-chosen text, so it is logged as a field, never interpreted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}: {detail}")]
+pub struct Refusal {
+    pub reason: Reason,
+    pub detail: String,
+}
+
+impl Refusal {
+    pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+pub(crate) fn refuse<T>(reason: Reason, detail: impl Into<String>) -> Result<T, Refusal> {
+    Err(Refusal::new(reason, detail))
+}

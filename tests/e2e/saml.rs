@@ -1,0 +1,348 @@
+//! Web login through a SAML 2.0 IdP. The IdP is pysaml2 (tests/saml-idp/
+//! idp.py), a real implementation nobody here wrote; it reads our SP
+//! metadata, validates our AuthnRequest and signs with xmlsec1. The browser
+//! is reqwest with a cookie jar; it submits the IdP's auto-post form itself,
+//! as a browser's script would.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+/// The pysaml2 IdP, killed on drop.
+struct Idp {
+    child: Child,
+    ready: Value,
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Idp {
+    fn get(&self, k: &str) -> &str {
+        self.ready[k].as_str().unwrap()
+    }
+}
+
+fn start_idp(accounts: &Path, sp_metadata: &Path, extra: &[&str]) -> Idp {
+    let script = repo().join("tests/saml-idp/idp.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .args(["--port", "0", "--accounts"])
+        .arg(accounts)
+        .arg("--sp-metadata")
+        .arg(sp_metadata)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 (run scripts/install-test-deps.sh for pysaml2 and xmlsec1)");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let ready: Value = serde_json::from_str(&line)
+        .unwrap_or_else(|e| panic!("idp ready line {line:?}: {e} (is pysaml2 installed?)"));
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    Idp { child, ready }
+}
+
+fn provider_block(name: &str, http: SocketAddr, idp: &Idp, extra: &str) -> String {
+    format!(
+        "\n[[saml]]\nname = \"{name}\"\nidp_metadata_url = \"{md}\"\n\
+         sp_entity_id = \"http://{http}/auth/saml/{name}/metadata\"\n\
+         acs_url = \"http://{http}/auth/saml/{name}/acs\"\nhttp_timeout = 10\n{extra}",
+        md = idp.get("metadata_url"),
+    )
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&#x2B;", "+")
+        .replace("&#43;", "+")
+        .replace("&#x3D;", "=")
+        .replace("&#61;", "=")
+        .replace("&#x2F;", "/")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+fn attr(tag: &str, name: &str) -> Option<String> {
+    for q in ['"', '\''] {
+        let key = format!("{name}={q}");
+        if let Some(i) = tag.find(&key) {
+            let rest = &tag[i + key.len()..];
+            let end = rest.find(q)?;
+            return Some(unescape(&rest[..end]));
+        }
+    }
+    None
+}
+
+/// The first form of a page: its action and every named input.
+fn form(html: &str) -> (String, Vec<(String, String)>) {
+    let f = html.find("<form").expect("a form");
+    let tag_end = f + html[f..].find('>').unwrap();
+    let action = attr(&html[f..tag_end], "action").unwrap_or_default();
+    let mut fields = Vec::new();
+    let mut rest = &html[f..];
+    while let Some(i) = rest.find("<input") {
+        let end = i + rest[i..].find('>').unwrap();
+        let tag = &rest[i..end];
+        if let Some(n) = attr(tag, "name") {
+            fields.push((n, attr(tag, "value").unwrap_or_default()));
+        }
+        rest = &rest[end..];
+    }
+    (action, fields)
+}
+
+fn set(fields: &mut [(String, String)], k: &str, v: &str) {
+    for f in fields.iter_mut() {
+        if f.0 == k {
+            f.1 = v.to_string();
+        }
+    }
+}
+
+/// Through our /start, the IdP's login form and its auto-post page: returns
+/// the browser, the IdP's POST-binding form (ACS and fields), unsent.
+async fn to_acs(
+    http: SocketAddr,
+    provider: &str,
+    user: &str,
+    pw: &str,
+) -> (reqwest::Client, String, Vec<(String, String)>) {
+    let b = browser();
+    let r = b
+        .get(format!("http://{http}/auth/saml/{provider}/start"))
+        .send()
+        .await
+        .unwrap();
+    let at = r.url().clone();
+    let status = r.status();
+    let page = r.text().await.unwrap();
+    assert_eq!(status, 200, "IdP login page at {at}: {page}");
+    let (action, mut fields) = form(&page);
+    set(&mut fields, "username", user);
+    set(&mut fields, "password", pw);
+    let r = b
+        .post(at.join(&action).unwrap())
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "IdP login");
+    let page = r.text().await.unwrap();
+    let (acs, fields) = form(&page);
+    assert!(fields.iter().any(|(k, _)| k == "SAMLResponse"), "{page}");
+    (b, acs, fields)
+}
+
+/// A whole login; returns the browser (with its session) and `/api/me`.
+async fn login(http: SocketAddr, provider: &str, user: &str, pw: &str) -> (reqwest::Client, Value) {
+    let (b, acs, fields) = to_acs(http, provider, user, pw).await;
+    assert_eq!(acs, format!("http://{http}/auth/saml/{provider}/acs"));
+    let r = b.post(&acs).form(&fields).send().await.unwrap();
+    let at = r.url().clone();
+    let status = r.status();
+    let body = r.text().await.unwrap();
+    assert_eq!((status.as_u16(), at.path()), (200, "/"), "{body}");
+    let me: Value = b
+        .get(format!("http://{http}/api/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (b, me)
+}
+
+fn write_accounts(path: &Path, accounts: Value) {
+    std::fs::write(path, accounts.to_string()).unwrap();
+}
+
+async fn publish_sp_metadata(http: SocketAddr, provider: &str, to: &PathBuf) -> String {
+    let r = reqwest::get(format!("http://{http}/auth/saml/{provider}/metadata"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let md = r.text().await.unwrap();
+    std::fs::write(to, &md).unwrap();
+    md
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_saml_idp_login_syncs_groups_into_the_one_table() {
+    let s = Running::start_demo();
+    let http = s.addrs.http.unwrap();
+    let accounts = s.dir.path().join("saml-accounts.json");
+    let sp_md = s.dir.path().join("sp-metadata.xml");
+    let alice = |groups: Value| {
+        json!({"password": "alice-idp-pw", "email": "alice@example.com",
+               "name": "Alice Example", "groups": groups})
+    };
+    let dave = json!({"password": "dave-idp-pw", "email": "dave@example.com",
+                      "name": "Dave", "groups": ["helpdesk"]});
+    write_accounts(
+        &accounts,
+        json!({"alice": alice(json!(["netadmins", "Everyone"])), "dave": dave}),
+    );
+    let idp = start_idp(&accounts, &sp_md, &[]);
+    add_to_config(&s, &provider_block("corp-saml", http, &idp, ""));
+    let md = publish_sp_metadata(http, "corp-saml", &sp_md).await;
+    assert!(
+        md.contains(&format!(
+            "Location=\"http://{http}/auth/saml/corp-saml/acs\""
+        )),
+        "{md}"
+    );
+
+    let page = browser()
+        .get(format!("http://{http}/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("/auth/saml/corp-saml/start"), "{page}");
+
+    // alice in netadmins at the IdP: network-admin, priv-lvl 15.
+    let (alice_browser, me) = login(http, "corp-saml", "alice", "alice-idp-pw").await;
+    assert_eq!(me["user"], "alice", "{me}");
+    assert_eq!(me["source"], "external");
+    assert_eq!(me["provider"], "corp-saml");
+    assert_eq!(me["email"], "alice@example.com");
+    assert_eq!(me["full_name"], "Alice Example");
+    assert_eq!(me["role"], "network-admin", "{me}");
+    assert_eq!(me["priv-lvl"], 15);
+    assert_eq!(me["rbac-roles"], "OverlayAdmin");
+    let groups = strs(&me["groups"]);
+    assert!(
+        groups.contains(&"netadmins") && groups.contains(&"all-users"),
+        "{me}"
+    );
+    assert!(
+        !groups.contains(&"Everyone"),
+        "IdP-only groups are not local groups"
+    );
+
+    // The IdP moves alice to helpdesk: the next login follows.
+    write_accounts(
+        &accounts,
+        json!({"alice": alice(json!(["helpdesk"])), "dave": dave}),
+    );
+    let (_, me) = login(http, "corp-saml", "alice", "alice-idp-pw").await;
+    assert_eq!(me["role"], "helpdesk", "{me}");
+    assert_eq!(me["priv-lvl"], 7);
+    assert!(!strs(&me["groups"]).contains(&"netadmins"), "{me}");
+
+    // dave: helpdesk; then an assertion without a groups attribute leaves
+    // his memberships alone.
+    let (_, me) = login(http, "corp-saml", "dave", "dave-idp-pw").await;
+    assert_eq!(me["role"], "helpdesk", "{me}");
+    let mut no_groups = dave.clone();
+    no_groups["groups"] = Value::Null;
+    write_accounts(
+        &accounts,
+        json!({"alice": alice(json!(["helpdesk"])), "dave": no_groups}),
+    );
+    let (dave_browser, me) = login(http, "corp-saml", "dave", "dave-idp-pw").await;
+    assert_eq!(me["role"], "helpdesk", "{me}");
+    assert!(strs(&me["groups"]).contains(&"helpdesk"), "{me}");
+
+    // Logout ends our session, then sends the browser to the IdP's SLO.
+    let r = dave_browser
+        .get(format!("http://{http}/logout"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.url().as_str().starts_with(idp.get("slo_url")),
+        "logout ended at {}",
+        r.url()
+    );
+    let r = dave_browser
+        .get(format!("http://{http}/api/me"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    drop(alice_browser);
+
+    // The same response posted twice: the second is a replay.
+    let (b, acs, fields) = to_acs(http, "corp-saml", "alice", "alice-idp-pw").await;
+    let first = b.post(&acs).form(&fields).send().await.unwrap();
+    assert_eq!(first.url().path(), "/");
+    let again = b.post(&acs).form(&fields).send().await.unwrap();
+    assert_eq!(again.status(), 401);
+    s.wait_log("replay");
+
+    // A response to a login another browser started is refused.
+    let (_, acs, fields) = to_acs(http, "corp-saml", "alice", "alice-idp-pw").await;
+    let r = browser().post(&acs).form(&fields).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    let (_, metrics) = s.http_get("/metrics");
+    assert_eq!(
+        metric(
+            &metrics,
+            "portcullis_saml_logins_total{provider=\"corp-saml\",result=\"success\"}"
+        ),
+        Some(5.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "portcullis_saml_verification_failures_total{provider=\"corp-saml\",reason=\"replay\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "portcullis_saml_verification_failures_total{provider=\"corp-saml\",reason=\"in_response_to\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+
+    // "Save and Test" against the live IdP, then against a dead one.
+    let config = s.config.to_str().unwrap().to_string();
+    let (code, out, err) = run(&[
+        "idp",
+        "test",
+        "--config",
+        &config,
+        "--provider",
+        "corp-saml",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("success") && out.contains("certificate"),
+        "{out}"
+    );
+    drop(idp);
+    let (code, out, _) = run(&[
+        "idp",
+        "test",
+        "--config",
+        &config,
+        "--provider",
+        "corp-saml",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAIL") && out.contains("metadata"), "{out}");
+}
