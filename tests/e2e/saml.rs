@@ -140,8 +140,9 @@ async fn to_acs(
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200, "IdP login");
+    let status = r.status();
     let page = r.text().await.unwrap();
+    assert_eq!(status, 200, "IdP login: {page}");
     let (acs, fields) = form(&page);
     assert!(fields.iter().any(|(k, _)| k == "SAMLResponse"), "{page}");
     (b, acs, fields)
@@ -345,4 +346,106 @@ async fn real_saml_idp_login_syncs_groups_into_the_one_table() {
     ]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("FAIL") && out.contains("metadata"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_requests_and_encrypted_assertions_interoperate_with_the_real_idp() {
+    let s = Running::start_demo();
+    let http = s.addrs.http.unwrap();
+    let accounts = s.dir.path().join("saml-accounts.json");
+    let sp_md = s.dir.path().join("sp-metadata.xml");
+    write_accounts(
+        &accounts,
+        json!({"alice": {"password": "alice-idp-pw", "email": "alice@example.com",
+                         "name": "Alice Example", "groups": ["netadmins"]}}),
+    );
+    // The IdP insists on signed AuthnRequests (pysaml2 verifies the
+    // redirect-binding signature against the certificate in our metadata),
+    // signs its Response and encrypts the assertion to that certificate.
+    let idp = start_idp(
+        &accounts,
+        &sp_md,
+        &[
+            "--want-signed-requests",
+            "--sign-response",
+            "--encrypt-assertion",
+        ],
+    );
+    let data = repo().join("tests/data/saml");
+    let keys = format!(
+        "sp_key_file = \"{}\"\nsp_cert_file = \"{}\"\n",
+        data.join("sp-key.pem").display(),
+        data.join("sp-cert.pem").display()
+    );
+    add_to_config(&s, &provider_block("enc", http, &idp, &keys));
+    let md = publish_sp_metadata(http, "enc", &sp_md).await;
+    assert!(
+        md.contains("AuthnRequestsSigned=\"true\"") && md.contains("use=\"encryption\""),
+        "{md}"
+    );
+
+    // Our redirect carries SigAlg and Signature.
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("http://{http}/auth/saml/enc/start"))
+        .send()
+        .await
+        .unwrap();
+    let to = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        to.contains("&SigAlg=") && to.contains("&Signature="),
+        "{to}"
+    );
+
+    let (b, acs, fields) = to_acs(http, "enc", "alice", "alice-idp-pw").await;
+    let posted = &fields.iter().find(|(k, _)| k == "SAMLResponse").unwrap().1;
+    use base64::Engine as _;
+    let xml = base64::engine::general_purpose::STANDARD
+        .decode(posted)
+        .unwrap();
+    let xml = String::from_utf8(xml).unwrap();
+    assert!(
+        xml.contains("EncryptedAssertion") && !xml.contains("<saml:Assertion"),
+        "{xml}"
+    );
+    let r = b.post(&acs).form(&fields).send().await.unwrap();
+    let at = r.url().path().to_string();
+    assert_eq!(at, "/", "{}", r.text().await.unwrap());
+    let me: Value = b
+        .get(format!("http://{http}/api/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (me["user"].as_str(), me["role"].as_str()),
+        (Some("alice"), Some("network-admin")),
+        "{me}"
+    );
+
+    // Forged responses posted to the ACS are refused and counted by reason.
+    for (file, reason) in [
+        ("unsigned.xml", "unsigned"),
+        ("doctype-entity.xml", "dtd"),
+        ("xsw4.xml", "assertion_count"),
+    ] {
+        let body = std::fs::read(data.join(file)).unwrap();
+        let enc = base64::engine::general_purpose::STANDARD.encode(body);
+        let r = browser()
+            .post(&acs)
+            .form(&[("SAMLResponse", enc)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{file}");
+        let (_, metrics) = s.http_get("/metrics");
+        let series = format!(
+            "portcullis_saml_verification_failures_total{{provider=\"enc\",reason=\"{reason}\"}}"
+        );
+        assert_eq!(metric(&metrics, &series), Some(1.0), "{file}: {metrics}");
+    }
 }

@@ -7,6 +7,7 @@ and answers with the HTTP-POST binding page.
 
     idp.py --port 0 --accounts ACCOUNTS.json --sp-metadata SP.xml
            [--sign-response] [--no-sign-assertion] [--encrypt-assertion]
+           [--want-signed-requests]
 
 Prints one JSON line when ready: entity_id, sso_url, slo_url, metadata_url,
 cert_file. ACCOUNTS.json (re-read at every login):
@@ -15,6 +16,7 @@ cert_file. ACCOUNTS.json (re-read at every login):
 """
 import argparse
 import datetime
+import functools
 import html
 import json
 import os
@@ -29,13 +31,28 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
-from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, xmldsig
+import saml2.entity
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, sigver, xmldsig
 from saml2.config import IdPConfig
 from saml2.metadata import entity_descriptor
 from saml2.saml import NAME_FORMAT_BASIC, NameID
 from saml2.server import Server
 
 PASSWORD = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
+
+# pysaml2 hard-codes 3DES-CBC for assertion encryption. Okta, ADFS and Entra
+# encrypt with AES (and portcullis refuses 3DES), so this IdP does too:
+# AES-256-CBC content, RSA-OAEP (mgf1p) key transport, through xmlsec1.
+_AES256_CBC = "http://www.w3.org/2001/04/xmlenc#aes256-cbc"
+saml2.entity.pre_encryption_part = functools.partial(sigver.pre_encryption_part, msg_enc=_AES256_CBC)
+_encrypt_assertion = sigver.SecurityContext.encrypt_assertion
+
+
+def _encrypt_assertion_aes(self, statement, enc_key, template, key_type=None, node_xpath=None):
+    return _encrypt_assertion(self, statement, enc_key, template, key_type="aes-256", node_xpath=node_xpath)
+
+
+sigver.SecurityContext.encrypt_assertion = _encrypt_assertion_aes
 
 
 def make_key(d):
@@ -64,6 +81,7 @@ def main():
     ap.add_argument("--sign-response", action="store_true")
     ap.add_argument("--no-sign-assertion", action="store_true")
     ap.add_argument("--encrypt-assertion", action="store_true")
+    ap.add_argument("--want-signed-requests", action="store_true")
     args = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="saml-idp-")
@@ -80,6 +98,7 @@ def main():
             # Attribute names go on the wire as given (no OID conversion).
             "policy": {"default": {"lifetime": {"minutes": 5}, "attribute_restrictions": None,
                                    "name_form": NAME_FORMAT_BASIC}},
+            "want_authn_requests_signed": args.want_signed_requests,
             "name_id_format": [
                 "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified",
                 "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
@@ -147,7 +166,13 @@ class Handler(BaseHTTPRequestHandler):
         if "SAMLRequest" not in q:
             return self.send(400, "SAMLRequest missing", "text/plain")
         srv = server_for(state)
-        req = srv.parse_authn_request(q["SAMLRequest"], BINDING_HTTP_REDIRECT)
+        # With want_authn_requests_signed, pysaml2 checks the redirect
+        # binding's signature over the query (SAMLRequest, RelayState, SigAlg).
+        req = srv.parse_authn_request(q["SAMLRequest"], BINDING_HTTP_REDIRECT,
+                                      relay_state=q.get("RelayState"), sigalg=q.get("SigAlg"),
+                                      signature=q.get("Signature"))
+        if req is None:
+            return self.send(400, "AuthnRequest refused", "text/plain")
         msg = req.message
         key = secrets.token_urlsafe(16)
         fmt = msg.name_id_policy.format if msg.name_id_policy is not None else None
