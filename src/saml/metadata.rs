@@ -143,3 +143,98 @@ pub fn escape(s: &str) -> String {
     }
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert_b64() -> String {
+        let p = format!(
+            "{}/tests/data/saml/idp-cert.pem",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect()
+    }
+
+    fn idp_md(entity: &str, sso_binding: &str) -> String {
+        format!(
+            "<md:EntityDescriptor xmlns:md=\"{NS_MD}\" xmlns:ds=\"{NS_DS}\" entityID=\"{entity}\">\
+             <md:IDPSSODescriptor protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">\
+             <md:KeyDescriptor use=\"encryption\"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>AAAA</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>\
+             <md:KeyDescriptor><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{c}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>\
+             <md:SingleLogoutService Binding=\"{REDIRECT}\" Location=\"https://idp/slo\"/>\
+             <md:SingleSignOnService Binding=\"{POST}\" Location=\"https://idp/post\"/>\
+             <md:SingleSignOnService Binding=\"{sso_binding}\" Location=\"https://idp/sso\"/>\
+             </md:IDPSSODescriptor></md:EntityDescriptor>",
+            c = cert_b64()
+        )
+    }
+
+    #[test]
+    fn reads_entity_endpoints_and_signing_certificates() {
+        let i = parse_idp(&idp_md("https://idp", REDIRECT), None).unwrap();
+        assert_eq!(
+            (i.entity_id.as_str(), i.sso_url.as_str()),
+            ("https://idp", "https://idp/sso")
+        );
+        assert_eq!(i.slo_url.as_deref(), Some("https://idp/slo"));
+        // The encryption-only key (not even a certificate) is not read.
+        assert_eq!(i.certs.len(), 1);
+        assert_eq!(
+            parse_idp(&idp_md("https://idp", POST), None).unwrap_err(),
+            MetadataError::NoSso
+        );
+        let agg = format!(
+            "<md:EntitiesDescriptor xmlns:md=\"{NS_MD}\">{}{}</md:EntitiesDescriptor>",
+            idp_md("https://a", REDIRECT),
+            idp_md("https://b", REDIRECT)
+        );
+        assert!(matches!(
+            parse_idp(&agg, None),
+            Err(MetadataError::NoEntity(_))
+        ));
+        assert_eq!(
+            parse_idp(&agg, Some("https://b")).unwrap().entity_id,
+            "https://b"
+        );
+        let dtd = format!(
+            "<!DOCTYPE x [<!ENTITY e \"x\">]>{}",
+            idp_md("https://idp", REDIRECT)
+        );
+        assert!(matches!(
+            parse_idp(&dtd, None),
+            Err(MetadataError::Xml(xml::XmlError::Dtd))
+        ));
+    }
+
+    #[test]
+    fn our_metadata_is_well_formed_and_escaped() {
+        let md = SpMetadata {
+            entity_id: "https://sp/md?a=1&b=\"2\"",
+            acs_url: "https://sp/acs",
+            slo_url: "https://sp/slo",
+            name_id_format: "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified",
+            signs_requests: true,
+            cert: Some(cert_b64()),
+        }
+        .render();
+        let doc = xml::parse(&md).unwrap();
+        let root = doc.root_element();
+        assert_eq!(
+            root.attribute("entityID"),
+            Some("https://sp/md?a=1&b=\"2\"")
+        );
+        let sp = child(root, NS_MD, "SPSSODescriptor").unwrap();
+        assert_eq!(sp.attribute("AuthnRequestsSigned"), Some("true"));
+        assert_eq!(children(sp, NS_MD, "KeyDescriptor").count(), 2);
+        let acs = child(sp, NS_MD, "AssertionConsumerService").unwrap();
+        assert_eq!(
+            (acs.attribute("Binding"), acs.attribute("Location")),
+            (Some(POST), Some("https://sp/acs"))
+        );
+    }
+}

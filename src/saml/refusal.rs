@@ -68,6 +68,8 @@ impl fmt::Display for Reason {
     }
 }
 
+const MAX_DETAIL: usize = 240;
+
 /// A refused response. The detail never holds key material; it may hold
 /// attacker-chosen text, so it is logged as a field, never interpreted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,10 +81,18 @@ pub struct Refusal {
 
 impl Refusal {
     pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
-        Self {
-            reason,
-            detail: detail.into(),
+        let mut detail = detail.into();
+        // Details quote document text; a megabyte Issuer must not become a
+        // megabyte log line.
+        if detail.len() > MAX_DETAIL {
+            let mut cut = MAX_DETAIL;
+            while !detail.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            detail.truncate(cut);
+            detail.push('…');
         }
+        Self { reason, detail }
     }
 }
 

@@ -119,3 +119,81 @@ pub fn redirect_url(
 fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+
+    use super::*;
+    use crate::saml::IdpCert;
+    use crate::saml::keys::SigAlg;
+
+    fn data(name: &str) -> String {
+        let p = format!("{}/tests/data/saml/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(p).unwrap()
+    }
+
+    #[test]
+    fn signed_redirect_carries_a_deflated_request_and_a_verifiable_signature() {
+        let key = SpKey::from_pem(&data("sp-key.pem")).unwrap();
+        let cert = IdpCert::from_pem(&data("sp-cert.pem")).unwrap().remove(0);
+        let xml = AuthnRequest {
+            id: "_abc",
+            sp_entity_id: "https://sp.example/md?a=1&b=2",
+            acs_url: "https://sp.example/acs",
+            destination: "https://idp.example/sso",
+            name_id_format: "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified",
+            now: time::parse("2026-01-01T00:00:00Z").unwrap(),
+        }
+        .xml();
+        let url = redirect_url(
+            "https://idp.example/sso?tenant=x",
+            &xml,
+            Some("r s"),
+            Some(&key),
+        );
+        let (base, query) = url.split_once('?').unwrap();
+        assert_eq!(base, "https://idp.example/sso");
+        let (signed, sig) = query.split_once("&Signature=").unwrap();
+        let signed = signed.strip_prefix("tenant=x&").unwrap();
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        let get = |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        assert_eq!(get("RelayState"), "r s");
+        assert_eq!(get("SigAlg"), RSA_SHA256_URI);
+        let sig: String = url::form_urlencoded::parse(format!("s={sig}").as_bytes())
+            .next()
+            .unwrap()
+            .1
+            .into();
+        let sig = STANDARD.decode(sig).unwrap();
+        assert!(cert.verify(SigAlg::RsaSha256, signed.as_bytes(), &sig));
+        assert!(!cert.verify(SigAlg::RsaSha256, b"SAMLRequest=other", &sig));
+        let deflated = STANDARD.decode(get("SAMLRequest")).unwrap();
+        let mut inflated = String::new();
+        flate2::read::DeflateDecoder::new(&deflated[..])
+            .read_to_string(&mut inflated)
+            .unwrap();
+        assert_eq!(inflated, xml);
+        // Our own parser reads back what we wrote (escaping included).
+        let doc = crate::saml::xml::parse(&inflated).unwrap();
+        let root = doc.root_element();
+        assert_eq!(root.attribute("ID"), Some("_abc"));
+        let issuer = root.first_element_child().unwrap();
+        assert_eq!(issuer.text(), Some("https://sp.example/md?a=1&b=2"));
+    }
+
+    #[test]
+    fn ids_are_fresh_ncnames() {
+        let (a, b) = (new_id(), new_id());
+        assert_ne!(a, b);
+        assert!(a.starts_with('_') && a.len() == 41);
+    }
+}
