@@ -428,7 +428,7 @@ fn saml_providers_are_validated_with_file_line_and_key() {
     let f = |n: &str| data.join(n).to_str().unwrap().to_string();
     let block = |body: &str| {
         format!(
-            "{}\n[[saml]]\nname = \"okta-saml\"\n{body}",
+            "{}\n[[saml]]\nname = \"lab-saml\"\n{body}",
             edit(
                 "[web]\n",
                 "[web]\npublic_url = \"https://aaa.example.net/\"\n"
@@ -441,10 +441,10 @@ fn saml_providers_are_validated_with_file_line_and_key() {
     );
     let loaded = from_str(Path::new("t.toml"), &block(&okta)).expect("valid");
     let s = &loaded.config.saml[0];
-    assert_eq!(s.acs_url, "https://aaa.example.net/auth/saml/okta-saml/acs");
+    assert_eq!(s.acs_url, "https://aaa.example.net/auth/saml/lab-saml/acs");
     assert_eq!(
         s.sp_entity_id,
-        "https://aaa.example.net/auth/saml/okta-saml/metadata"
+        "https://aaa.example.net/auth/saml/lab-saml/metadata"
     );
     assert!(!s.sign_requests && !s.allow_idp_initiated && !s.allow_sha1);
 
@@ -464,7 +464,7 @@ fn saml_providers_are_validated_with_file_line_and_key() {
     assert_one(
         &block(&mismatched),
         "sp_cert_file",
-        "saml[okta-saml].sp_cert_file",
+        "saml[lab-saml].sp_cert_file",
         "not for",
     );
 
@@ -472,35 +472,35 @@ fn saml_providers_are_validated_with_file_line_and_key() {
     assert_one(
         &block(&missing),
         "idp_cert_file",
-        "saml[okta-saml].idp_cert_file",
+        "saml[lab-saml].idp_cert_file",
         "cannot read",
     );
     let not_a_cert = okta.replace(&f("idp-cert.pem"), &f("sp-key.pem"));
     assert_one(
         &block(&not_a_cert),
         "idp_cert_file",
-        "saml[okta-saml].idp_cert_file",
+        "saml[lab-saml].idp_cert_file",
         "CERTIFICATE",
     );
     let http = okta.replace("https://example.okta.com", "http://example.okta.com");
     assert_one(
         &block(&http),
         "idp_sso_url",
-        "saml[okta-saml].idp_sso_url",
+        "saml[lab-saml].idp_sso_url",
         "https://",
     );
     assert_one(
         &block(&format!(
             "{okta}idp_metadata_url = \"https://example.okta.com/md\"\n"
         )),
-        "name = \"okta-saml\"",
-        "saml[okta-saml].idp_metadata_url",
+        "name = \"lab-saml\"",
+        "saml[lab-saml].idp_metadata_url",
         "exactly one",
     );
     assert_one(
         &block(&format!("{okta}sign_requests = true\n")),
         "sign_requests",
-        "saml[okta-saml].sign_requests",
+        "saml[lab-saml].sign_requests",
         "sp_key_file",
     );
     // Without web.public_url the ACS must be given.
@@ -511,7 +511,7 @@ fn saml_providers_are_validated_with_file_line_and_key() {
     let text = block(&format!("idp_metadata_file = \"{}\"\n", f("idp-cert.pem")));
     let errs = errors(&text);
     assert_eq!(
-        errs[0].key, "saml[okta-saml].idp_metadata_file",
+        errs[0].key, "saml[lab-saml].idp_metadata_file",
         "{errs:#?}"
     );
 }

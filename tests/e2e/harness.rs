@@ -235,3 +235,14 @@ pub fn strs(v: &serde_json::Value) -> Vec<&str> {
         .map(|x| x.as_str().unwrap())
         .collect()
 }
+
+/// What `/api/me` says to this browser.
+pub async fn api_me(b: &reqwest::Client, http: SocketAddr) -> serde_json::Value {
+    b.get(format!("http://{http}/api/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}

@@ -83,14 +83,7 @@ async fn login(http: SocketAddr, provider: &str) -> (reqwest::Client, Value) {
         .unwrap();
     assert_eq!(r.status(), 200, "login ended at {}", r.url());
     assert_eq!(r.url().path(), "/", "login ended at {}", r.url());
-    let me: Value = b
-        .get(format!("http://{http}/api/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = api_me(&b, http).await;
     (b, me)
 }
 
@@ -264,14 +257,7 @@ async fn local_users_log_in_with_the_form_and_get_the_same_role() {
         .await
         .unwrap();
     assert_eq!(r.url().path(), "/");
-    let me: Value = b
-        .get(format!("http://{http}/api/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = api_me(&b, http).await;
     assert_eq!(
         (me["source"].as_str(), me["role"].as_str()),
         (Some("local"), Some("helpdesk"))

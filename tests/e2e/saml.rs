@@ -157,14 +157,7 @@ async fn login(http: SocketAddr, provider: &str, user: &str, pw: &str) -> (reqwe
     let status = r.status();
     let body = r.text().await.unwrap();
     assert_eq!((status.as_u16(), at.path()), (200, "/"), "{body}");
-    let me: Value = b
-        .get(format!("http://{http}/api/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = api_me(&b, http).await;
     (b, me)
 }
 
@@ -413,14 +406,7 @@ async fn signed_requests_and_encrypted_assertions_interoperate_with_the_real_idp
     let r = b.post(&acs).form(&fields).send().await.unwrap();
     let at = r.url().path().to_string();
     assert_eq!(at, "/", "{}", r.text().await.unwrap());
-    let me: Value = b
-        .get(format!("http://{http}/api/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = api_me(&b, http).await;
     assert_eq!(
         (me["user"].as_str(), me["role"].as_str()),
         (Some("alice"), Some("network-admin")),
