@@ -4,9 +4,11 @@
 //! so one slow password never stalls the socket. Knows nothing about roles.
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -15,6 +17,7 @@ use tracing::warn;
 
 use super::dedup::{DedupKey, DedupTable, Seen};
 use super::service::{Service, Step, store_drop_reason};
+use super::udp::recv_stamped;
 
 /// RFC 2865 §3: a RADIUS packet is at most 4096 bytes.
 const MAX_PACKET: usize = 4096;
@@ -50,7 +53,7 @@ pub async fn run_worker(
     let mut inbuf = [0u8; MAX_PACKET];
     let mut outbuf = [0u8; MAX_PACKET];
     loop {
-        let (n, src) = tokio::select! {
+        let (n, src, stamp) = tokio::select! {
             biased;
             _ = stop.cancelled() => break,
             Some((key, reply)) = done_rx.recv() => {
@@ -61,7 +64,7 @@ pub async fn run_worker(
                 }
                 continue;
             }
-            r = socket.recv_from(&mut inbuf) => match r {
+            r = socket.async_io(Interest::READABLE, || recv_stamped(socket.as_raw_fd(), &mut inbuf)) => match r {
                 Ok(x) => x,
                 Err(e) => {
                     // ICMP errors from earlier sends surface here on Linux;
@@ -83,6 +86,7 @@ pub async fn run_worker(
             src,
             &mut outbuf,
             received,
+            stamp,
         )
         .await;
     }
@@ -103,6 +107,7 @@ async fn handle(
     src: SocketAddr,
     out: &mut [u8; MAX_PACKET],
     received: Instant,
+    stamp: Option<SystemTime>,
 ) {
     let metrics = service.metrics();
     // Identifier and authenticator sit at fixed offsets; a packet too short
@@ -142,6 +147,9 @@ async fn handle(
             }
             send(socket, &out[..n], src).await;
             metrics.latency.observe(received.elapsed().as_secs_f64());
+            if let Some(t) = stamp.and_then(|t| SystemTime::now().duration_since(t).ok()) {
+                metrics.kernel_latency.observe(t.as_secs_f64());
+            }
         }
         Step::Drop(reason) => {
             if let Some(key) = &key {

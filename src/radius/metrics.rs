@@ -46,6 +46,9 @@ pub struct RadiusMetrics {
     pub auth: Family<MethodLabels, Counter>,
     pub duplicates: Counter,
     pub latency: Histogram,
+    /// From the kernel's receive timestamp, so time queued in the socket
+    /// (the server busy or not scheduled) counts too.
+    pub kernel_latency: Histogram,
 }
 
 impl RadiusMetrics {
@@ -56,6 +59,7 @@ impl RadiusMetrics {
             auth: Family::default(),
             duplicates: Counter::default(),
             latency: Histogram::new(crate::metrics::LATENCY_BUCKETS),
+            kernel_latency: Histogram::new(crate::metrics::LATENCY_BUCKETS),
         };
         reg.register(
             "radius_requests",
@@ -81,6 +85,11 @@ impl RadiusMetrics {
             "radius_request_seconds",
             "Time from receiving a RADIUS request to sending its answer",
             m.latency.clone(),
+        );
+        reg.register(
+            "radius_kernel_to_reply_seconds",
+            "Time from the kernel receiving a RADIUS request (SO_TIMESTAMPNS) to its answer being sent; includes socket queueing",
+            m.kernel_latency.clone(),
         );
         m
     }

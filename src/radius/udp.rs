@@ -4,7 +4,9 @@
 //! floor.
 
 use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV6};
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -28,6 +30,7 @@ pub fn bind_reuseport(
         set_buffer(&s, recv_buffer, true);
         set_buffer(&s, recv_buffer / 2, false);
         s.set_nonblocking(true)?;
+        set_timestamps(&s);
         s.bind(&addr.into())?;
         if addr.port() == 0 {
             addr = s
@@ -38,6 +41,94 @@ pub fn bind_reuseport(
         out.push(s.into());
     }
     Ok(out)
+}
+
+/// Asks the kernel to stamp each datagram with its receive time
+/// (`SO_TIMESTAMPNS`), read by [`recv_stamped`]. Best effort: without it
+/// only the in-process latency is measured.
+fn set_timestamps(s: &Socket) {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt with a valid fd, a c_int value and its size.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&raw const on).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// One `recvmsg` without waiting: the datagram into `buf`, its source, and
+/// the kernel's receive time when the socket has `SO_TIMESTAMPNS`.
+pub fn recv_stamped(
+    fd: std::os::fd::RawFd,
+    buf: &mut [u8],
+) -> io::Result<(usize, SocketAddr, Option<std::time::SystemTime>)> {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    // Room for one cmsg carrying a timespec, 8-byte aligned.
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: all-zero is a valid msghdr; the pointers set below outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&raw mut from).cast();
+    msg.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = size_of_val(&control) as _;
+    // SAFETY: `msg` describes valid, writable buffers for the whole call.
+    let n = unsafe { libc::recvmsg(fd, &raw mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let src = inet_source(&from).ok_or_else(|| io::Error::other("not an inet source"))?;
+    let mut stamp = None;
+    // SAFETY: CMSG_* walk the control buffer the kernel filled, within
+    // `msg_controllen`; the timespec is read unaligned.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&raw const msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                stamp = std::time::UNIX_EPOCH.checked_add(std::time::Duration::new(
+                    ts.tv_sec as u64,
+                    ts.tv_nsec as u32,
+                ));
+            }
+            c = libc::CMSG_NXTHDR(&raw const msg, c);
+        }
+    }
+    Ok((n as usize, src, stamp))
+}
+
+fn inet_source(from: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match libc::c_int::from(from.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let a: libc::sockaddr_in =
+                unsafe { std::ptr::read((from as *const libc::sockaddr_storage).cast()) };
+            let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Some(SocketAddr::new(IpAddr::V4(ip), u16::from_be(a.sin_port)))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let a: libc::sockaddr_in6 =
+                unsafe { std::ptr::read((from as *const libc::sockaddr_storage).cast()) };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(a.sin6_addr.s6_addr),
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
 }
 
 /// Sets a socket buffer size. As root, the `*FORCE` variant lifts the

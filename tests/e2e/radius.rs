@@ -322,6 +322,12 @@ fn status_server_is_answered() {
         2.0,
         "{m}"
     );
+    // Both answers were immediate, so both carry the kernel-stamped latency.
+    assert_eq!(
+        count(&m, "portcullis_radius_kernel_to_reply_seconds_count"),
+        2.0,
+        "{m}"
+    );
 }
 
 #[test]
