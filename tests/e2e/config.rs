@@ -510,8 +510,5 @@ fn saml_providers_are_validated_with_file_line_and_key() {
     // A metadata file that is not metadata.
     let text = block(&format!("idp_metadata_file = \"{}\"\n", f("idp-cert.pem")));
     let errs = errors(&text);
-    assert_eq!(
-        errs[0].key, "saml[lab-saml].idp_metadata_file",
-        "{errs:#?}"
-    );
+    assert_eq!(errs[0].key, "saml[lab-saml].idp_metadata_file", "{errs:#?}");
 }
