@@ -27,7 +27,7 @@ use portcullis::radius::udp::kernel_drops;
 use rand::Rng;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::report::{Counters, Report, RunInfo};
+use crate::report::{Counters, Report, RunInfo, cpu_time};
 
 /// Identifiers per socket (RFC 2865 §3: one octet).
 const IDS: usize = 256;
@@ -700,20 +700,6 @@ impl<'a> Generator<'a> {
         }
         false
     }
-}
-
-/// CPU time (user + system) this process has used.
-fn cpu_time() -> Duration {
-    // SAFETY: getrusage writes one rusage struct, for which all-zero is valid.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `ru` is a valid, writable rusage.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
-        return Duration::ZERO;
-    }
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 /// `recvmmsg` without waiting into `bufs`; returns how many datagrams came,

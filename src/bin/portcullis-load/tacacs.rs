@@ -378,6 +378,24 @@ impl<'a> Gen<'a> {
         now < self.end && (self.limit == 0 || self.started < self.limit)
     }
 
+    /// The head of both loops: false once the run is over (time up, or the
+    /// login limit reached and answered); otherwise runs the periodic scan
+    /// when it is due.
+    fn tick(&mut self, now: Instant, next_scan: &mut Instant) -> bool {
+        if now >= self.end {
+            return false;
+        }
+        if self.limit != 0 && self.started >= self.limit && self.in_flight == 0 {
+            self.end = now;
+            return false;
+        }
+        if now >= *next_scan {
+            self.scan(now);
+            *next_scan = now + SCAN_EVERY;
+        }
+        true
+    }
+
     fn closed_loop(&mut self, start: Instant) -> anyhow::Result<()> {
         self.idle.clear();
         for si in 0..self.slots.len() {
@@ -390,16 +408,8 @@ impl<'a> Gen<'a> {
         let mut next_scan = start + SCAN_EVERY;
         loop {
             let now = Instant::now();
-            if now >= self.end {
+            if !self.tick(now, &mut next_scan) {
                 return Ok(());
-            }
-            if self.limit != 0 && self.started >= self.limit && self.in_flight == 0 {
-                self.end = now;
-                return Ok(());
-            }
-            if now >= next_scan {
-                self.scan(now);
-                next_scan = now + SCAN_EVERY;
             }
             self.wait(Some(next_scan.min(self.end)))?;
         }
@@ -414,16 +424,8 @@ impl<'a> Gen<'a> {
         let mut next_scan = start + SCAN_EVERY;
         loop {
             let now = Instant::now();
-            if now >= self.end {
+            if !self.tick(now, &mut next_scan) {
                 return Ok(());
-            }
-            if self.limit != 0 && self.started >= self.limit && self.in_flight == 0 {
-                self.end = now;
-                return Ok(());
-            }
-            if now >= next_scan {
-                self.scan(now);
-                next_scan = now + SCAN_EVERY;
             }
             let mut blocked = false;
             while next <= now && self.may_start(next) {
