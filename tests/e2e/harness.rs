@@ -246,3 +246,61 @@ pub async fn api_me(b: &reqwest::Client, http: SocketAddr) -> serde_json::Value 
         .await
         .unwrap()
 }
+
+/// A test peer process (an IdP) that prints one JSON line when it is ready;
+/// killed on drop.
+pub struct Peer {
+    child: Child,
+    pub ready: serde_json::Value,
+}
+
+impl Peer {
+    /// Spawns `cmd` and waits for its ready line; `hint` says what to
+    /// install when it does not come.
+    pub fn start(cmd: &mut Command, hint: &str) -> Self {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e} ({hint})"));
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let ready = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("ready line {line:?}: {e} ({hint})"));
+        // Keep draining stdout: a peer writing to a closed pipe dies of EPIPE.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        Self { child, ready }
+    }
+
+    /// A string field of the ready line.
+    pub fn get(&self, k: &str) -> &str {
+        self.ready[k].as_str().unwrap()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `/api/me` of an external user whose IdP puts them in `netadmins` (and in
+/// the IdP-only group `Everyone`): the demo table's network-admin grant.
+pub fn assert_network_admin_from_idp(me: &serde_json::Value) {
+    assert_eq!(me["source"], "external", "{me}");
+    assert_eq!(me["role"], "network-admin", "{me}");
+    assert_eq!(me["priv-lvl"], 15, "{me}");
+    assert_eq!(me["rbac-roles"], "OverlayAdmin", "{me}");
+    assert_eq!(me["rbac-aag"], "Global", "{me}");
+    let groups = strs(&me["groups"]);
+    assert!(
+        groups.contains(&"netadmins") && groups.contains(&"all-users"),
+        "{me}"
+    );
+    assert!(
+        !groups.contains(&"Everyone"),
+        "IdP-only groups are not local groups"
+    );
+}

@@ -8,7 +8,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,45 +23,22 @@ use crate::harness::*;
 const CLIENT_ID: &str = "portcullis-test";
 const CLIENT_SECRET: &str = "a-client-secret-for-tests";
 
-/// The npm IdP, killed on drop.
-struct Idp {
-    child: Child,
-    issuer: String,
-}
-
-impl Drop for Idp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_idp(redirect_uri: &str, accounts: &Path) -> Idp {
+/// The npm IdP (its ready line carries `issuer`), killed on drop.
+fn start_idp(redirect_uri: &str, accounts: &Path) -> Peer {
     let dir = repo().join("tests/idp");
     assert!(
         dir.join("node_modules/oidc-provider").exists(),
         "run scripts/install-test-deps.sh (tests/idp/install.sh)"
     );
-    let mut child = Command::new("node")
-        .arg(dir.join("idp.mjs"))
-        .args(["--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET])
-        .args(["--redirect-uri", redirect_uri])
-        .arg("--accounts")
-        .arg(accounts)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("node");
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let ready: Value = serde_json::from_str(&line).expect("idp ready line");
-    // Keep draining stdout: oidc-provider dies of EPIPE otherwise.
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    Idp {
-        child,
-        issuer: ready["issuer"].as_str().unwrap().to_string(),
-    }
+    Peer::start(
+        Command::new("node")
+            .arg(dir.join("idp.mjs"))
+            .args(["--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET])
+            .args(["--redirect-uri", redirect_uri])
+            .arg("--accounts")
+            .arg(accounts),
+        "node and tests/idp: run scripts/install-test-deps.sh",
+    )
 }
 
 fn provider_block(name: &str, issuer: &str, http: SocketAddr) -> String {
@@ -112,7 +89,7 @@ async fn real_provider_login_syncs_groups_into_the_one_table() {
         json!([alice(json!(["netadmins", "Everyone"])), dave]),
     );
     let idp = start_idp(&format!("http://{http}/auth/oidc/corp/callback"), &accounts);
-    add_to_config(&s, &provider_block("corp", &idp.issuer, http));
+    add_to_config(&s, &provider_block("corp", idp.get("issuer"), http));
 
     // The login page offers the provider and the local form.
     let page = browser()
@@ -128,20 +105,7 @@ async fn real_provider_login_syncs_groups_into_the_one_table() {
     // alice in netadmins at the IdP: network-admin, priv-lvl 15.
     let (admin_browser, me) = login(http, "corp").await;
     assert_eq!(me["user"], "alice.idp", "{me}");
-    assert_eq!(me["source"], "external");
-    assert_eq!(me["role"], "network-admin");
-    assert_eq!(me["priv-lvl"], 15);
-    assert_eq!(me["rbac-roles"], "OverlayAdmin");
-    assert_eq!(me["rbac-aag"], "Global");
-    let groups = strs(&me["groups"]);
-    assert!(
-        groups.contains(&"netadmins") && groups.contains(&"all-users"),
-        "{me}"
-    );
-    assert!(
-        !groups.contains(&"Everyone"),
-        "IdP-only groups are not local groups"
-    );
+    assert_network_admin_from_idp(&me);
 
     // network-admin may use the admin API; it lists the external user.
     let users: Value = admin_browser
