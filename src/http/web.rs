@@ -66,11 +66,9 @@ pub struct Web {
     key: [u8; 32],
     sessions: Mutex<HashMap<String, Session>>,
     pending: Mutex<HashMap<String, (String, PendingLogin)>>,
-    /// Providers of the current configuration generation; rebuilt after a
-    /// reload so changed settings (and fresh caches) apply.
-    providers: Mutex<(u64, HashMap<String, Arc<Provider>>)>,
+    providers: ByGeneration<Provider>,
     metrics: OidcMetrics,
-    saml_providers: Mutex<(u64, HashMap<String, Arc<SamlProvider>>)>,
+    saml_providers: ByGeneration<SamlProvider>,
     saml_state: LoginState,
     saml_metrics: OidcMetrics,
 }
@@ -87,9 +85,9 @@ impl Web {
             key,
             sessions: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
-            providers: Mutex::new((0, HashMap::new())),
+            providers: ByGeneration::default(),
             metrics,
-            saml_providers: Mutex::new((0, HashMap::new())),
+            saml_providers: ByGeneration::default(),
             saml_state: LoginState::default(),
             saml_metrics,
         }
@@ -97,23 +95,14 @@ impl Web {
 
     fn saml_provider(&self, config: &Config, name: &str) -> Option<Arc<SamlProvider>> {
         let generation = self.server.generation();
-        let mut p = self
-            .saml_providers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if p.0 != generation {
-            let mut map = HashMap::new();
-            for s in &config.saml {
-                match SamlProvider::new(s.clone()) {
-                    Ok(pr) => {
-                        map.insert(s.name.clone(), Arc::new(pr));
-                    }
-                    Err(e) => warn!(provider = %s.name, error = %e, "saml provider unusable"),
-                }
-            }
-            *p = (generation, map);
-        }
-        p.1.get(name).cloned()
+        self.saml_providers.get(generation, name, || {
+            built(
+                &config.saml,
+                |s| &s.name,
+                "saml",
+                |s| SamlProvider::new(s.clone()),
+            )
+        })
     }
 
     pub fn identity(&self) -> Option<IdentityStore> {
@@ -122,23 +111,14 @@ impl Web {
 
     fn provider(&self, config: &Config, name: &str) -> Option<Arc<Provider>> {
         let generation = self.server.generation();
-        let mut p = self
-            .providers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if p.0 != generation {
-            let mut map = HashMap::new();
-            for s in &config.oidc {
-                match Provider::new(s.clone(), Some(self.metrics.clone())) {
-                    Ok(pr) => {
-                        map.insert(s.name.clone(), Arc::new(pr));
-                    }
-                    Err(e) => warn!(provider = %s.name, error = %e, "oidc provider unusable"),
-                }
-            }
-            *p = (generation, map);
-        }
-        p.1.get(name).cloned()
+        self.providers.get(generation, name, || {
+            built(
+                &config.oidc,
+                |s| &s.name,
+                "oidc",
+                |s| Provider::new(s.clone(), Some(self.metrics.clone())),
+            )
+        })
     }
 
     fn sign(&self, value: &str) -> String {
@@ -317,6 +297,51 @@ impl Web {
             extra,
         })
     }
+}
+
+/// Identity providers of one configuration generation, rebuilt on first use
+/// after a reload so changed settings (and fresh caches) apply.
+struct ByGeneration<P>(Mutex<(u64, HashMap<String, Arc<P>>)>);
+
+impl<P> Default for ByGeneration<P> {
+    fn default() -> Self {
+        Self(Mutex::new((0, HashMap::new())))
+    }
+}
+
+impl<P> ByGeneration<P> {
+    fn get(
+        &self,
+        generation: u64,
+        name: &str,
+        build: impl FnOnce() -> HashMap<String, Arc<P>>,
+    ) -> Option<Arc<P>> {
+        let mut p = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if p.0 != generation {
+            *p = (generation, build());
+        }
+        p.1.get(name).cloned()
+    }
+}
+
+/// Every configured provider that builds, by name; one that does not is
+/// logged and left out.
+fn built<S, P, E: std::fmt::Display>(
+    settings: &[S],
+    name: impl Fn(&S) -> &String,
+    kind: &str,
+    make: impl Fn(&S) -> Result<P, E>,
+) -> HashMap<String, Arc<P>> {
+    let mut map = HashMap::new();
+    for s in settings {
+        match make(s) {
+            Ok(p) => {
+                map.insert(name(s).clone(), Arc::new(p));
+            }
+            Err(e) => warn!(provider = %name(s), kind, error = %e, "identity provider unusable"),
+        }
+    }
+    map
 }
 
 /// A session user as the table sees them now.

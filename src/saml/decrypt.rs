@@ -132,8 +132,7 @@ fn cbc(
     }
     let mut iv = [0u8; 16];
     iv.copy_from_slice(&ct[..16]);
-    let body = ct.split_off(16);
-    let mut body = body;
+    let mut body = ct.split_off(16);
     let key = UnboundCipherKey::new(alg, cek)
         .and_then(PaddedBlockDecryptingKey::cbc_iso10126)
         .map_err(|_| Refusal::new(Reason::Encrypted, "AES-CBC key"))?;

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use aws_lc_rs::rsa::{OaepAlgorithm, OaepPrivateDecryptingKey, PrivateDecryptingKey};
 use aws_lc_rs::signature::{self, KeyPair as _, RsaKeyPair};
-use x509_cert::der::{Decode as _, Encode as _};
+use x509_cert::der::Decode as _;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
@@ -89,7 +89,7 @@ impl IdpCert {
             public_key: spki.subject_public_key.raw_bytes().to_vec(),
             not_after: std::time::UNIX_EPOCH + tbs.validity().not_after.to_unix_duration(),
             subject: tbs.subject().to_string(),
-            der: cert.to_der().unwrap_or_else(|_| der.to_vec()),
+            der: der.to_vec(),
         })
     }
 

@@ -119,16 +119,13 @@ impl SamlProvider {
 
     /// The IdP's details: configured, or from (cached) metadata.
     pub async fn idp(&self) -> Result<Arc<IdpInfo>, String> {
-        let IdpSource::MetadataUrl {
-            url,
-            entity_id,
-            refresh,
-        } = &self.settings.idp
-        else {
-            let IdpSource::Static(i) = &self.settings.idp else {
-                unreachable!()
-            };
-            return Ok(i.clone());
+        let (url, entity_id, refresh) = match &self.settings.idp {
+            IdpSource::Static(i) => return Ok(i.clone()),
+            IdpSource::MetadataUrl {
+                url,
+                entity_id,
+                refresh,
+            } => (url, entity_id, refresh),
         };
         let cached = self
             .cached
