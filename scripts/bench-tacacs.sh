@@ -5,8 +5,9 @@
 # interleaved. Each server is pinned to ONE core (SERVER_CPU, default 1), the
 # generator to another (LOAD_CPU, default 0).
 #
-#   scripts/bench-tacacs.sh            # about 3 minutes after the release build
-#   ROUNDS=1 DURATION=3 SIDE_DURATION=3 scripts/bench-tacacs.sh   # a quick check, ~40 s
+#   scripts/bench-tacacs.sh            # about 9 minutes after the release build
+#   ROUNDS=1 DURATION=3 HALF_ROUNDS=1 SIDE_DURATION=3 RT_PASS=0 scripts/bench-tacacs.sh
+#                                      # a quick check, about a minute
 #
 # One login, for both servers: a PAP authentication START for alice
 # (alice-pass-1) answered PASS, then a shell authorization (service=shell
@@ -28,7 +29,18 @@
 #      server below ~95% was not the bottleneck: read the rate as a floor)
 #      and the generator's (near 100%: the generator set the pace).
 #   2. Each server at half of its own median peak, both modes (open loop,
-#      --rate; latency from the scheduled start, both exchanges): p99.
+#      --rate; latency from the scheduled start, both exchanges): HALF_ROUNDS
+#      interleaved rounds, median p99. Then (RT_PASS=1, the default, when
+#      chrt is allowed) the same again with both servers and the generator
+#      under SCHED_FIFO: on this VM, threads outside the benchmark (the
+#      sandbox's agent at nice -10, the kernel's kdamond) take a pinned core
+#      for several milliseconds now and then, and at a steady rate every such
+#      stall becomes a queue that later logins wait behind. The FIFO pass
+#      shows the servers' own tail; the default pass is what an ordinary
+#      deployment on this machine would see.
+#
+# Every generator run first opens all its connections (single-connect) and
+# runs --warmup-secs of the same load unmeasured (see portcullis-load).
 #
 # On loopback the kernel's TCP work for a packet runs on the sender's core,
 # so the generator's core also carries the servers' receive side, and in
@@ -48,6 +60,8 @@ CONNECTIONS=${CONNECTIONS:-32}
 SERVER_CPU=${SERVER_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
 SIDE_DURATION=${SIDE_DURATION:-5}     # half-peak runs
+HALF_ROUNDS=${HALF_ROUNDS:-3}
+RT_PASS=${RT_PASS:-1}
 HALF_CAP=${HALF_CAP:-256}             # logins in flight at most, open loop
 TP_REF=${TP_REF:-$repo/../shared/reference/tac_plus-ng}
 TP_SRC=${TP_SRC:-/work/.mirror/MarcJHuber+event-driven-servers/repo}
@@ -130,6 +144,35 @@ EOF
 }
 cpu_lines() { grep -E "^cpu($SERVER_CPU|$LOAD_CPU) " /proc/stat; }
 
+# Scheduling policy of the generator runs: empty (SCHED_OTHER) or chrt.
+gen_prefix=()
+
+# set_policy PID other|fifo: every thread of PID and its descendants
+# (tac_plus-ng's workers are child processes; later ones inherit it).
+set_policy() {
+	local flag=(-o 0)
+	[ "$2" = fifo ] && flag=(-f 10)
+	python3 - "$1" <<'EOF' | while read -r tid; do chrt "${flag[@]}" -p "$tid" 2>/dev/null || true; done
+import os, sys
+root = int(sys.argv[1])
+kids = {}
+for d in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        s = open(f"/proc/{d}/stat").read()
+    except OSError:
+        continue
+    kids.setdefault(int(s[s.rindex(")") + 2:].split()[1]), []).append(int(d))
+todo = [root]
+while todo:
+    p = todo.pop()
+    todo.extend(kids.get(p, []))
+    try:
+        print(*os.listdir(f"/proc/{p}/task"), sep="\n")
+    except OSError:
+        pass
+EOF
+}
+
 # run_load LABEL PID ARGS...: one generator run on LOAD_CPU; appends its JSON
 # line, with the label and the server's CPU share, to $results.
 run_load() {
@@ -139,7 +182,7 @@ run_load() {
 	t0=$(tree_ticks "$pid")
 	s0=$(cpu_lines)
 	w0=$(date +%s%N)
-	json=$(taskset -c "$LOAD_CPU" "$load" tacacs --key "$KEY" \
+	json=$(taskset -c "$LOAD_CPU" "${gen_prefix[@]}" "$load" tacacs --key "$KEY" \
 		--user alice --password alice-pass-1 \
 		--expect-arg priv-lvl=15 --expect-arg role=admin \
 		--expect-arg rbac-roles=OverlayAdmin --expect-arg rbac-aag=Global \
@@ -231,17 +274,40 @@ done
 
 # --- 2. half of peak, open loop ---------------------------------------------------
 
-for mode in single session; do
-	flag=()
-	[ "$mode" = session ] && flag=(--per-session)
-	tp_half=$(($(median_rps "tac_plus-ng-$mode") / 2))
-	pc_half=$(($(median_rps "portcullis-$mode") / 2))
-	log "half of peak, $mode: tac_plus-ng ${tp_half}/s, portcullis ${pc_half}/s (open loop)"
-	run_load "tac_plus-ng-$mode-half" "$tp_pid" --server "$TP_ADDR" "${flag[@]}" \
-		--rate "$((tp_half > 0 ? tp_half : 1))" --connections "$HALF_CAP" --duration "$SIDE_DURATION"
-	run_load "portcullis-$mode-half" "$pc_pid" --server "$pc_tacacs" "${flag[@]}" \
-		--rate "$((pc_half > 0 ? pc_half : 1))" --connections "$HALF_CAP" --duration "$SIDE_DURATION"
+passes=(other)
+if [ "$RT_PASS" = 1 ]; then
+	if chrt -f 10 true 2>/dev/null; then
+		passes+=(fifo)
+	else
+		log "chrt -f not permitted here: no SCHED_FIFO pass"
+	fi
+fi
+for pass in "${passes[@]}"; do
+	suffix=
+	gen_prefix=()
+	if [ "$pass" = fifo ]; then
+		suffix=-fifo
+		gen_prefix=(chrt -f 10)
+	fi
+	set_policy "$tp_pid" "$pass"
+	set_policy "$pc_pid" "$pass"
+	for mode in single session; do
+		flag=()
+		[ "$mode" = session ] && flag=(--per-session)
+		tp_half=$(($(median_rps "tac_plus-ng-$mode") / 2))
+		pc_half=$(($(median_rps "portcullis-$mode") / 2))
+		log "half of peak, $mode, SCHED_${pass^^}: tac_plus-ng ${tp_half}/s, portcullis ${pc_half}/s (open loop, $HALF_ROUNDS rounds)"
+		for r in $(seq 1 "$HALF_ROUNDS"); do
+			run_load "tac_plus-ng-$mode-half$suffix" "$tp_pid" --server "$TP_ADDR" "${flag[@]}" \
+				--rate "$((tp_half > 0 ? tp_half : 1))" --connections "$HALF_CAP" --duration "$SIDE_DURATION"
+			run_load "portcullis-$mode-half$suffix" "$pc_pid" --server "$pc_tacacs" "${flag[@]}" \
+				--rate "$((pc_half > 0 ? pc_half : 1))" --connections "$HALF_CAP" --duration "$SIDE_DURATION"
+		done
+	done
+	set_policy "$tp_pid" other
+	set_policy "$pc_pid" other
 done
+gen_prefix=()
 
 # --- summary ---------------------------------------------------------------------
 
@@ -251,7 +317,6 @@ path, rounds, duration, conns, scpu, lcpu, tp_version = sys.argv[1:]
 rs = [json.loads(l) for l in open(path)]
 by = lambda label: [r for r in rs if r["label"] == label]
 med = lambda label, k: statistics.median((r.get(k) or 0) for r in by(label))
-one = lambda label: by(label)[0]
 print()
 print(f"TACACS+ logins (PAP authentication + shell authorization, every reply checked), {conns} in flight,")
 print(f"{rounds} interleaved rounds of {duration} s; each server pinned to CPU {scpu}, load generator")
@@ -281,27 +346,34 @@ for mode, title in (("single", "single-connection mode"), ("session", "a new con
     row("other processes' CPU, median (cores)", f"{med(tp, 'others_cpu'):.2f}", f"{med(pc, 'others_cpu'):.2f}")
     fails = lambda l: f"{sum(r['rejected'] for r in by(l))}/{sum(r['bad'] for r in by(l))}/{sum(r['lost'] for r in by(l))}/{sum(r['errors'] for r in by(l))}"
     row("refused/bad/lost/errors (all peak runs)", fails(tp), fails(pc))
-    h_tp, h_pc = one(tp + "-half"), one(pc + "-half")
-    row("half of own peak, open loop (/s)", f"{h_tp['target_rate']:,.0f}", f"{h_pc['target_rate']:,.0f}")
-    row("  achieved (/s)", f"{h_tp['rps']:,.0f}", f"{h_pc['rps']:,.0f}")
-    row("  p50 / p99 / p99.9 (µs)", f"{h_tp['p50_us']:.0f}/{h_tp['p99_us']:.0f}/{h_tp['p999_us']:.0f}",
-        f"{h_pc['p50_us']:.0f}/{h_pc['p99_us']:.0f}/{h_pc['p999_us']:.0f}")
-    row("  server CPU / generator CPU", f"{100 * h_tp['server_cpu']:.0f}% / {100 * (h_tp.get('generator_cpu') or 0):.0f}%",
-        f"{100 * h_pc['server_cpu']:.0f}% / {100 * (h_pc.get('generator_cpu') or 0):.0f}%")
+    for suffix, policy in (("", "SCHED_OTHER"), ("-fifo", "SCHED_FIFO")):
+        ht, hp = tp + "-half" + suffix, pc + "-half" + suffix
+        if not by(hp):
+            continue
+        row(f"half of own peak, open loop, {policy} (/s)", f"{by(ht)[0]['target_rate']:,.0f}", f"{by(hp)[0]['target_rate']:,.0f}")
+        row("  achieved (/s), median", f"{med(ht, 'rps'):,.0f}", f"{med(hp, 'rps'):,.0f}")
+        row("  p50 / p99 / p99.9 (µs), medians", f"{med(ht, 'p50_us'):.0f}/{med(ht, 'p99_us'):.0f}/{med(ht, 'p999_us'):.0f}",
+            f"{med(hp, 'p50_us'):.0f}/{med(hp, 'p99_us'):.0f}/{med(hp, 'p999_us'):.0f}")
+        row("  p99 per round (µs)", " ".join(f"{r['p99_us']:.0f}" for r in by(ht)), " ".join(f"{r['p99_us']:.0f}" for r in by(hp)))
+        row("  server CPU / generator CPU, median", f"{100 * med(ht, 'server_cpu'):.0f}% / {100 * med(ht, 'generator_cpu'):.0f}%",
+            f"{100 * med(hp, 'server_cpu'):.0f}% / {100 * med(hp, 'generator_cpu'):.0f}%")
+        verdict[(mode, suffix)] = med(hp, "p99_us")
     for name, l in (("tac_plus-ng", tp), ("portcullis", pc)):
         if med(l, "generator_cpu") > 0.9 and med(l, "server_cpu") < 0.9:
             print(f"  note: the generator was busier than {name} during its peak runs: read its rate as a floor")
         elif per(l, "generator_cpu") >= per(l, "server_cpu"):
             print(f"  note: the generator spends more CPU per login than {name}: on two quiet cores it would"
                   " saturate first, so the rate is a floor")
-    verdict[mode] = (med(pc, "rps"), h_pc["p99_us"])
+    verdict[mode] = med(pc, "rps")
 print()
 print("issue #4 targets for portcullis (one core):")
-print(f"  single-connect >= 40,000 logins/s: {verdict['single'][0]:,.0f} -> {'met' if verdict['single'][0] >= 40000 else 'NOT met'}")
-print(f"  per session    >= 10,000 logins/s: {verdict['session'][0]:,.0f} -> {'met' if verdict['session'][0] >= 10000 else 'NOT met'}")
+print(f"  single-connect >= 40,000 logins/s: {verdict['single']:,.0f} -> {'met' if verdict['single'] >= 40000 else 'NOT met'}")
+print(f"  per session    >= 10,000 logins/s: {verdict['session']:,.0f} -> {'met' if verdict['session'] >= 10000 else 'NOT met'}")
 for mode in ("single", "session"):
-    p99 = verdict[mode][1]
-    print(f"  p99 at half of peak ({mode}) < 2 ms: {p99/1000:.2f} ms -> {'met' if p99 < 2000 else 'NOT met'}")
+    p99 = verdict[(mode, "")]
+    fifo = verdict.get((mode, "-fifo"))
+    extra = f" (under SCHED_FIFO: {fifo/1000:.2f} ms)" if fifo is not None else ""
+    print(f"  p99 at half of peak ({mode}) < 2 ms, median of {len(by('portcullis-' + mode + '-half'))}: {p99/1000:.2f} ms -> {'met' if p99 < 2000 else 'NOT met'}{extra}")
 print()
 print(f"raw results: {path}")
 EOF

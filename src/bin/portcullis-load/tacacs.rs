@@ -21,6 +21,12 @@
 //! (coordinated omission); `--connections` then caps the logins in flight.
 //! The latency of a login is from its start (or scheduled time) to the
 //! authorization reply: both exchanges, and both connects per session.
+//!
+//! Before the measured window: `--warmup` logins one at a time (each must
+//! pass), then in single-connection mode one login on every connection (so
+//! all `--connections` are open, as an appliance's would be), then
+//! `--warmup-secs` of the run's own load, discarded. `--trace FILE` writes
+//! every login's timeline, to tell a late generator from a slow server.
 
 use std::io;
 use std::net::SocketAddr;
@@ -82,6 +88,13 @@ pub(crate) struct Args {
     /// credential cache); each must pass.
     #[arg(long, default_value_t = 1)]
     warmup: u32,
+    /// Seconds of load at the run's own settings before measuring, whose
+    /// results are discarded: on a VM the first tens of milliseconds after
+    /// an idle spell run millisecond-slow on both sides (the host brings
+    /// the vCPUs back up to speed), which would otherwise be most of an
+    /// open-loop run's p99.
+    #[arg(long, default_value_t = 1.0)]
+    warmup_secs: f64,
     /// An AV pair the authorization reply must carry, e.g. `priv-lvl=15`
     /// (repeatable); a reply without it counts as bad.
     #[arg(long)]
@@ -89,6 +102,12 @@ pub(crate) struct Args {
     /// Milliseconds without a reply before a login is given up (lost).
     #[arg(long, default_value_t = 2000)]
     timeout_ms: u64,
+    /// Write one CSV line per passed login to this file (microseconds from
+    /// the start of the run: origin, actual start, authentication reply,
+    /// authorization reply), and the generator's own stalls (`stall,at,us`),
+    /// to tell a late generator from a slow server.
+    #[arg(long)]
+    trace: Option<std::path::PathBuf>,
 }
 
 /// Reply bodies up to this long are revealed with a pad made before the
@@ -129,6 +148,9 @@ struct Slot {
     deadline: Instant,
     /// Closed loop: restart at the next scan, not at once (after a failure).
     parked: bool,
+    /// When the login actually started, and when its authentication reply came.
+    begun: Instant,
+    authen_at: Instant,
     fill: usize,
     buf: Box<[u8]>,
 }
@@ -170,6 +192,16 @@ struct Gen<'a> {
     connects: u64,
     /// The first bad reply is described on stderr.
     told_bad: bool,
+    /// `--trace`: the run's origin and what was seen.
+    trace: Option<Trace>,
+}
+
+#[derive(Default)]
+struct Trace {
+    start: Option<Instant>,
+    logins: Vec<[Instant; 4]>,
+    /// (when, how long): the generator woke this much later than it asked.
+    stalls: Vec<(Instant, Duration)>,
 }
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
@@ -201,24 +233,51 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         }
         g.c = Counters::default();
     }
+    if !args.per_session {
+        // Single-connection mode is about connections that stay open, as an
+        // appliance keeps its connection to its AAA server: open them all,
+        // each with one login, before measuring. Otherwise the first
+        // milliseconds of an open-loop run are a burst of connects (every
+        // slot connects on first use) that dominate its tail.
+        g.phase_limits(
+            args.connections as u64,
+            Instant::now() + Duration::from_secs(60),
+        );
+        for si in 0..args.connections {
+            g.begin(si, Instant::now());
+        }
+        while g.in_flight > 0 {
+            g.wait(Some(Instant::now() + SCAN_EVERY))?;
+            g.scan(Instant::now());
+        }
+        if g.c.ok != args.connections as u64 {
+            bail!(
+                "opening {} connections to {}: {} logins passed (rejected {}, bad {}, lost {}, errors {}); the server's connection limits may be lower",
+                args.connections,
+                args.server,
+                g.c.ok,
+                g.c.rejected,
+                g.c.bad,
+                g.c.lost,
+                g.c.errors
+            );
+        }
+        g.c = Counters::default();
+    }
+    if args.warmup_secs > 0.0 {
+        g.phase(Instant::now(), args.warmup_secs, 0)?;
+        g.c = Counters::default();
+    }
     g.connects = 0;
 
     let cpu_before = cpu_time();
     let start = Instant::now();
-    let end = start + Duration::from_secs_f64(args.duration);
-    g.phase_limits(args.max_logins, end);
-    // Every slot is free after the warm-up.
-    g.idle = (0..args.connections).rev().collect();
-    match args.rate {
-        None => g.closed_loop(start)?,
-        Some(rate) => g.open_loop(start, rate)?,
+    if let Some(t) = g.trace.as_mut() {
+        t.start = Some(start);
+        t.logins.clear();
+        t.stalls.clear();
     }
-    let window_end = g.end;
-    // Drain: nothing new starts; the logins in flight finish or time out.
-    while g.in_flight > 0 {
-        g.wait(Some(Instant::now() + SCAN_EVERY))?;
-        g.scan(Instant::now());
-    }
+    let window_end = g.phase(start, args.duration, args.max_logins)?;
     let busy = Instant::now() - start;
     let generator_cpu = cpu_time().saturating_sub(cpu_before).as_secs_f64() / busy.as_secs_f64();
     let info = RunInfo {
@@ -243,7 +302,44 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     report.generator_cpu = Some(generator_cpu);
     report.connects = Some(connects);
     report.print();
+    if let (Some(path), Some(t)) = (&args.trace, &g.trace) {
+        write_trace(path, t).with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(())
+}
+
+fn write_trace(path: &std::path::Path, t: &Trace) -> io::Result<()> {
+    use std::io::Write;
+    let Some(start) = t.start else {
+        return Ok(());
+    };
+    let us = |i: Instant| i.saturating_duration_since(start).as_secs_f64() * 1e6;
+    let mut w = io::BufWriter::new(std::fs::File::create(path)?);
+    // CLOCK_MONOTONIC now, and how long ago the run started: lines up with
+    // `perf --clockid monotonic` and the like.
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is valid for the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let now_ns = ts.tv_sec as f64 * 1e9 + ts.tv_nsec as f64;
+    let start_ns = now_ns - start.elapsed().as_secs_f64() * 1e9;
+    writeln!(w, "start_monotonic_ns,{start_ns:.0}")?;
+    for l in &t.logins {
+        writeln!(
+            w,
+            "login,{:.1},{:.1},{:.1},{:.1}",
+            us(l[0]),
+            us(l[1]),
+            us(l[2]),
+            us(l[3])
+        )?;
+    }
+    for (at, d) in &t.stalls {
+        writeln!(w, "stall,{:.1},{:.1}", us(*at), d.as_secs_f64() * 1e6)?;
+    }
+    w.flush()
 }
 
 impl<'a> Gen<'a> {
@@ -339,6 +435,8 @@ impl<'a> Gen<'a> {
                 origin: now,
                 deadline: now,
                 parked: false,
+                begun: now,
+                authen_at: now,
                 fill: 0,
                 buf: vec![0u8; BUF].into_boxed_slice(),
             })
@@ -365,7 +463,27 @@ impl<'a> Gen<'a> {
             open_loop: args.rate.is_some(),
             connects: 0,
             told_bad: false,
+            trace: args.trace.as_ref().map(|_| Trace::default()),
         })
+    }
+
+    /// Runs the load for `secs` from `start` (or until `limit` logins),
+    /// then lets the logins in flight finish; returns when starting stopped.
+    fn phase(&mut self, start: Instant, secs: f64, limit: u64) -> anyhow::Result<Instant> {
+        self.phase_limits(limit, start + Duration::from_secs_f64(secs));
+        // Every slot is free between phases.
+        self.idle = (0..self.args.connections).rev().collect();
+        match self.args.rate {
+            None => self.closed_loop(start)?,
+            Some(rate) => self.open_loop(start, rate)?,
+        }
+        let window_end = self.end;
+        // Drain: nothing new starts; the logins in flight finish or time out.
+        while self.in_flight > 0 {
+            self.wait(Some(Instant::now() + SCAN_EVERY))?;
+            self.scan(Instant::now());
+        }
+        Ok(window_end)
     }
 
     fn phase_limits(&mut self, limit: u64, end: Instant) {
@@ -457,6 +575,7 @@ impl<'a> Gen<'a> {
         s.origin = origin;
         s.deadline = now + self.timeout;
         s.parked = false;
+        s.begun = now;
         s.phase = Phase::Authen;
         if let Err(f) = self.send(si) {
             self.finish(si, Err(f));
@@ -558,6 +677,7 @@ impl<'a> Gen<'a> {
             }
         });
         let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const _);
+        let asked = until.map(|u| u.max(Instant::now()));
         // SAFETY: `events` has room for EVENTS entries; `tsp` is null or
         // points at a live timespec.
         let n = unsafe {
@@ -575,6 +695,13 @@ impl<'a> Gen<'a> {
                 return Ok(());
             }
             return Err(e).context("epoll_pwait2");
+        }
+        if let (Some(t), Some(asked)) = (self.trace.as_mut(), asked) {
+            let woke = Instant::now();
+            // Woken by events before the deadline is not a stall; past it, by more than this, is.
+            if woke > asked + Duration::from_micros(200) {
+                t.stalls.push((woke, woke - asked));
+            }
         }
         for ev in &events[..n as usize] {
             let si = (ev.u64 >> 32) as usize;
@@ -614,6 +741,7 @@ impl<'a> Gen<'a> {
                 Phase::Authen => {
                     let s = &mut self.slots[si];
                     s.phase = Phase::Author;
+                    s.authen_at = Instant::now();
                     if self.args.per_session {
                         // The authentication session is over: its connection too.
                         s.fd = None;
@@ -738,6 +866,9 @@ impl<'a> Gen<'a> {
                     self.c.ok_in_window += 1;
                 }
                 self.c.record(now - s.origin);
+                if let Some(t) = self.trace.as_mut() {
+                    t.logins.push([s.origin, s.begun, s.authen_at, now]);
+                }
             }
             Ok(false) => self.c.rejected += 1,
             Err(Failure::Bad(why)) => {
