@@ -150,9 +150,10 @@ gen_prefix=()
 # set_policy PID other|fifo: every thread of PID and its descendants
 # (tac_plus-ng's workers are child processes; later ones inherit it).
 set_policy() {
-	local flag=(-o 0)
-	[ "$2" = fifo ] && flag=(-f 10)
-	python3 - "$1" <<'EOF' | while read -r tid; do chrt "${flag[@]}" -p "$tid" 2>/dev/null || true; done
+	local flag=(-o -p 0)
+	[ "$2" = fifo ] && flag=(-f -p 10)
+	# A thread may end meanwhile: its chrt fails, harmlessly.
+	python3 - "$1" <<'EOF' | while read -r tid; do chrt "${flag[@]}" "$tid" 2>/dev/null || true; done
 import os, sys
 root = int(sys.argv[1])
 kids = {}
