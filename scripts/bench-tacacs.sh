@@ -176,10 +176,28 @@ EOF
 
 # run_load LABEL PID ARGS...: one generator run on LOAD_CPU; appends its JSON
 # line, with the label and the server's CPU share, to $results.
+# portcullis's own view: its kernel-receive-to-reply histogram
+# (portcullis_tacacs_kernel_to_reply_seconds) as JSON {le: count}; {} for
+# tac_plus-ng, which has none.
+k2r() {
+	[ "$1" = "$pc_pid" ] || { echo '{}'; return; }
+	python3 - "$pc_metrics" <<'EOF'
+import json, sys, urllib.request
+text = urllib.request.urlopen(sys.argv[1], timeout=5).read().decode()
+out = {}
+for line in text.splitlines():
+    if line.startswith("portcullis_tacacs_kernel_to_reply_seconds_bucket{le=\""):
+        le = line.split('"')[1]
+        out[le] = float(line.rsplit(" ", 1)[1])
+print(json.dumps(out))
+EOF
+}
+
 run_load() {
 	local label=$1 pid=$2
 	shift 2
-	local t0 t1 w0 w1 s0 s1 json
+	local t0 t1 w0 w1 s0 s1 json k0 k1
+	k0=$(k2r "$pid")
 	t0=$(tree_ticks "$pid")
 	s0=$(cpu_lines)
 	w0=$(date +%s%N)
@@ -191,12 +209,25 @@ run_load() {
 	w1=$(date +%s%N)
 	s1=$(cpu_lines)
 	t1=$(tree_ticks "$pid")
-	python3 - "$label" "$t0" "$t1" "$hz" "$w0" "$w1" "$s0" "$s1" "$SERVER_CPU" "$json" >>"$results" <<'EOF'
+	k1=$(k2r "$pid")
+	python3 - "$label" "$t0" "$t1" "$hz" "$w0" "$w1" "$s0" "$s1" "$SERVER_CPU" "$json" "$k0" "$k1" >>"$results" <<'EOF'
 import json, sys
-label, t0, t1, hz, w0, w1, s0, s1, scpu, line = sys.argv[1:]
+label, t0, t1, hz, w0, w1, s0, s1, scpu, line, k0, k1 = sys.argv[1:]
 hz, wall = int(hz), (int(w1) - int(w0)) / 1e9
 r = json.loads(line)
 r["label"] = label
+# Server side, from its histogram: the bucket bound under which 99% of this
+# run's requests (both exchanges of each login, the generator's warm-up
+# included) went from the kernel receiving them to the reply being written.
+k0, k1 = json.loads(k0), json.loads(k1)
+if k1:
+    les = sorted(k1, key=lambda le: float("inf") if le == "+Inf" else float(le))
+    n = k1["+Inf"] - k0.get("+Inf", 0)
+    for q, key in ((0.99, "server_k2r_p99_le_us"), (0.999, "server_k2r_p999_le_us")):
+        for le in les:
+            if n and k1[le] - k0.get(le, 0) >= q * n:
+                r[key] = float("inf") if le == "+Inf" else float(le) * 1e6
+                break
 # The server's processes (all threads), in cores, over the generator's whole
 # run. Kernel work done in softirq context (loopback delivery) is not in it.
 r["server_cpu"] = (int(t1) - int(t0)) / hz / wall
@@ -247,6 +278,7 @@ start_portcullis() {
 	done
 	[ -s "$addr" ] || { echo "portcullis did not start" >&2; exit 1; }
 	pc_tacacs=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["tacacs"])' "$addr")
+	pc_metrics=http://$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["http"])' "$addr")/metrics
 }
 
 median_rps() {
@@ -356,6 +388,8 @@ for mode, title in (("single", "single-connection mode"), ("session", "a new con
         row("  p50 / p99 / p99.9 (µs), medians", f"{med(ht, 'p50_us'):.0f}/{med(ht, 'p99_us'):.0f}/{med(ht, 'p999_us'):.0f}",
             f"{med(hp, 'p50_us'):.0f}/{med(hp, 'p99_us'):.0f}/{med(hp, 'p999_us'):.0f}")
         row("  p99 per round (µs)", " ".join(f"{r['p99_us']:.0f}" for r in by(ht)), " ".join(f"{r['p99_us']:.0f}" for r in by(hp)))
+        row("  server's own p99 / p99.9 per round (µs, ≤)", "—",
+            " ".join(f"{r.get('server_k2r_p99_le_us', 0):.0f}/{r.get('server_k2r_p999_le_us', 0):.0f}" for r in by(hp)))
         row("  server CPU / generator CPU, median", f"{100 * med(ht, 'server_cpu'):.0f}% / {100 * med(ht, 'generator_cpu'):.0f}%",
             f"{100 * med(hp, 'server_cpu'):.0f}% / {100 * med(hp, 'generator_cpu'):.0f}%")
         verdict[(mode, suffix)] = med(hp, "p99_us")

@@ -18,6 +18,7 @@
 //! - [`identity`]: external users (IdP logins) and their synced groups.
 //! - [`metrics`]: the one Prometheus registry.
 //! - [`oidc`]: the OpenID Connect relying party (web login through the IdP).
+//! - [`stamp`]: kernel receive timestamps, so latency includes socket queueing.
 
 pub mod accounting;
 pub mod authn;
@@ -34,4 +35,5 @@ pub mod radius;
 pub mod saml;
 pub mod secret;
 pub mod server;
+pub mod stamp;
 pub mod tacacs;

@@ -30,7 +30,7 @@ pub fn bind_reuseport(
         set_buffer(&s, recv_buffer, true);
         set_buffer(&s, recv_buffer / 2, false);
         s.set_nonblocking(true)?;
-        set_timestamps(&s);
+        crate::stamp::enable(s.as_raw_fd());
         s.bind(&addr.into())?;
         if addr.port() == 0 {
             addr = s
@@ -43,23 +43,6 @@ pub fn bind_reuseport(
     Ok(out)
 }
 
-/// Asks the kernel to stamp each datagram with its receive time
-/// (`SO_TIMESTAMPNS`), read by [`recv_stamped`]. Best effort: without it
-/// only the in-process latency is measured.
-fn set_timestamps(s: &Socket) {
-    let on: libc::c_int = 1;
-    // SAFETY: setsockopt with a valid fd, a c_int value and its size.
-    unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            (&raw const on).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
-}
-
 /// One `recvmsg` without waiting: the datagram into `buf`, its source, and
 /// the kernel's receive time when the socket has `SO_TIMESTAMPNS`.
 pub fn recv_stamped(
@@ -68,43 +51,12 @@ pub fn recv_stamped(
 ) -> io::Result<(usize, SocketAddr, Option<std::time::SystemTime>)> {
     // SAFETY: all-zero is a valid sockaddr_storage.
     let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    // Room for one cmsg carrying a timespec, 8-byte aligned.
-    let mut control = [0u64; 8];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: all-zero is a valid msghdr; the pointers set below outlive the call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = (&raw mut from).cast();
-    msg.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    msg.msg_iov = &raw mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = size_of_val(&control) as _;
-    // SAFETY: `msg` describes valid, writable buffers for the whole call.
-    let n = unsafe { libc::recvmsg(fd, &raw mut msg, libc::MSG_DONTWAIT) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // SAFETY: an initialised buffer viewed as possibly-uninitialised bytes;
+    // recvmsg only writes bytes into it.
+    let spare = unsafe { &mut *(std::ptr::from_mut(buf) as *mut [std::mem::MaybeUninit<u8>]) };
+    let (n, stamp) = crate::stamp::recv(fd, spare, Some(&mut from))?;
     let src = inet_source(&from).ok_or_else(|| io::Error::other("not an inet source"))?;
-    let mut stamp = None;
-    // SAFETY: CMSG_* walk the control buffer the kernel filled, within
-    // `msg_controllen`; the timespec is read unaligned.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&raw const msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
-                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
-                stamp = std::time::UNIX_EPOCH.checked_add(std::time::Duration::new(
-                    ts.tv_sec as u64,
-                    ts.tv_nsec as u32,
-                ));
-            }
-            c = libc::CMSG_NXTHDR(&raw const msg, c);
-        }
-    }
-    Ok((n as usize, src, stamp))
+    Ok((n, src, stamp))
 }
 
 fn inet_source(from: &libc::sockaddr_storage) -> Option<SocketAddr> {

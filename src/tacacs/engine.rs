@@ -4,13 +4,16 @@
 //! with the client's key and writes replies. Knows nothing about roles.
 
 use std::collections::HashMap;
+use std::io;
+use std::io::Write;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::unix::AsyncFd;
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +25,8 @@ use super::service::{Conn, Outcome, Service};
 
 /// Bodies larger than this are refused before they are buffered.
 const MAX_BODY: u32 = 64 * 1024;
+/// Free room kept in a connection's buffer for the next read.
+const READ_ROOM: usize = 4096;
 
 /// Connections per client, for the per-client limit.
 #[derive(Default)]
@@ -55,15 +60,22 @@ pub async fn run(
     listener: TcpListener,
     service: Arc<Service>,
     stop: CancellationToken,
-) -> std::io::Result<()> {
+) -> io::Result<()> {
     let max = service.server().config().tacacs.max_connections;
     let slots = Arc::new(Semaphore::new(max));
     let per_client = Arc::new(PerClient::default());
     let tracker = TaskTracker::new();
+    // Our own readiness handling (AsyncFd) for the listener and its
+    // connections: reads go through recvmsg for the kernel's receive
+    // stamp, and a short read must clear readiness as tokio's own read does,
+    // or every request costs one more system call.
+    // SAFETY: the std listener owns its descriptor, which stays open and
+    // the same for as long as the AsyncFd that owns the listener.
+    let listener = unsafe { AsyncFd::register(listener.into_std()?) }?;
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => break,
-            r = listener.accept() => match r {
+            r = accept(&listener) => match r {
                 Ok(x) => x,
                 Err(e) => {
                     // EMFILE and friends: log and keep accepting.
@@ -100,7 +112,12 @@ pub async fn run(
         let per_client = per_client.clone();
         let stop = stop.clone();
         tracker.spawn(async move {
-            let mut stream = stream;
+            let Ok(mut stream) = Stream::new(stream) else {
+                service.metrics().error("accept_failed");
+                service.metrics().connections_open.dec();
+                per_client.give_back(&name);
+                return;
+            };
             let reason = connection(&mut stream, peer, &service, &stop).await;
             // Counted before the socket closes, so whoever sees the close
             // also sees the count.
@@ -121,13 +138,14 @@ pub async fn run(
 /// Serves one connection; returns why it was closed when that is worth
 /// counting.
 async fn connection(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     peer: SocketAddr,
     service: &Service,
     stop: &CancellationToken,
 ) -> Option<&'static str> {
-    let _ = stream.set_nodelay(true);
-    let mut buf = BytesMut::with_capacity(4096);
+    let mut buf = BytesMut::with_capacity(READ_ROOM);
+    // When the newest bytes in `buf` reached the machine.
+    let mut arrived: Option<SystemTime> = None;
     let mut out = Vec::with_capacity(1024);
     let mut conn = Conn::new(peer);
     let mut single_connect: Option<bool> = None;
@@ -148,17 +166,17 @@ async fn connection(
             drop(config);
             let read = tokio::select! {
                 _ = stop.cancelled() => return None,
-                r = timeout(limit, stream.read_buf(&mut buf)) => r,
+                r = timeout(limit, stream.read_stamped(&mut buf)) => r,
             };
             match read {
-                Ok(Ok(0)) => {
+                Ok(Ok((0, _))) => {
                     return if buf.is_empty() {
                         None
                     } else {
                         Some("truncated_packet")
                     };
                 }
-                Ok(Ok(_)) => {}
+                Ok(Ok((_, stamp))) => arrived = stamp.or(arrived),
                 Ok(Err(_)) => return Some("read_error"),
                 Err(_) if buf.is_empty() => return Some("idle_timeout"),
                 Err(_) => return Some("read_timeout"),
@@ -210,19 +228,118 @@ async fn connection(
                 return Some(reason);
             }
             Outcome::Done | Outcome::More => {
+                // Timed up to the write, not after it: whoever has read the
+                // reply then also sees it counted.
+                let metrics = service.metrics();
+                metrics.latency.observe(started.elapsed().as_secs_f64());
+                if let Some(s) = crate::stamp::since(arrived) {
+                    metrics.kernel_to_reply.observe(s);
+                }
                 if stream.write_all(&out).await.is_err() {
                     return Some("write_error");
                 }
-                service
-                    .metrics()
-                    .latency
-                    .observe(started.elapsed().as_secs_f64());
                 if outcome == Outcome::Done && !sc {
                     // Without single-connect the connection serves one session.
-                    let _ = stream.shutdown().await;
+                    stream.shutdown();
                     return None;
                 }
             }
         }
+    }
+}
+
+/// Waits for and takes one connection, non-blocking and close-on-exec.
+async fn accept(
+    listener: &AsyncFd<std::net::TcpListener>,
+) -> io::Result<(std::net::TcpStream, SocketAddr)> {
+    loop {
+        let mut ready = listener.readable().await?;
+        let r = ready.try_io(|l| {
+            // SAFETY: try_init hands accept4 room for any socket address and
+            // its length; a descriptor accept4 returns is fresh and ours.
+            unsafe {
+                socket2::SockAddr::try_init(|addr, len| {
+                    let fd = libc::accept4(
+                        l.as_raw_fd(),
+                        addr.cast(),
+                        len,
+                        libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                    );
+                    if fd < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Ok(std::net::TcpStream::from_raw_fd(fd))
+                })
+            }
+        });
+        match r {
+            Ok(Ok((stream, addr))) => match addr.as_socket() {
+                Some(peer) => return Ok((stream, peer)),
+                // Not an inet peer: nothing a client could be. Keep accepting.
+                None => drop(stream),
+            },
+            Ok(Err(e)) => return Err(e),
+            Err(_would_block) => {}
+        }
+    }
+}
+
+/// One connection's socket under our own readiness handling.
+struct Stream(AsyncFd<std::net::TcpStream>);
+
+impl Stream {
+    fn new(s: std::net::TcpStream) -> io::Result<Self> {
+        let _ = s.set_nodelay(true);
+        crate::stamp::enable(s.as_raw_fd());
+        // SAFETY: the std stream owns its descriptor, which stays open and
+        // the same for as long as the AsyncFd that owns the stream.
+        Ok(Self(unsafe { AsyncFd::register(s) }?))
+    }
+
+    /// Reads what the socket has into `buf`'s free room: the byte count (0
+    /// at end of stream) and the kernel's receive time of the newest of them.
+    async fn read_stamped(&self, buf: &mut BytesMut) -> io::Result<(usize, Option<SystemTime>)> {
+        if buf.capacity() - buf.len() < READ_ROOM / 4 {
+            buf.reserve(READ_ROOM);
+        }
+        loop {
+            let mut ready = self.0.readable().await?;
+            let room = buf.spare_capacity_mut();
+            let want = room.len();
+            match ready.try_io(|s| crate::stamp::recv(s.as_raw_fd(), room, None)) {
+                Ok(Ok((n, stamp))) => {
+                    if n > 0 && n < want {
+                        // Edge-triggered: a short read took everything there was.
+                        ready.clear_ready();
+                    }
+                    // SAFETY: recvmsg initialised the first `n` bytes of the spare room.
+                    unsafe { buf.set_len(buf.len() + n) };
+                    return Ok((n, stamp));
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => {}
+            }
+        }
+    }
+
+    async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            // Usually the reply fits the send buffer at once: try first.
+            match self.0.get_ref().write(data) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => data = &data[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let mut ready = self.0.writable().await?;
+                    ready.clear_ready();
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn shutdown(&self) {
+        let _ = self.0.get_ref().shutdown(std::net::Shutdown::Write);
     }
 }

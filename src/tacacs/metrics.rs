@@ -29,6 +29,7 @@ pub struct TacacsMetrics {
     pub connections_open: Gauge,
     pub connections: Counter,
     pub latency: Histogram,
+    pub kernel_to_reply: Histogram,
 }
 
 impl TacacsMetrics {
@@ -39,6 +40,7 @@ impl TacacsMetrics {
             connections_open: Gauge::default(),
             connections: Counter::default(),
             latency: Histogram::new(crate::metrics::LATENCY_BUCKETS),
+            kernel_to_reply: Histogram::new(crate::metrics::LATENCY_BUCKETS),
         };
         reg.register(
             "tacacs_requests",
@@ -62,8 +64,13 @@ impl TacacsMetrics {
         );
         reg.register(
             "tacacs_request_seconds",
-            "Time from a complete TACACS+ request to its reply being written",
+            "Time from a complete TACACS+ request to its reply being handed to the socket",
             m.latency.clone(),
+        );
+        reg.register(
+            "tacacs_kernel_to_reply_seconds",
+            "Time from the kernel receiving a TACACS+ request (SO_TIMESTAMPNS) to its reply being handed to the socket; includes time queued in the socket",
+            m.kernel_to_reply.clone(),
         );
         m
     }

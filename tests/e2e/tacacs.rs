@@ -274,6 +274,18 @@ async fn crate_client_pap_chap_authorization_accounting_on_one_connection() {
         ),
         Some(1.0)
     );
+    // Every reply is timed twice: from the complete request, and from the
+    // kernel's receive stamp (socket queueing included), which is no shorter.
+    let timed = metric(&m, "portcullis_tacacs_request_seconds_count").unwrap();
+    assert!(timed >= 9.0, "{m}");
+    assert_eq!(
+        metric(&m, "portcullis_tacacs_kernel_to_reply_seconds_count"),
+        Some(timed),
+        "{m}"
+    );
+    let sum = |name: &str| metric(&m, &format!("portcullis_tacacs_{name}_seconds_sum")).unwrap();
+    assert!(sum("kernel_to_reply") >= sum("request"), "{m}");
+    assert!(sum("kernel_to_reply") < 10.0, "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
