@@ -238,6 +238,9 @@ d = {c: [y - x for x, y in zip(a[c], b[c])] for c in a}
 v = d["cpu" + scpu]
 # How busy the server's core was: the server, softirqs, anything else.
 r["server_core_busy"] = (sum(v) - v[3] - v[4]) / sum(v) if sum(v) else 0.0
+# Time the hypervisor gave the vCPUs to someone else (steal), per core: on
+# a shared host this, not either program, can be most of a tail.
+r["steal"] = {c[3:]: (x[7] / sum(x) if sum(x) else 0.0) for c, x in d.items()}
 # CPU time of whatever is neither server, generator nor interrupt work, in
 # cores: other processes on this shared machine.
 busy = sum(sum(x) - x[3] - x[4] - x[5] - x[6] for x in d.values()) / hz / wall
@@ -247,10 +250,10 @@ EOF
 	tail -n 1 "$results" | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
-print("   %-26s %8.0f/s  p50 %7.0f µs  p99 %8.0f µs  bad %d lost %d errors %d  CPU: server %3.0f%% (its core %3.0f%% busy), generator %3.0f%%, others %3.0f%%"
+print("   %-26s %8.0f/s  p50 %7.0f µs  p99 %8.0f µs  bad %d lost %d errors %d  CPU: server %3.0f%% (its core %3.0f%% busy), generator %3.0f%%, others %3.0f%%, steal %s"
       % (r["label"], r["rps"], r["p50_us"], r["p99_us"], r["bad"], r["lost"], r["errors"],
          100 * r["server_cpu"], 100 * r["server_core_busy"], 100 * (r.get("generator_cpu") or 0),
-         100 * r["others_cpu"]))' >&2
+         100 * r["others_cpu"], "/".join("%.1f%%" % (100 * v) for _, v in sorted(r["steal"].items()))))' >&2
 }
 
 # A copy of the demo configuration on free ports, data under $work.
@@ -377,6 +380,8 @@ for mode, title in (("single", "single-connection mode"), ("session", "a new con
     row("  1e6 / that (extrapolated logins/s)", f"{1e6 / per(tp, 'server_cpu'):,.0f}", f"{1e6 / per(pc, 'server_cpu'):,.0f}")
     row("generator CPU per login (µs), median", f"{per(tp, 'generator_cpu'):.1f}", f"{per(pc, 'generator_cpu'):.1f}")
     row("other processes' CPU, median (cores)", f"{med(tp, 'others_cpu'):.2f}", f"{med(pc, 'others_cpu'):.2f}")
+    steal = lambda l: statistics.median(max(r.get("steal", {}).values(), default=0) for r in by(l))
+    row("hypervisor steal, busier core, median", f"{100 * steal(tp):.1f}%", f"{100 * steal(pc):.1f}%")
     fails = lambda l: f"{sum(r['rejected'] for r in by(l))}/{sum(r['bad'] for r in by(l))}/{sum(r['lost'] for r in by(l))}/{sum(r['errors'] for r in by(l))}"
     row("refused/bad/lost/errors (all peak runs)", fails(tp), fails(pc))
     for suffix, policy in (("", "SCHED_OTHER"), ("-fifo", "SCHED_FIFO")):
@@ -390,6 +395,7 @@ for mode, title in (("single", "single-connection mode"), ("session", "a new con
         row("  p99 per round (µs)", " ".join(f"{r['p99_us']:.0f}" for r in by(ht)), " ".join(f"{r['p99_us']:.0f}" for r in by(hp)))
         row("  server's own p99 / p99.9 per round (µs, ≤)", "—",
             " ".join(f"{r.get('server_k2r_p99_le_us', 0):.0f}/{r.get('server_k2r_p999_le_us', 0):.0f}" for r in by(hp)))
+        row("  hypervisor steal, busier core, median", f"{100 * steal(ht):.1f}%", f"{100 * steal(hp):.1f}%")
         row("  server CPU / generator CPU, median", f"{100 * med(ht, 'server_cpu'):.0f}% / {100 * med(ht, 'generator_cpu'):.0f}%",
             f"{100 * med(hp, 'server_cpu'):.0f}% / {100 * med(hp, 'generator_cpu'):.0f}%")
         verdict[(mode, suffix)] = med(hp, "p99_us")
