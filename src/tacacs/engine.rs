@@ -112,19 +112,18 @@ pub async fn run(
         let per_client = per_client.clone();
         let stop = stop.clone();
         tracker.spawn(async move {
-            let Ok(mut stream) = Stream::new(stream) else {
-                service.metrics().error("accept_failed");
-                service.metrics().connections_open.dec();
-                per_client.give_back(&name);
-                return;
-            };
-            let reason = connection(&mut stream, peer, &service, &stop).await;
-            // Counted before the socket closes, so whoever sees the close
-            // also sees the count.
-            if let Some(reason) = reason {
-                service.metrics().error(reason);
+            match Stream::new(stream) {
+                Ok(mut stream) => {
+                    let reason = connection(&mut stream, peer, &service, &stop).await;
+                    // Counted before the socket closes, so whoever sees the
+                    // close also sees the count.
+                    if let Some(reason) = reason {
+                        service.metrics().error(reason);
+                    }
+                    drop(stream);
+                }
+                Err(_) => service.metrics().error("accept_failed"),
             }
-            drop(stream);
             service.metrics().connections_open.dec();
             per_client.give_back(&name);
             drop(permit);

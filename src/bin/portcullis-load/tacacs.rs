@@ -216,10 +216,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     for i in 0..args.warmup {
         g.phase_limits(1, Instant::now() + Duration::from_secs(60));
         g.begin(0, Instant::now());
-        while g.in_flight > 0 {
-            g.wait(Some(Instant::now() + SCAN_EVERY))?;
-            g.scan(Instant::now());
-        }
+        g.drain()?;
         if g.c.ok != 1 {
             bail!(
                 "warm-up login {} to {} did not pass (rejected {}, bad {}, lost {}, errors {}): check the server, --key, --user, --password and --expect-arg",
@@ -246,10 +243,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         for si in 0..args.connections {
             g.begin(si, Instant::now());
         }
-        while g.in_flight > 0 {
-            g.wait(Some(Instant::now() + SCAN_EVERY))?;
-            g.scan(Instant::now());
-        }
+        g.drain()?;
         if g.c.ok != args.connections as u64 {
             bail!(
                 "opening {} connections to {}: {} logins passed (rejected {}, bad {}, lost {}, errors {}); the server's connection limits may be lower",
@@ -478,12 +472,17 @@ impl<'a> Gen<'a> {
             Some(rate) => self.open_loop(start, rate)?,
         }
         let window_end = self.end;
-        // Drain: nothing new starts; the logins in flight finish or time out.
+        self.drain()?;
+        Ok(window_end)
+    }
+
+    /// Nothing new starts; the logins in flight finish or time out.
+    fn drain(&mut self) -> anyhow::Result<()> {
         while self.in_flight > 0 {
             self.wait(Some(Instant::now() + SCAN_EVERY))?;
             self.scan(Instant::now());
         }
-        Ok(window_end)
+        Ok(())
     }
 
     fn phase_limits(&mut self, limit: u64, end: Instant) {
