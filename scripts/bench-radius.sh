@@ -136,32 +136,8 @@ print("   %-20s %8.0f/s  p50 %7.0f µs  p99 %8.0f µs  lost %d  bad %d  CPU: ser
          100 * r["others_cpu"]))' >&2
 }
 
-# A copy of the demo configuration on other ports, data under $work.
-pc_config() {
-	sed -e "s|127.0.0.1:1812\"|127.0.0.1:$PC_PORT\"|" \
-		-e "s|127.0.0.1:1813\"|127.0.0.1:0\"|" \
-		-e "s|127.0.0.1:4949\"|127.0.0.1:0\"|" \
-		-e "s|127.0.0.1:8080\"|127.0.0.1:0\"|" \
-		-e "s|\"../dictionaries\"|\"$repo/dictionaries\"|" \
-		-e "s|\"../target/demo-data\"|\"$work/data\"|" \
-		examples/portcullis.toml
-}
-
-# start_portcullis CONFIG: pinned to SERVER_CPU; sets pc_pid and pc_http.
-start_portcullis() {
-	local addr=$work/pc.addr
-	: >"$addr"
-	PORTCULLIS_LOG=warn taskset -c "$SERVER_CPU" "$portcullis" serve --print-addresses \
-		--config "$1" >"$addr" 2>"$work/pc.log" &
-	pc_pid=$!
-	for _ in $(seq 1 600); do
-		[ -s "$addr" ] && break
-		kill -0 "$pc_pid" 2>/dev/null || { cat "$work/pc.log" >&2; exit 1; }
-		sleep 0.1
-	done
-	[ -s "$addr" ] || { echo "portcullis did not start" >&2; exit 1; }
-	pc_http=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["http"])' "$addr")
-}
+# pc_config, start_portcullis, pc_addr.
+source "$repo/scripts/bench-lib.sh"
 
 stop_portcullis() {
 	kill -TERM "$pc_pid"
@@ -170,7 +146,7 @@ stop_portcullis() {
 }
 
 pc_metric() {
-	curl -s "http://$pc_http/metrics" | awk -v s="$1" '$1 == s {print $2}'
+	curl -s "http://$(pc_addr http)/metrics" | awk -v s="$1" '$1 == s {print $2}'
 }
 
 # --- 1. interleaved peak runs ----------------------------------------------------
@@ -178,7 +154,7 @@ pc_metric() {
 log "starting FreeRADIUS (CPU $SERVER_CPU) and portcullis (CPU $SERVER_CPU)"
 FR_CPUS=$SERVER_CPU "$FR_REF/start.sh" >&2
 fr_pid=$(cat "$FR_RUN/freeradius.pid")
-pc_config >"$work/pc.toml"
+pc_config "$PC_PORT" >"$work/pc.toml"
 start_portcullis "$work/pc.toml"
 
 # FreeRADIUS 3.2.1 signs replies with the Response Authenticator only (no
@@ -221,7 +197,7 @@ stop_portcullis
 # --- 4. cold path -------------------------------------------------------------------
 
 log "cold path: hashing $COLD_USERS users"
-{ pc_config; "$load" radius-users --count "$COLD_USERS"; } >"$work/pc-cold.toml"
+{ pc_config "$PC_PORT"; "$load" radius-users --count "$COLD_USERS"; } >"$work/pc-cold.toml"
 start_portcullis "$work/pc-cold.toml"
 # Each user asked once (--max-requests), so no request can hit the cache.
 run_load "portcullis-cold" "$pc_pid" "${pc_args[@]}" --users "$COLD_USERS" --max-requests "$COLD_USERS" \
@@ -233,7 +209,7 @@ stop_portcullis
 # --- 5. memory with 100k users --------------------------------------------------------
 
 log "memory: $MEM_USERS users"
-{ pc_config; "$load" radius-users --count "$MEM_USERS" --shared-password pw-shared; } >"$work/pc-mem.toml"
+{ pc_config "$PC_PORT"; "$load" radius-users --count "$MEM_USERS" --shared-password pw-shared; } >"$work/pc-mem.toml"
 start_portcullis "$work/pc-mem.toml"
 rss_start=$(rss_kib "$pc_pid")
 run_load "portcullis-mem-load" "$pc_pid" "${pc_args[@]}" --user user00042 --password pw-shared \

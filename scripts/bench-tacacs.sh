@@ -256,33 +256,8 @@ print("   %-26s %8.0f/s  p50 %7.0f µs  p99 %8.0f µs  bad %d lost %d errors %d 
          100 * r["others_cpu"], "/".join("%.1f%%" % (100 * v) for _, v in sorted(r["steal"].items()))))' >&2
 }
 
-# A copy of the demo configuration on free ports, data under $work.
-pc_config() {
-	sed -e "s|127.0.0.1:1812\"|127.0.0.1:0\"|" \
-		-e "s|127.0.0.1:1813\"|127.0.0.1:0\"|" \
-		-e "s|127.0.0.1:4949\"|127.0.0.1:0\"|" \
-		-e "s|127.0.0.1:8080\"|127.0.0.1:0\"|" \
-		-e "s|\"../dictionaries\"|\"$repo/dictionaries\"|" \
-		-e "s|\"../target/demo-data\"|\"$work/data\"|" \
-		examples/portcullis.toml
-}
-
-# start_portcullis CONFIG: pinned to SERVER_CPU; sets pc_pid and pc_tacacs.
-start_portcullis() {
-	local addr=$work/pc.addr
-	: >"$addr"
-	PORTCULLIS_LOG=warn taskset -c "$SERVER_CPU" "$portcullis" serve --print-addresses \
-		--config "$1" >"$addr" 2>"$work/pc.log" &
-	pc_pid=$!
-	for _ in $(seq 1 600); do
-		[ -s "$addr" ] && break
-		kill -0 "$pc_pid" 2>/dev/null || { cat "$work/pc.log" >&2; exit 1; }
-		sleep 0.1
-	done
-	[ -s "$addr" ] || { echo "portcullis did not start" >&2; exit 1; }
-	pc_tacacs=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["tacacs"])' "$addr")
-	pc_metrics=http://$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["http"])' "$addr")/metrics
-}
+# pc_config, start_portcullis, pc_addr.
+source "$repo/scripts/bench-lib.sh"
 
 median_rps() {
 	python3 - "$1" "$results" <<'EOF'
@@ -299,6 +274,8 @@ TP_CPUS=$SERVER_CPU "$TP_REF/start.sh" >&2
 tp_pid=$(cat "$TP_RUN/tac_plus-ng.pid")
 pc_config >"$work/pc.toml"
 start_portcullis "$work/pc.toml"
+pc_tacacs=$(pc_addr tacacs)
+pc_metrics=http://$(pc_addr http)/metrics
 
 log "peak: $ROUNDS rounds x ${DURATION}s per mode, $CONNECTIONS logins in flight"
 for r in $(seq 1 "$ROUNDS"); do

@@ -31,15 +31,13 @@ trap cleanup EXIT
 
 cargo build --release --quiet --bin portcullis --bin portcullis-load
 bin=${CARGO_TARGET_DIR:-$repo/target}/release
-sed -e 's|127.0.0.1:[0-9]*"|127.0.0.1:0"|' \
-	-e "s|\"../dictionaries\"|\"$repo/dictionaries\"|" \
-	-e "s|\"../target/demo-data\"|\"$work/data\"|" \
-	examples/portcullis.toml >"$work/pc.toml"
-PORTCULLIS_LOG=warn taskset -c "$SERVER_CPU" "$bin/portcullis" serve --print-addresses \
-	--config "$work/pc.toml" >"$work/addr" 2>"$work/log" &
-pid=$!
-for _ in $(seq 1 100); do [ -s "$work/addr" ] && break; sleep 0.1; done
-addr=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["tacacs"])' "$work/addr")
+portcullis=$bin/portcullis
+# pc_config, start_portcullis, pc_addr.
+source "$repo/scripts/bench-lib.sh"
+pc_config >"$work/pc.toml"
+start_portcullis "$work/pc.toml"
+pid=$pc_pid
+addr=$(pc_addr tacacs)
 
 if [ -w "$tfs/tracing_on" ]; then
 	echo 0 >"$tfs/tracing_on"
