@@ -21,9 +21,13 @@
 //! - [`stamp`]: kernel receive timestamps, so latency includes socket queueing.
 
 pub mod accounting;
+#[cfg(test)]
+mod architecture;
 pub mod authn;
 pub mod client;
+pub mod clock;
 pub mod config;
+pub mod dict;
 pub mod explain;
 pub mod http;
 pub mod identity;

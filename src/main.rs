@@ -15,8 +15,7 @@ use tracing::{error, info, warn};
 use portcullis::accounting::{self, AccountingSink, Archive, Filter, SqliteConfig, SqliteStore};
 use portcullis::config::{self, Config, Loaded};
 use portcullis::identity::IdentityStore;
-use portcullis::metrics::Metrics;
-use portcullis::server::{self, Bound, Server};
+use portcullis::server::{self, Bound, Metrics, Server};
 
 #[derive(Parser)]
 #[command(

@@ -1,16 +1,14 @@
-//! The one Prometheus registry, every name prefixed `portcullis_`. Each
-//! module registers its own family struct here once; handles are cloned into
-//! the hot paths, so counting is an atomic add, never a lookup by name.
+//! Metric building blocks every module shares: the latency buckets, label
+//! types that count without allocating, and the exposition of the one
+//! registry. It imports nothing of the crate, so any module may use it; the
+//! registry itself is filled by the composition root (`server`).
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::sync::Arc;
+
 use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::info::Info;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-
-use crate::authn::PoolMetrics;
 
 /// Request-latency buckets, seconds: 25 µs .. 1 s. A cached login lives at
 /// the bottom, an argon2 verification in the middle.
@@ -19,89 +17,47 @@ pub const LATENCY_BUCKETS: [f64; 15] = [
     0.25, 0.5, 1.0,
 ];
 
+/// A histogram over [`LATENCY_BUCKETS`].
+pub fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+/// A configured name (a client, a provider) as a label value without
+/// copying it. Only names from the configuration go here, never a request's.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct Name(pub Arc<str>);
+
+impl EncodeLabelValue for Name {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        encoder.write_str(&self.0)
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
     pub result: &'static str,
 }
 
-/// Everything the server counts.
-#[derive(Debug)]
-pub struct Metrics {
-    registry: Registry,
-    pub reload_success: Counter,
-    pub reload_failure: Counter,
-    pub config_generation: Gauge,
-    pub authn: PoolMetrics,
-    pub radius: crate::radius::metrics::RadiusMetrics,
-    pub tacacs: crate::tacacs::metrics::TacacsMetrics,
-    pub accounting: crate::accounting::AccountingMetrics,
-    pub oidc: crate::oidc::OidcMetrics,
-    pub saml: crate::oidc::OidcMetrics,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+/// The registry, finished and shared read-only: what `/metrics` serves.
+#[derive(Debug, Clone)]
+pub struct Exposition(Arc<Registry>);
 
-impl Metrics {
-    pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("portcullis");
-        registry.register(
-            "build",
-            "Build information",
-            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
-        );
-        let reloads = Family::<ResultLabel, Counter>::default();
-        registry.register(
-            "config_reloads",
-            "Configuration reloads by result (success, failure)",
-            reloads.clone(),
-        );
-        // Both series exist from the start so alerts on failure see a zero.
-        let reload_success = reloads
-            .get_or_create(&ResultLabel { result: "success" })
-            .clone();
-        let reload_failure = reloads
-            .get_or_create(&ResultLabel { result: "failure" })
-            .clone();
-        let config_generation = Gauge::default();
-        registry.register(
-            "config_generation",
-            "How many configurations have been loaded (1 at start, +1 per successful reload)",
-            config_generation.clone(),
-        );
-        let authn = PoolMetrics::register(&mut registry);
-        let radius = crate::radius::metrics::RadiusMetrics::register(&mut registry);
-        let tacacs = crate::tacacs::metrics::TacacsMetrics::register(&mut registry);
-        let accounting = crate::accounting::AccountingMetrics::register(&mut registry);
-        let oidc = crate::oidc::OidcMetrics::register(&mut registry);
-        let saml = crate::oidc::OidcMetrics::register_saml(&mut registry);
-        Self {
-            accounting,
-            oidc,
-            saml,
-            radius,
-            tacacs,
-            registry,
-            reload_success,
-            reload_failure,
-            config_generation,
-            authn,
-        }
-    }
-
-    /// Lets a module register its families before the registry is shared.
-    pub fn registry_mut(&mut self) -> &mut Registry {
-        &mut self.registry
+impl Exposition {
+    pub fn new(registry: Registry) -> Self {
+        Self(Arc::new(registry))
     }
 
     /// The text exposition format (OpenMetrics).
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
-        let _ = encode(&mut out, &self.registry);
+        let _ = encode(&mut out, &self.0);
         out
     }
 }

@@ -1,40 +1,114 @@
-//! Shared server state and lifecycle: the current configuration behind an
-//! atomic pointer (a reload swaps it; requests in flight keep the one they
-//! started with), the listeners bound from it, and orderly shutdown.
+//! The one composition root: builds every service from exactly what it
+//! uses, binds the listeners, reloads the configuration and stops in order.
+//! Only `main.rs` imports this module; nothing in the library reaches back
+//! into it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use arc_swap::ArcSwap;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::accounting::{AccountingSink, Archive};
-use crate::authn::Argon2Pool;
-use crate::config::{self, Config, ConfigErrors};
+use crate::accounting::{AccountingMetrics, AccountingSink, Archive};
+use crate::authn::{Argon2Pool, Credentials, PoolMetrics};
+use crate::clock::System;
+use crate::config::{self, Config, ConfigErrors, ConfigHandle};
+use crate::http::{Web, WebParts};
 use crate::identity::IdentityStore;
-use crate::metrics::Metrics;
+use crate::metrics::{Exposition, ResultLabel};
+use crate::oidc::OidcMetrics;
 use crate::radius::engine::Port;
+use crate::radius::metrics::RadiusMetrics;
+use crate::tacacs::metrics::TacacsMetrics;
 
-/// What every listener shares.
+/// Everything the server counts, registered once under `portcullis_`; each
+/// service is handed its own part.
 #[derive(Debug)]
-pub struct Server {
-    current: ArcSwap<Config>,
-    path: PathBuf,
-    metrics: Metrics,
-    pool: Argon2Pool,
-    generation: AtomicU64,
-    accounting: Option<Arc<dyn AccountingSink>>,
-    identity: Option<IdentityStore>,
+pub struct Metrics {
+    registry: Registry,
+    pub reload_success: Counter,
+    pub reload_failure: Counter,
+    pub config_generation: Gauge,
+    pub authn: PoolMetrics,
+    pub radius: RadiusMetrics,
+    pub tacacs: TacacsMetrics,
+    pub accounting: AccountingMetrics,
+    pub oidc: OidcMetrics,
+    pub saml: OidcMetrics,
 }
 
-impl std::fmt::Debug for dyn AccountingSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AccountingSink")
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
     }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("portcullis");
+        registry.register(
+            "build",
+            "Build information",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        let reloads = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reloads by result (success, failure)",
+            reloads.clone(),
+        );
+        // Both series exist from the start so alerts on failure see a zero.
+        let reload_success = reloads
+            .get_or_create(&ResultLabel { result: "success" })
+            .clone();
+        let reload_failure = reloads
+            .get_or_create(&ResultLabel { result: "failure" })
+            .clone();
+        let config_generation = Gauge::default();
+        registry.register(
+            "config_generation",
+            "How many configurations have been loaded (1 at start, +1 per successful reload)",
+            config_generation.clone(),
+        );
+        Self {
+            authn: PoolMetrics::register(&mut registry),
+            radius: RadiusMetrics::register(&mut registry),
+            tacacs: TacacsMetrics::register(&mut registry),
+            accounting: AccountingMetrics::register(&mut registry),
+            oidc: OidcMetrics::register(&mut registry),
+            saml: OidcMetrics::register_saml(&mut registry),
+            registry,
+            reload_success,
+            reload_failure,
+            config_generation,
+        }
+    }
+}
+
+/// The running server's parts: the configuration handle every service
+/// shares, and what a reload needs.
+#[derive(Debug)]
+pub struct Server {
+    config: ConfigHandle,
+    path: PathBuf,
+    credentials: Credentials,
+    accounting: Option<Arc<dyn AccountingSink>>,
+    identity: Option<IdentityStore>,
+    radius: RadiusMetrics,
+    tacacs: TacacsMetrics,
+    oidc: OidcMetrics,
+    saml: OidcMetrics,
+    reload_success: Counter,
+    reload_failure: Counter,
+    config_generation: Gauge,
+    exposition: Exposition,
 }
 
 /// The outcome of a reload that was applied.
@@ -48,7 +122,7 @@ pub struct Reloaded {
 
 impl Server {
     /// `accounting`: where accounting records go; without one, accounting
-    /// requests are dropped unanswered (never acknowledged unstored).
+    /// requests are never acknowledged.
     pub fn new(
         config: Config,
         metrics: Metrics,
@@ -63,44 +137,23 @@ impl Server {
         metrics.config_generation.set(1);
         Arc::new(Self {
             path: config.path.clone(),
-            current: ArcSwap::from_pointee(config),
-            metrics,
-            pool,
-            generation: AtomicU64::new(1),
+            config: ConfigHandle::new(config),
+            credentials: Credentials::new(Arc::new(pool)),
             accounting,
             identity,
+            radius: metrics.radius,
+            tacacs: metrics.tacacs,
+            oidc: metrics.oidc,
+            saml: metrics.saml,
+            reload_success: metrics.reload_success,
+            reload_failure: metrics.reload_failure,
+            config_generation: metrics.config_generation,
+            exposition: Exposition::new(metrics.registry),
         })
     }
 
-    /// The configuration to use for one request; hold it for the request's
-    /// whole life so a reload cannot change the rules half-way.
-    pub fn config(&self) -> arc_swap::Guard<Arc<Config>> {
-        self.current.load()
-    }
-
-    pub fn config_arc(&self) -> Arc<Config> {
-        self.current.load_full()
-    }
-
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
-    pub fn pool(&self) -> &Argon2Pool {
-        &self.pool
-    }
-
-    /// External users (web logins through an identity provider).
-    pub fn identity(&self) -> Option<IdentityStore> {
-        self.identity.clone()
-    }
-
-    pub fn accounting(&self) -> Option<&dyn AccountingSink> {
-        self.accounting.as_deref()
-    }
-
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+    pub fn config(&self) -> &ConfigHandle {
+        &self.config
     }
 
     /// Re-reads the file. A valid configuration replaces the current one
@@ -108,14 +161,15 @@ impl Server {
     pub fn reload(&self) -> Result<Reloaded, ConfigErrors> {
         match config::load(&self.path) {
             Ok(loaded) => {
-                let listen_changed = loaded.config.listen != self.current.load().listen;
-                self.current.store(Arc::new(loaded.config));
+                let listen_changed = loaded.config.listen != self.config.load().listen;
+                let previous = self.config.replace(loaded.config);
+                let generation = previous.generation + 1;
+                drop(previous);
                 // The previous generation was just freed (unless a request
                 // still holds it); its pages go back too, not only the parse's.
                 config::release_free_memory();
-                let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
-                self.metrics.config_generation.set(generation as i64);
-                self.metrics.reload_success.inc();
+                self.config_generation.set(generation as i64);
+                self.reload_success.inc();
                 Ok(Reloaded {
                     generation,
                     warnings: loaded.warnings,
@@ -123,10 +177,40 @@ impl Server {
                 })
             }
             Err(e) => {
-                self.metrics.reload_failure.inc();
+                self.reload_failure.inc();
                 Err(e)
             }
         }
+    }
+
+    fn web(&self) -> Web {
+        Web::new(WebParts {
+            config: self.config.clone(),
+            credentials: self.credentials.clone(),
+            identity: self.identity.clone(),
+            exposition: self.exposition.clone(),
+            oidc_metrics: self.oidc.clone(),
+            saml_metrics: self.saml.clone(),
+        })
+    }
+
+    fn tacacs(&self) -> crate::tacacs::service::Service {
+        crate::tacacs::service::Service::new(
+            self.credentials.clone(),
+            self.accounting.clone(),
+            self.tacacs.clone(),
+            Arc::new(System),
+        )
+    }
+
+    fn radius(&self) -> crate::radius::service::Service {
+        crate::radius::service::Service::new(
+            self.credentials.clone(),
+            self.accounting.clone(),
+            self.radius.clone(),
+            Arc::new(System),
+            Arc::new(System),
+        )
     }
 }
 
@@ -192,20 +276,19 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let mut tasks: JoinSet<std::io::Result<()>> = JoinSet::new();
     if let Some(l) = bound.http {
-        tasks.spawn(crate::http::serve(l, server.clone(), stop.clone()));
+        tasks.spawn(crate::http::serve(l, Arc::new(server.web()), stop.clone()));
     }
     if let Some(l) = bound.tacacs {
-        let service = Arc::new(crate::tacacs::service::Service::new(
-            server.clone(),
-            server.metrics().tacacs.clone(),
+        let service = Arc::new(server.tacacs());
+        tasks.spawn(crate::tacacs::engine::run(
+            l,
+            service,
+            server.config.clone(),
+            stop.clone(),
         ));
-        tasks.spawn(crate::tacacs::engine::run(l, service, stop.clone()));
     }
     if !bound.radius_auth.is_empty() || !bound.radius_acct.is_empty() {
-        let service = Arc::new(crate::radius::service::Service::new(
-            server.clone(),
-            server.metrics().radius.clone(),
-        ));
+        let service = Arc::new(server.radius());
         for (sockets, port) in [
             (bound.radius_auth, Port::Auth),
             (bound.radius_acct, Port::Acct),
@@ -215,6 +298,7 @@ pub async fn run(
                     s,
                     port,
                     service.clone(),
+                    server.config.clone(),
                     stop.clone(),
                 ));
             }
@@ -249,7 +333,7 @@ pub fn spawn_pruner(server: Arc<Server>, archive: Archive) -> tokio::task::JoinH
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let Some(retention) = server.config().accounting.retention else {
+            let Some(retention) = server.config.load().accounting.retention else {
                 continue;
             };
             let Some(cutoff) = std::time::SystemTime::now().checked_sub(retention) else {

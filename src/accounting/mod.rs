@@ -15,12 +15,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Serialize, Serializer};
 use tokio::sync::oneshot;
 
+mod memory;
 mod metrics;
 mod render;
 mod sqlite;
 #[cfg(test)]
 mod tests;
 
+pub use self::memory::MemorySink;
 pub use self::metrics::AccountingMetrics;
 pub use self::render::{write_csv, write_json_lines, write_sessions_table, write_table};
 pub use self::sqlite::{Archive, DB_FILE, SqliteConfig, SqliteStore, StoreStats, spawn_pruner};
@@ -34,6 +36,12 @@ pub trait AccountingSink: Send + Sync {
     /// waiting: the caller drops the request unanswered and the appliance
     /// retransmits. Acknowledge the request only after the `Pending` is `Ok`.
     fn submit(&self, rec: Record) -> Result<Pending, StoreError>;
+}
+
+impl fmt::Debug for dyn AccountingSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccountingSink")
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

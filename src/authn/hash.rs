@@ -76,22 +76,39 @@ struct Decoded {
     check: PasswordCheck,
 }
 
+/// Why a stored password hash cannot be used, or kept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HashError {
+    #[error("not a PHC string: {0}")]
+    NotPhc(String),
+    #[error("algorithm `{0}` is not argon2")]
+    NotArgon2(String),
+    #[error("unknown argon2 version {0}")]
+    UnknownVersion(u32),
+    #[error("bad argon2 parameters: {0}")]
+    BadParams(String),
+    #[error("the PHC string has no hash part")]
+    NoHash,
+    #[error("too many password hashes for one configuration")]
+    TooMany,
+}
+
 /// Parses and checks a PHC string: argon2, usable parameters, a version
 /// this crate implements, and a salt and hash present.
-fn decode(phc: &str) -> Result<Decoded, String> {
-    let parsed = argon2::PasswordHash::new(phc).map_err(|e| format!("not a PHC string: {e}"))?;
+fn decode(phc: &str) -> Result<Decoded, HashError> {
+    let parsed = argon2::PasswordHash::new(phc).map_err(|e| HashError::NotPhc(e.to_string()))?;
     let algorithm = Algorithm::try_from(parsed.algorithm.as_str())
-        .map_err(|_| format!("algorithm `{}` is not argon2", parsed.algorithm))?;
+        .map_err(|_| HashError::NotArgon2(parsed.algorithm.to_string()))?;
     // argon2's verifier reads an absent version as its default, 0x13; so
     // does this, so that such hashes keep verifying as they did.
     let version = match parsed.version {
         None => Version::default(),
-        Some(v) => Version::try_from(v).map_err(|_| format!("unknown argon2 version {v}"))?,
+        Some(v) => Version::try_from(v).map_err(|_| HashError::UnknownVersion(v))?,
     };
     // Also sets the output length from the hash part, as checking needs.
-    let params = Params::try_from(&parsed).map_err(|e| format!("bad argon2 parameters: {e}"))?;
+    let params = Params::try_from(&parsed).map_err(|e| HashError::BadParams(e.to_string()))?;
     let (Some(salt), Some(hash)) = (&parsed.salt, &parsed.hash) else {
-        return Err("the PHC string has no hash part".into());
+        return Err(HashError::NoHash);
     };
     Ok(Decoded {
         algorithm,
@@ -105,7 +122,7 @@ fn decode(phc: &str) -> Result<Decoded, String> {
 }
 
 /// Whether `s` is an argon2 PHC string that verification can use.
-pub fn check_hash(s: &str) -> Result<(), String> {
+pub fn check_hash(s: &str) -> Result<(), HashError> {
     decode(s).map(|_| ())
 }
 
@@ -209,10 +226,9 @@ impl HashStoreBuilder {
     }
 
     /// Decodes and keeps a PHC string, or says why it cannot be used.
-    pub(crate) fn add(&mut self, phc: &str) -> Result<StoredHash, String> {
+    pub(crate) fn add(&mut self, phc: &str) -> Result<StoredHash, HashError> {
         let d = decode(phc)?;
-        let at = u32::try_from(self.bytes.len())
-            .map_err(|_| "too many password hashes for one configuration".to_string())?;
+        let at = u32::try_from(self.bytes.len()).map_err(|_| HashError::TooMany)?;
         let next = self.kdfs.len() as u32;
         let kdf = *self.kdf_ids.entry(KdfKey::of(&d)).or_insert_with(|| {
             self.kdfs.push(d.check.argon2.clone());
@@ -297,7 +313,7 @@ pub(crate) mod tests {
                 "no hash part",
             ),
         ] {
-            let e = check_hash(phc).unwrap_err();
+            let e = check_hash(phc).unwrap_err().to_string();
             assert!(e.contains(words), "{phc}: {e}");
         }
     }

@@ -1,13 +1,18 @@
 //! Credential checks. Answers "who is this, and which groups are they in?",
 //! never "what may they do" (that is `policy`). Local users come from the
-//! configuration with argon2 hashes; upstream identity providers plug in here.
+//! configuration with argon2 hashes; CHAP and MS-CHAP are checked here for
+//! both protocols; directories and upstream identity providers plug in here.
 
 mod cache;
+pub mod chap;
+mod credentials;
 mod hash;
+pub mod mschap;
 mod pool;
 
 pub use cache::{CredentialCache, Fingerprint};
-pub use hash::{PasswordCheck, check_hash, verify_blocking};
+pub use credentials::Credentials;
+pub use hash::{HashError, PasswordCheck, check_hash, verify_blocking};
 pub use pool::{Argon2Pool, PoolMetrics};
 
 use std::collections::HashSet;
@@ -211,6 +216,15 @@ pub struct NewUser<'a> {
     pub cleartext_password: Option<Secret>,
 }
 
+/// A limit of the compact user table that no real file reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TableFull {
+    #[error("too many users for one configuration")]
+    Users,
+    #[error("too much user text for one configuration")]
+    Text,
+}
+
 /// A decoded password hash waiting for its user; see
 /// [`LocalUsersBuilder::hash`].
 #[derive(Debug, Clone, Copy)]
@@ -237,15 +251,15 @@ impl LocalUsersBuilder {
     }
 
     /// Decodes an argon2 PHC string, or says why it cannot be used.
-    pub fn hash(&mut self, phc: &str) -> Result<UserHash, String> {
+    pub fn hash(&mut self, phc: &str) -> Result<UserHash, HashError> {
         self.hashes.add(phc).map(UserHash)
     }
 
     /// Adds a user with a hash from [`Self::hash`]; fails only past limits
     /// (4 GiB of text or hashes, 2^31 users) no real file reaches.
-    pub fn push(&mut self, user: NewUser<'_>, hash: UserHash) -> Result<(), String> {
+    pub fn push(&mut self, user: NewUser<'_>, hash: UserHash) -> Result<(), TableFull> {
         if self.users.len() >= NameIndex::MAX_USERS {
-            return Err("too many users for one configuration".into());
+            return Err(TableFull::Users);
         }
         let groups = match self.group_lists.get(user.groups) {
             Some(g) => g.clone(),
@@ -269,11 +283,10 @@ impl LocalUsersBuilder {
         Ok(())
     }
 
-    fn text(&mut self, s: &str) -> Result<TextSpan, String> {
-        let too_long = || "too much user text for one configuration".to_string();
-        let at = u32::try_from(self.text.len()).map_err(|_| too_long())?;
-        let len = u32::try_from(s.len()).map_err(|_| too_long())?;
-        at.checked_add(len).ok_or_else(too_long)?;
+    fn text(&mut self, s: &str) -> Result<TextSpan, TableFull> {
+        let at = u32::try_from(self.text.len()).map_err(|_| TableFull::Text)?;
+        let len = u32::try_from(s.len()).map_err(|_| TableFull::Text)?;
+        at.checked_add(len).ok_or(TableFull::Text)?;
         self.text.push_str(s);
         Ok(TextSpan { at, len })
     }

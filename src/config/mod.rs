@@ -3,10 +3,12 @@
 //! builds the runtime values: clients, policy table, users, renderings.
 
 mod error;
+mod handle;
 mod raw;
 mod validate;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use handle::ConfigHandle;
 pub use raw::RawConfig;
 
 use std::net::SocketAddr;
@@ -16,9 +18,9 @@ use std::time::Duration;
 
 use crate::authn::LocalUsers;
 use crate::client::ClientTable;
+use crate::dict::{self, DictError, Dictionary, DictionaryBuilder};
 use crate::policy::PolicyTable;
 use crate::profile::Renderings;
-use crate::radius::dict::{self, DictError, Dictionary, DictionaryBuilder};
 
 /// Which credential source is asked first. Only local users exist today;
 /// upstream sources plug in behind this switch.
@@ -88,6 +90,9 @@ pub struct WebSettings {
 #[derive(Debug)]
 pub struct Config {
     pub path: PathBuf,
+    /// 1 for the first configuration, +1 per reload; set by
+    /// [`ConfigHandle`] before the configuration is published, 0 until then.
+    pub generation: u64,
     pub listen: Listen,
     pub server: ServerSettings,
     pub radius: RadiusSettings,

@@ -212,6 +212,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Loaded, ConfigErrors> 
     let renderings = Renderings::build(&policy);
     let config = Config {
         path: path.to_path_buf(),
+        generation: 0,
         listen,
         users: users.finish(CredentialCache::new(server.credential_cache_ttl)),
         server,
@@ -705,7 +706,7 @@ fn users(
             cleartext_password,
         };
         if let Err(e) = out.push(user, hash) {
-            cx.err(u.name.span(), key("name"), e);
+            cx.err(u.name.span(), key("name"), e.to_string());
         }
     }
     out

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::web::Web;
+use super::state::Web;
 
 /// The caller's resolved identity if they may administer, else the answer.
 async fn admin(web: &Web, headers: &HeaderMap) -> Result<(), Response> {
@@ -34,7 +34,7 @@ pub(super) async fn users(State(web): State<Arc<Web>>, headers: HeaderMap) -> Re
     if let Err(r) = admin(&web, &headers).await {
         return r;
     }
-    let config = web.server.config_arc();
+    let config = web.config.load_full();
     let mut out: Vec<Value> = config
         .users
         .iter()
@@ -80,7 +80,7 @@ pub(super) async fn groups(State(web): State<Arc<Web>>, headers: HeaderMap) -> R
     if let Err(r) = admin(&web, &headers).await {
         return r;
     }
-    let config = web.server.config_arc();
+    let config = web.config.load_full();
     let out: Vec<Value> = config
         .policy
         .groups()
@@ -94,7 +94,7 @@ pub(super) async fn roles(State(web): State<Arc<Web>>, headers: HeaderMap) -> Re
     if let Err(r) = admin(&web, &headers).await {
         return r;
     }
-    let config = web.server.config_arc();
+    let config = web.config.load_full();
     let default = config.policy.default_role();
     let out: Vec<Value> = config
         .policy
@@ -120,7 +120,7 @@ pub(super) async fn mappings(State(web): State<Arc<Web>>, headers: HeaderMap) ->
     if let Err(r) = admin(&web, &headers).await {
         return r;
     }
-    let config = web.server.config_arc();
+    let config = web.config.load_full();
     let out: Vec<Value> = config
         .policy
         .mappings()

@@ -1,9 +1,24 @@
 //! The HTTP side: `/metrics` for Prometheus, `/healthz` for load balancers,
-//! browser logins (local form, OpenID Providers, SAML IdPs) with `/api/me`, and the
-//! read-only administration API.
+//! browser logins (local form, OpenID Providers, SAML IdPs) with `/api/me`,
+//! and the read-only administration API. One file per concern:
+//! - `state`: what the routes share ([`Web`]), who a session user is now;
+//! - `session`: sessions and signed cookies;
+//! - `pages`: login page, local login, home, logout, `/api/me`;
+//! - `oidc`, `saml`: the routes toward the organisation's identity provider;
+//! - `api`: the administration API.
+//!
+//! The provider side for appliance consoles (portcullis as OAuth/OIDC
+//! server, JWT issuer, SAML IdP) goes beside these as its own files.
 
 mod api;
-pub mod web;
+mod oidc;
+mod pages;
+mod saml;
+mod session;
+mod state;
+
+pub use session::SessionUser;
+pub use state::{Decision, Resolved, Web, WebParts};
 
 use std::sync::Arc;
 
@@ -15,47 +30,41 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::server::Server;
-
-pub fn router(server: Arc<Server>) -> Router {
-    let web = Arc::new(web::Web::new(server.clone(), server.identity()));
-    let browser = Router::new()
-        .route("/", get(web::home))
-        .route("/login", get(web::login_page).post(web::local_login))
-        .route("/logout", get(web::logout).post(web::logout))
-        .route("/auth/oidc/{provider}/start", get(web::oidc_start))
-        .route("/auth/oidc/{provider}/callback", get(web::oidc_callback))
-        .route("/auth/saml/{provider}/start", get(web::saml_start))
-        .route("/auth/saml/{provider}/acs", post(web::saml_acs))
-        .route("/auth/saml/{provider}/metadata", get(web::saml_metadata))
-        .route("/auth/saml/{provider}/slo", get(web::saml_slo))
-        .route("/api/me", get(web::me))
+pub fn router(web: Arc<Web>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/", get(pages::home))
+        .route("/login", get(pages::login_page).post(pages::local_login))
+        .route("/logout", get(pages::logout).post(pages::logout))
+        .route("/auth/oidc/{provider}/start", get(oidc::oidc_start))
+        .route("/auth/oidc/{provider}/callback", get(oidc::oidc_callback))
+        .route("/auth/saml/{provider}/start", get(saml::saml_start))
+        .route("/auth/saml/{provider}/acs", post(saml::saml_acs))
+        .route("/auth/saml/{provider}/metadata", get(saml::saml_metadata))
+        .route("/auth/saml/{provider}/slo", get(saml::saml_slo))
+        .route("/api/me", get(pages::me))
         .route("/api/users", get(api::users))
         .route("/api/groups", get(api::groups))
         .route("/api/roles", get(api::roles))
         .route("/api/mappings", get(api::mappings))
-        .with_state(web);
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
-        .with_state(server)
-        .merge(browser)
+        .with_state(web)
 }
 
-async fn metrics(State(server): State<Arc<Server>>) -> impl IntoResponse {
+async fn metrics(State(web): State<Arc<Web>>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        server.metrics().encode(),
+        web.exposition.encode(),
     )
 }
 
-async fn healthz(State(server): State<Arc<Server>>) -> impl IntoResponse {
+async fn healthz(State(web): State<Arc<Web>>) -> impl IntoResponse {
     let body = serde_json::json!({
         "status": "ok",
-        "config_generation": server.generation(),
+        "config_generation": web.config.load().generation,
         "version": env!("CARGO_PKG_VERSION"),
     });
     (StatusCode::OK, axum::Json(body))
@@ -64,10 +73,10 @@ async fn healthz(State(server): State<Arc<Server>>) -> impl IntoResponse {
 /// Serves until `stop` is cancelled; open requests are allowed to finish.
 pub async fn serve(
     listener: TcpListener,
-    server: Arc<Server>,
+    web: Arc<Web>,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(server))
+    axum::serve(listener, router(web))
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await
 }

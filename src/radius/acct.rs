@@ -9,8 +9,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::codec::{Packet, attr};
-use super::dict::{DataType, Dictionary, Encrypt};
 use crate::accounting::{Attributes, DedupKey, Protocol, Record, Status, format_time};
+use crate::dict::{DataType, Dictionary, Encrypt};
 
 /// RFC 2866 §5.2: a client updates it on every retransmission.
 const ACCT_DELAY_TIME: u8 = 41;
@@ -150,7 +150,7 @@ fn push(out: &mut Attributes, name: String, value: Value) {
     }
 }
 
-fn typed(dict: &Dictionary, a: &super::dict::Attribute, v: &[u8]) -> Value {
+fn typed(dict: &Dictionary, a: &crate::dict::Attribute, v: &[u8]) -> Value {
     if a.flags.encrypt != Encrypt::None || a.flags.secret {
         return Value::String("(hidden)".into());
     }
@@ -222,7 +222,7 @@ fn hex(v: &[u8]) -> Value {
 /// whatever its attributes claim about their types and lengths.
 pub fn fuzz_record(data: &[u8]) {
     if let Ok(pkt) = super::codec::decode(data) {
-        let dict = super::dict::builtin();
+        let dict = crate::dict::builtin();
         let addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let r = record(&dict, "fuzz", addr, 1813, &pkt, UNIX_EPOCH);
         let _ = serde_json::to_string(&r.attributes);
@@ -259,7 +259,7 @@ mod tests {
         let n = packet(&mut buf, 7, 0, &[(55, &1_700_000_000u32.to_be_bytes())]);
         let pkt = decode(&buf[..n]).unwrap();
         let r = record(
-            &super::super::dict::builtin(),
+            &crate::dict::builtin(),
             "edge",
             ADDR,
             1813,
@@ -315,7 +315,7 @@ mod tests {
             &[(8, &[1, 2, 3]), (2, b"secretsecret1234"), (250, b"\x01")],
         );
         let pkt = decode(&buf[..n]).unwrap();
-        let a = attributes(&super::super::dict::builtin(), &pkt);
+        let a = attributes(&crate::dict::builtin(), &pkt);
         assert_eq!(
             a["Framed-IP-Address"],
             serde_json::json!(["198.51.100.7", "0x010203"])

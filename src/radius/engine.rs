@@ -18,6 +18,7 @@ use tracing::warn;
 use super::dedup::{DedupKey, DedupTable, Seen};
 use super::service::{Service, Step, store_drop_reason};
 use super::udp::recv_stamped;
+use crate::config::ConfigHandle;
 
 /// RFC 2865 §3: a RADIUS packet is at most 4096 bytes.
 const MAX_PACKET: usize = 4096;
@@ -43,10 +44,11 @@ pub async fn run_worker(
     socket: std::net::UdpSocket,
     port: Port,
     service: Arc<Service>,
+    config: ConfigHandle,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let socket = Arc::new(UdpSocket::from_std(socket)?);
-    let window = service.server().config().radius.duplicate_window;
+    let window = config.load().radius.duplicate_window;
     let mut dedup = DedupTable::new(DEDUP_SLOTS, window);
     let (done_tx, mut done_rx) = mpsc::channel::<Done>(DONE_QUEUE);
     let tracker = TaskTracker::new();
@@ -77,6 +79,7 @@ pub async fn run_worker(
         let received = Instant::now();
         handle(
             &service,
+            &config,
             port,
             &socket,
             &mut dedup,
@@ -98,6 +101,7 @@ pub async fn run_worker(
 #[allow(clippy::too_many_arguments)]
 async fn handle(
     service: &Arc<Service>,
+    config: &ConfigHandle,
     port: Port,
     socket: &Arc<UdpSocket>,
     dedup: &mut DedupTable,
@@ -135,7 +139,7 @@ async fn handle(
             }
         }
     }
-    let config = service.server().config_arc();
+    let config = config.load_full();
     let step = match port {
         Port::Auth => service.handle_auth(&config, src, req, out, received),
         Port::Acct => service.handle_acct(&config, src, req, out, received),

@@ -2,35 +2,19 @@
 //! reason; latency. Label values are `&'static str` or shared `Arc<str>`, so
 //! counting never allocates.
 
-use std::sync::Arc;
-
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-/// A client name as a label value without copying it.
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
-pub struct Name(pub Arc<str>);
-
-impl EncodeLabelValue for Name {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
-        use std::fmt::Write;
-        encoder.write_str(&self.0)
-    }
-}
+use crate::metrics::{Name, ReasonLabel, latency_histogram};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub client: Name,
     pub r#type: &'static str,
     pub result: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DropLabels {
-    pub reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -42,7 +26,7 @@ pub struct MethodLabels {
 #[derive(Clone, Debug)]
 pub struct RadiusMetrics {
     pub requests: Family<RequestLabels, Counter>,
-    pub drops: Family<DropLabels, Counter>,
+    pub drops: Family<ReasonLabel, Counter>,
     pub auth: Family<MethodLabels, Counter>,
     pub duplicates: Counter,
     pub latency: Histogram,
@@ -58,8 +42,8 @@ impl RadiusMetrics {
             drops: Family::default(),
             auth: Family::default(),
             duplicates: Counter::default(),
-            latency: Histogram::new(crate::metrics::LATENCY_BUCKETS),
-            kernel_latency: Histogram::new(crate::metrics::LATENCY_BUCKETS),
+            latency: latency_histogram(),
+            kernel_latency: latency_histogram(),
         };
         reg.register(
             "radius_requests",
@@ -94,7 +78,8 @@ impl RadiusMetrics {
         m
     }
 
-    pub fn drop(&self, reason: &'static str) {
-        self.drops.get_or_create(&DropLabels { reason }).inc();
+    pub fn drop(&self, reason: super::service::DropReason) {
+        let reason = reason.label();
+        self.drops.get_or_create(&ReasonLabel { reason }).inc();
     }
 }

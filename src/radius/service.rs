@@ -6,27 +6,68 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use tracing::{debug, info};
 
-use super::codec::mschap::{MsChapV2Success, mschapv2_verify};
-use super::codec::{self, Code, MAX_SALT_ENCRYPTED_LEN, Packet, ReplyWriter, Secret, attr};
-use super::metrics::{MethodLabels, Name, RadiusMetrics, RequestLabels};
-use crate::accounting::{Pending, StoreError};
-use crate::authn::AuthnError;
+use super::codec::{
+    self, Code, CryptoError, DecodeError, EncodeError, MAX_SALT_ENCRYPTED_LEN, Packet, ReplyWriter,
+    Secret, attr,
+};
+use super::metrics::{MethodLabels, RadiusMetrics, RequestLabels};
+use crate::accounting::{AccountingSink, Pending, StoreError};
+use crate::authn::mschap::{MsChapError, MsChapV2Success, mschapv2_verify};
+use crate::authn::{AuthnError, Credentials, chap};
 use crate::client::Client;
+use crate::clock::{Clock, Random};
 use crate::config::Config;
+use crate::metrics::Name;
 use crate::policy::{ClientCtx, RoleId};
-use crate::server::Server;
+
+/// Why a packet is dropped unanswered (RADIUS answers bad packets with
+/// silence). Each has a metric label from a closed set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    Decode(DecodeError),
+    Crypto(CryptoError),
+    Encode(EncodeError),
+    MsChap(MsChapError),
+    /// The source address is no configured RADIUS client.
+    UnknownClient,
+    /// A code this port does not serve (a reply, or accounting on the
+    /// authentication port).
+    UnexpectedCode,
+    /// No accounting store: an unstored record is never acknowledged.
+    AccountingUnavailable,
+    AccountingQueueFull,
+    AccountingStoreFailed,
+    /// argon2 pool and queue full: shed, the client retransmits.
+    Argon2Overloaded,
+}
+
+impl DropReason {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Decode(e) => e.label(),
+            Self::Crypto(e) => e.label(),
+            Self::Encode(e) => e.label(),
+            Self::MsChap(e) => e.label(),
+            Self::UnknownClient => "unknown_client",
+            Self::UnexpectedCode => "unexpected_code",
+            Self::AccountingUnavailable => "accounting_unavailable",
+            Self::AccountingQueueFull => "accounting_queue_full",
+            Self::AccountingStoreFailed => "accounting_store_failed",
+            Self::Argon2Overloaded => "argon2_overloaded",
+        }
+    }
+}
 
 /// What the engine should do with a packet.
 pub enum Step {
     /// A reply of this many bytes is in the output buffer.
     Reply(usize),
-    /// Drop silently (RADIUS answers bad packets with silence), counted
-    /// under this reason.
-    Drop(&'static str),
+    /// Drop silently, counted under this reason.
+    Drop(DropReason),
     /// A password that needs argon2: run [`Service::finish`] off the loop.
     Verify(Box<Deferred>),
     /// An accounting record on its way to the store: send `reply` once
@@ -68,18 +109,33 @@ enum Verdict {
     Reject,
 }
 
+/// What answering RADIUS takes; the configuration comes with each request.
+#[derive(Debug)]
 pub struct Service {
-    server: Arc<Server>,
+    credentials: Credentials,
+    /// Without one, accounting requests are dropped unanswered (never
+    /// acknowledged unstored).
+    accounting: Option<Arc<dyn AccountingSink>>,
     metrics: RadiusMetrics,
+    clock: Arc<dyn Clock>,
+    random: Arc<dyn Random>,
 }
 
 impl Service {
-    pub fn new(server: Arc<Server>, metrics: RadiusMetrics) -> Self {
-        Self { server, metrics }
-    }
-
-    pub fn server(&self) -> &Arc<Server> {
-        &self.server
+    pub fn new(
+        credentials: Credentials,
+        accounting: Option<Arc<dyn AccountingSink>>,
+        metrics: RadiusMetrics,
+        clock: Arc<dyn Clock>,
+        random: Arc<dyn Random>,
+    ) -> Self {
+        Self {
+            credentials,
+            accounting,
+            metrics,
+            clock,
+            random,
+        }
     }
 
     pub fn metrics(&self) -> &RadiusMetrics {
@@ -94,14 +150,14 @@ impl Service {
         src: SocketAddr,
         req: &'p [u8],
         require_ma: bool,
-    ) -> Result<(Packet<'p>, usize, &'c Client, &'c Secret), &'static str> {
-        let pkt = codec::decode(req).map_err(|e| e.label())?;
+    ) -> Result<(Packet<'p>, usize, &'c Client, &'c Secret), DropReason> {
+        let pkt = codec::decode(req).map_err(DropReason::Decode)?;
         let ci = config
             .clients
             .lookup_index(src.ip())
-            .ok_or("unknown_client")?;
-        let client = config.clients.get(ci).ok_or("unknown_client")?;
-        let secret = client.radius.as_ref().ok_or("unknown_client")?;
+            .ok_or(DropReason::UnknownClient)?;
+        let client = config.clients.get(ci).ok_or(DropReason::UnknownClient)?;
+        let secret = client.radius.as_ref().ok_or(DropReason::UnknownClient)?;
         // BlastRADIUS (CVE-2024-3596): a valid Message-Authenticator is what
         // stops a forged Access-Accept, so requests without one are dropped
         // unless this client is explicitly legacy.
@@ -110,7 +166,7 @@ impl Service {
             secret,
             require_ma && client.require_message_authenticator,
         ) {
-            return Err(e.label());
+            return Err(DropReason::Crypto(e));
         }
         Ok((pkt, ci, client, secret))
     }
@@ -143,7 +199,7 @@ impl Service {
                     out,
                 );
             }
-            _ => return Step::Drop("unexpected_code"),
+            _ => return Step::Drop(DropReason::UnexpectedCode),
         }
         let Some(user) = pkt
             .attr(attr::USER_NAME)
@@ -163,11 +219,10 @@ impl Service {
         let verdict = if let Some(hidden) = pkt.attr(attr::USER_PASSWORD) {
             let mut buf = [0u8; codec::MAX_PASSWORD_LEN];
             match codec::unhide_password(hidden, secret, pkt.authenticator(), &mut buf) {
-                Err(e) => return Step::Drop(e.label()),
+                Err(e) => return Step::Drop(DropReason::Crypto(e)),
                 Ok(password) => match config.users.active(user) {
                     Err(e) => self.refuse("pap", user, client, e),
-                    Ok(_) if config.users.cached(user, password) => {
-                        self.server.pool().metrics().cache_hit();
+                    Ok(_) if self.credentials.cached(&config.users, user, password) => {
                         self.grant(config, client, user, None, "pap")
                     }
                     Ok(_) => {
@@ -185,10 +240,12 @@ impl Service {
         } else if pkt.attr(attr::CHAP_PASSWORD).is_some() {
             match config.users.cleartext(user) {
                 Err(e) => self.refuse("chap", user, client, e),
-                Ok((_, clear)) => match codec::verify_chap(&pkt, clear.expose()) {
-                    Ok(true) => self.grant(config, client, user, None, "chap"),
-                    Ok(false) => self.refuse("chap", user, client, AuthnError::BadPassword),
-                    Err(e) => return Step::Drop(e.label()),
+                Ok((_, clear)) => match codec::chap_password(&pkt) {
+                    Ok(c) if chap::verify(c.ident, c.response, c.challenge, clear.expose()) => {
+                        self.grant(config, client, user, None, "chap")
+                    }
+                    Ok(_) => self.refuse("chap", user, client, AuthnError::BadPassword),
+                    Err(e) => return Step::Drop(DropReason::Crypto(e)),
                 },
             }
         } else if let (Some(challenge), Some(response)) = (
@@ -201,7 +258,7 @@ impl Service {
                     match mschapv2_verify(user.as_bytes(), clear.expose(), challenge, response) {
                         Ok(Some(ok)) => self.grant(config, client, user, Some(ok), "mschapv2"),
                         Ok(None) => self.refuse("mschapv2", user, client, AuthnError::BadPassword),
-                        Err(e) => return Step::Drop(e.label()),
+                        Err(e) => return Step::Drop(DropReason::MsChap(e)),
                     }
                 }
             }
@@ -225,14 +282,14 @@ impl Service {
         let client = config.clients.get(d.client)?;
         let secret = client.radius.as_ref()?;
         let pkt = codec::decode(&d.request).ok()?;
-        let verdict = match config
-            .users
-            .check_password(self.server.pool(), &d.user, &d.password)
+        let verdict = match self
+            .credentials
+            .password(&config.users, &d.user, &d.password)
             .await
         {
             Ok(_) => self.grant(config, client, &d.user, None, "pap"),
             Err(AuthnError::Overloaded) => {
-                self.metrics.drop("argon2_overloaded");
+                self.metrics.drop(DropReason::Argon2Overloaded);
                 return None;
             }
             Err(e) => self.refuse("pap", &d.user, client, e),
@@ -339,7 +396,7 @@ impl Service {
                         &ok.success_value(),
                     )?;
                     let keys = ok.mppe_keys();
-                    let salt: u16 = rand::random();
+                    let salt = self.random.u16();
                     let mut buf = [0u8; MAX_SALT_ENCRYPTED_LEN];
                     let send = codec::salt_encrypt(
                         &keys.send,
@@ -376,7 +433,7 @@ impl Service {
         })();
         match written {
             Ok(n) => Step::Reply(n),
-            Err(e) => Step::Drop(e.label()),
+            Err(e) => Step::Drop(DropReason::Encode(e)),
         }
     }
 
@@ -408,11 +465,11 @@ impl Service {
             Err(reason) => return Step::Drop(reason),
         };
         if pkt.code() != Code::ACCOUNTING_REQUEST {
-            return Step::Drop("unexpected_code");
+            return Step::Drop(DropReason::UnexpectedCode);
         }
-        let Some(sink) = self.server.accounting() else {
+        let Some(sink) = self.accounting.as_deref() else {
             self.count(client, "accounting_request", "dropped");
-            return Step::Drop("accounting_unavailable");
+            return Step::Drop(DropReason::AccountingUnavailable);
         };
         let written = (|| {
             let mut w = ReplyWriter::new(out, Code::ACCOUNTING_RESPONSE, pkt.identifier())?;
@@ -421,7 +478,7 @@ impl Service {
         })();
         let n = match written {
             Ok(n) => n,
-            Err(e) => return Step::Drop(e.label()),
+            Err(e) => return Step::Drop(DropReason::Encode(e)),
         };
         let record = super::acct::record(
             &config.dictionary,
@@ -429,7 +486,7 @@ impl Service {
             src.ip(),
             src.port(),
             &pkt,
-            SystemTime::now(),
+            self.clock.now(),
         );
         match sink.submit(record) {
             Ok(pending) => Step::Store(Box::new(Storing {
@@ -464,9 +521,9 @@ impl Service {
 }
 
 /// The drop reason counted for a record the store would not take.
-pub fn store_drop_reason(e: &StoreError) -> &'static str {
+pub fn store_drop_reason(e: &StoreError) -> DropReason {
     match e {
-        StoreError::QueueFull { .. } => "accounting_queue_full",
-        _ => "accounting_store_failed",
+        StoreError::QueueFull { .. } => DropReason::AccountingQueueFull,
+        _ => DropReason::AccountingStoreFailed,
     }
 }

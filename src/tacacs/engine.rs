@@ -20,8 +20,54 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use super::codec::{FLAG_SINGLE_CONNECT, HEADER_LEN, Header, obfuscate};
-use super::service::{Conn, Outcome, Service};
+use super::codec::{DecodeError, FLAG_SINGLE_CONNECT, HEADER_LEN, Header, obfuscate};
+use super::service::{CloseReason, Conn, Outcome, Service};
+use crate::config::ConfigHandle;
+
+/// Why a connection was refused or closed, counted by reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    AcceptFailed,
+    /// The peer is no client with a TACACS+ key (at accept, or after a
+    /// reload removed it).
+    UnknownClient,
+    ConnectionLimit,
+    ClientConnectionLimit,
+    /// A header that does not frame a packet.
+    Frame(DecodeError),
+    IdleTimeout,
+    ReadTimeout,
+    /// End of stream inside a packet.
+    TruncatedPacket,
+    ReadError,
+    WriteError,
+    /// An unencrypted packet from a client not allowed to send them.
+    UnencryptedRefused,
+    /// A body whose field lengths do not add up after de-obfuscation:
+    /// almost always the client and we hold different keys.
+    BadKeyOrBody,
+    Service(CloseReason),
+}
+
+impl Closed {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::AcceptFailed => "accept_failed",
+            Self::UnknownClient => "unknown_client",
+            Self::ConnectionLimit => "connection_limit",
+            Self::ClientConnectionLimit => "client_connection_limit",
+            Self::Frame(e) => e.label(),
+            Self::IdleTimeout => "idle_timeout",
+            Self::ReadTimeout => "read_timeout",
+            Self::TruncatedPacket => "truncated_packet",
+            Self::ReadError => "read_error",
+            Self::WriteError => "write_error",
+            Self::UnencryptedRefused => "unencrypted_refused",
+            Self::BadKeyOrBody => "bad_key_or_body",
+            Self::Service(r) => r.label(),
+        }
+    }
+}
 
 /// Bodies larger than this are refused before they are buffered.
 const MAX_BODY: u32 = 64 * 1024;
@@ -59,9 +105,10 @@ impl PerClient {
 pub async fn run(
     listener: TcpListener,
     service: Arc<Service>,
+    config: ConfigHandle,
     stop: CancellationToken,
 ) -> io::Result<()> {
-    let max = service.server().config().tacacs.max_connections;
+    let max = config.load().tacacs.max_connections;
     let slots = Arc::new(Semaphore::new(max));
     let per_client = Arc::new(PerClient::default());
     let tracker = TaskTracker::new();
@@ -72,6 +119,9 @@ pub async fn run(
     // SAFETY: the std listener owns its descriptor, which stays open and
     // the same for as long as the AsyncFd that owns the listener.
     let listener = unsafe { AsyncFd::register(listener.into_std()?) }?;
+    // Accepted sockets inherit the option; asking on the listener also
+    // switches the kernel's stamping on before the first client connects.
+    crate::stamp::enable(listener.as_raw_fd());
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => break,
@@ -80,41 +130,42 @@ pub async fn run(
                 Err(e) => {
                     // EMFILE and friends: log and keep accepting.
                     warn!(error = %e, "tacacs+ accept");
-                    service.metrics().error("accept_failed");
+                    service.metrics().error(Closed::AcceptFailed);
                     continue;
                 }
             },
         };
         let metrics = service.metrics();
-        let config = service.server().config();
-        let Some(client) = config
+        let current = config.load();
+        let Some(client) = current
             .clients
             .lookup(peer.ip())
             .filter(|c| c.tacacs_key.is_some())
         else {
             debug!(%peer, "tacacs+ connection from unknown client");
-            metrics.error("unknown_client");
+            metrics.error(Closed::UnknownClient);
             continue;
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            metrics.error("connection_limit");
+            metrics.error(Closed::ConnectionLimit);
             continue;
         };
         let name = client.name.clone();
-        if !per_client.try_take(&name, config.tacacs.max_connections_per_client) {
-            metrics.error("client_connection_limit");
+        if !per_client.try_take(&name, current.tacacs.max_connections_per_client) {
+            metrics.error(Closed::ClientConnectionLimit);
             continue;
         }
-        drop(config);
+        drop(current);
         metrics.connections.inc();
         metrics.connections_open.inc();
         let service = service.clone();
+        let config = config.clone();
         let per_client = per_client.clone();
         let stop = stop.clone();
         tracker.spawn(async move {
             match Stream::new(stream) {
                 Ok(mut stream) => {
-                    let reason = connection(&mut stream, peer, &service, &stop).await;
+                    let reason = connection(&mut stream, peer, &service, &config, &stop).await;
                     // Counted before the socket closes, so whoever sees the
                     // close also sees the count.
                     if let Some(reason) = reason {
@@ -122,7 +173,7 @@ pub async fn run(
                     }
                     drop(stream);
                 }
-                Err(_) => service.metrics().error("accept_failed"),
+                Err(_) => service.metrics().error(Closed::AcceptFailed),
             }
             service.metrics().connections_open.dec();
             per_client.give_back(&name);
@@ -140,8 +191,9 @@ async fn connection(
     stream: &mut Stream,
     peer: SocketAddr,
     service: &Service,
+    config: &ConfigHandle,
     stop: &CancellationToken,
-) -> Option<&'static str> {
+) -> Option<Closed> {
     let mut buf = BytesMut::with_capacity(READ_ROOM);
     // When the newest bytes in `buf` reached the machine.
     let mut arrived: Option<SystemTime> = None;
@@ -154,15 +206,16 @@ async fn connection(
             match Header::check(&buf, MAX_BODY) {
                 Ok(Some(x)) => break x,
                 Ok(None) => {}
-                Err(e) => return Some(e.label()),
+                Err(e) => return Some(Closed::Frame(e)),
             }
-            let config = service.server().config();
-            let limit = if buf.is_empty() {
-                config.tacacs.idle_timeout
-            } else {
-                config.tacacs.read_timeout
+            let limit = {
+                let current = config.load();
+                if buf.is_empty() {
+                    current.tacacs.idle_timeout
+                } else {
+                    current.tacacs.read_timeout
+                }
             };
-            drop(config);
             let read = tokio::select! {
                 _ = stop.cancelled() => return None,
                 r = timeout(limit, stream.read_stamped(&mut buf)) => r,
@@ -172,29 +225,31 @@ async fn connection(
                     return if buf.is_empty() {
                         None
                     } else {
-                        Some("truncated_packet")
+                        Some(Closed::TruncatedPacket)
                     };
                 }
-                Ok(Ok((_, stamp))) => arrived = stamp.or(arrived),
-                Ok(Err(_)) => return Some("read_error"),
-                Err(_) if buf.is_empty() => return Some("idle_timeout"),
-                Err(_) => return Some("read_timeout"),
+                // Unstamped reads (the kernel switches stamping on a moment
+                // after a process first asks) are timed from now instead.
+                Ok(Ok((_, stamp))) => arrived = Some(stamp.unwrap_or_else(SystemTime::now)),
+                Ok(Err(_)) => return Some(Closed::ReadError),
+                Err(_) if buf.is_empty() => return Some(Closed::IdleTimeout),
+                Err(_) => return Some(Closed::ReadTimeout),
             }
         };
         let started = Instant::now();
         let mut packet = buf.split_to(total);
         // The client and its key are looked up per packet, so a reload that
         // changes a key applies to open connections at their next packet.
-        let config = service.server().config_arc();
+        let config = config.load_full();
         let Some(client) = config.clients.lookup(peer.ip()) else {
-            return Some("unknown_client");
+            return Some(Closed::UnknownClient);
         };
         let Some(key) = client.tacacs_key.as_ref() else {
-            return Some("unknown_client");
+            return Some(Closed::UnknownClient);
         };
         if header.unencrypted() && !client.allow_unencrypted_tacacs {
             warn!(%peer, client = %client.name, "tacacs+ unencrypted packet refused");
-            return Some("unencrypted_refused");
+            return Some(Closed::UnencryptedRefused);
         }
         let body = &mut packet[HEADER_LEN..];
         if !header.unencrypted() {
@@ -217,15 +272,13 @@ async fn connection(
             )
             .await;
         match outcome {
-            Outcome::Close(reason) => {
-                if matches!(reason, "length_mismatch" | "short_body") {
-                    // Garbage after de-obfuscation almost always means the
-                    // client and we disagree about the key.
-                    warn!(%peer, client = %client.name, "tacacs+ packet undecodable: wrong key?");
-                    return Some("bad_key_or_body");
-                }
-                return Some(reason);
+            Outcome::Close(CloseReason::Body(
+                DecodeError::LengthMismatch | DecodeError::ShortBody,
+            )) => {
+                warn!(%peer, client = %client.name, "tacacs+ packet undecodable: wrong key?");
+                return Some(Closed::BadKeyOrBody);
             }
+            Outcome::Close(reason) => return Some(Closed::Service(reason)),
             Outcome::Done | Outcome::More => {
                 // Timed up to the write, not after it: whoever has read the
                 // reply then also sees it counted.
@@ -235,7 +288,7 @@ async fn connection(
                     metrics.kernel_to_reply.observe(s);
                 }
                 if stream.write_all(&out).await.is_err() {
-                    return Some("write_error");
+                    return Some(Closed::WriteError);
                 }
                 if outcome == Outcome::Done && !sc {
                     // Without single-connect the connection serves one session.

@@ -8,7 +8,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::radius::metrics::Name;
+use crate::metrics::{Name, ReasonLabel, latency_histogram};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -17,15 +17,10 @@ pub struct RequestLabels {
     pub result: &'static str,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabels {
-    pub reason: &'static str,
-}
-
 #[derive(Clone, Debug)]
 pub struct TacacsMetrics {
     pub requests: Family<RequestLabels, Counter>,
-    pub errors: Family<ReasonLabels, Counter>,
+    pub errors: Family<ReasonLabel, Counter>,
     pub connections_open: Gauge,
     pub connections: Counter,
     pub latency: Histogram,
@@ -39,8 +34,8 @@ impl TacacsMetrics {
             errors: Family::default(),
             connections_open: Gauge::default(),
             connections: Counter::default(),
-            latency: Histogram::new(crate::metrics::LATENCY_BUCKETS),
-            kernel_to_reply: Histogram::new(crate::metrics::LATENCY_BUCKETS),
+            latency: latency_histogram(),
+            kernel_to_reply: latency_histogram(),
         };
         reg.register(
             "tacacs_requests",
@@ -75,8 +70,9 @@ impl TacacsMetrics {
         m
     }
 
-    pub fn error(&self, reason: &'static str) {
-        self.errors.get_or_create(&ReasonLabels { reason }).inc();
+    pub fn error(&self, reason: super::engine::Closed) {
+        let reason = reason.label();
+        self.errors.get_or_create(&ReasonLabel { reason }).inc();
     }
 
     pub fn request(&self, client: &std::sync::Arc<str>, kind: &'static str, result: &'static str) {

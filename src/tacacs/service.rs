@@ -15,13 +15,12 @@ use tracing::{debug, info};
 
 use super::codec::*;
 use super::metrics::TacacsMetrics;
-use crate::accounting::{Attributes, DedupKey, Protocol, Record, Status};
-use crate::authn::{AuthnError, LocalUser};
+use crate::accounting::{AccountingSink, Attributes, DedupKey, Protocol, Record, Status};
+use crate::authn::{AuthnError, Credentials, LocalUser, chap, mschap};
 use crate::client::Client;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::policy::{Action as CmdAction, ClientCtx, Grant, MAX_WORDS};
-use crate::radius::codec::{chap_verify, mschap};
-use crate::server::Server;
 
 /// Sessions of one connection still in an authentication conversation.
 /// Bounded: a client cannot open unlimited half-finished logins.
@@ -73,21 +72,57 @@ pub enum Outcome {
     /// `out` holds a reply; the session continues (more CONTINUEs expected).
     More,
     /// Nothing to send; close the connection (counted under this reason).
-    Close(&'static str),
+    Close(CloseReason),
 }
 
+/// Why the service gives up on a connection instead of answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// A body that does not decode. After de-obfuscation that almost always
+    /// means the client and we hold different keys.
+    Body(DecodeError),
+    /// A packet out of its session's sequence (RFC 8907 §4.1).
+    BadSequence,
+    /// A reply field too long for its length field.
+    EncodeFailed,
+    /// argon2 pool and queue full: shed.
+    Argon2Overloaded,
+}
+
+impl CloseReason {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Body(e) => e.label(),
+            Self::BadSequence => "bad_sequence",
+            Self::EncodeFailed => "encode_failed",
+            Self::Argon2Overloaded => "argon2_overloaded",
+        }
+    }
+}
+
+/// What answering TACACS+ takes; the configuration comes with each packet.
+#[derive(Debug)]
 pub struct Service {
-    server: Arc<Server>,
+    credentials: Credentials,
+    /// Without one, accounting is answered ERROR (the appliance keeps it).
+    accounting: Option<Arc<dyn AccountingSink>>,
     metrics: TacacsMetrics,
+    clock: Arc<dyn Clock>,
 }
 
 impl Service {
-    pub fn new(server: Arc<Server>, metrics: TacacsMetrics) -> Self {
-        Self { server, metrics }
-    }
-
-    pub fn server(&self) -> &Arc<Server> {
-        &self.server
+    pub fn new(
+        credentials: Credentials,
+        accounting: Option<Arc<dyn AccountingSink>>,
+        metrics: TacacsMetrics,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            credentials,
+            accounting,
+            metrics,
+            clock,
+        }
     }
 
     pub fn metrics(&self) -> &TacacsMetrics {
@@ -109,7 +144,7 @@ impl Service {
         out: &mut Vec<u8>,
     ) -> Outcome {
         let Ok(rh) = h.reply(reply_flags | (h.flags & FLAG_UNENCRYPTED)) else {
-            return Outcome::Close("bad_sequence");
+            return Outcome::Close(CloseReason::BadSequence);
         };
         match h.packet_type {
             PacketType::Authentication => {
@@ -118,23 +153,23 @@ impl Service {
             }
             PacketType::Authorization => {
                 if h.seq_no != 1 {
-                    return Outcome::Close("bad_sequence");
+                    return Outcome::Close(CloseReason::BadSequence);
                 }
                 match AuthorRequest::decode(body) {
                     Ok(req) => self.authorization(config, client, key, &rh, &req, out),
-                    Err(e) => Outcome::Close(e.label()),
+                    Err(e) => Outcome::Close(CloseReason::Body(e)),
                 }
             }
             PacketType::Accounting => {
                 if h.seq_no != 1 {
-                    return Outcome::Close("bad_sequence");
+                    return Outcome::Close(CloseReason::BadSequence);
                 }
                 match AcctRequest::decode(body) {
                     Ok(req) => {
                         self.accounting(client, key, conn.peer, &rh, &req, body, out)
                             .await
                     }
-                    Err(e) => Outcome::Close(e.label()),
+                    Err(e) => Outcome::Close(CloseReason::Body(e)),
                 }
             }
         }
@@ -167,7 +202,7 @@ impl Service {
             }
             let start = match AuthenStart::decode(body) {
                 Ok(s) => s,
-                Err(e) => return Outcome::Close(e.label()),
+                Err(e) => return Outcome::Close(CloseReason::Body(e)),
             };
             return self
                 .start(config, client, key, conn, h, rh, &start, out)
@@ -185,11 +220,11 @@ impl Service {
             );
         };
         if session.next_seq != h.seq_no {
-            return Outcome::Close("bad_sequence");
+            return Outcome::Close(CloseReason::BadSequence);
         }
         let cont = match AuthenContinue::decode(body) {
             Ok(c) => c,
-            Err(e) => return Outcome::Close(e.label()),
+            Err(e) => return Outcome::Close(CloseReason::Body(e)),
         };
         if cont.aborted() {
             self.metrics
@@ -358,12 +393,11 @@ impl Service {
                     (Ok(_), n) if n < 1 + 16 + 1 => Err(AuthnError::BadPassword),
                     (Ok((u, clear)), n) => {
                         let (challenge, response) = s.data[1..].split_at(n - 1 - 16);
-                        let mut chap = [0u8; 17];
-                        chap[0] = s.data[0];
-                        chap[1..].copy_from_slice(response);
-                        match chap_verify(&chap, challenge, clear.expose()) {
-                            Ok(true) => Ok(u),
-                            _ => Err(AuthnError::BadPassword),
+                        let response = response.try_into().expect("length checked");
+                        if chap::verify(s.data[0], response, challenge, clear.expose()) {
+                            Ok(u)
+                        } else {
+                            Err(AuthnError::BadPassword)
                         }
                     }
                 };
@@ -466,9 +500,8 @@ impl Service {
         user: &str,
         password: &[u8],
     ) -> Result<&'c LocalUser, AuthnError> {
-        config
-            .users
-            .check_password(self.server.pool(), user, password)
+        self.credentials
+            .password(&config.users, user, password)
             .await
     }
 
@@ -490,7 +523,7 @@ impl Service {
     ) -> Outcome {
         let u = match result {
             Ok(u) => u,
-            Err(AuthnError::Overloaded) => return Outcome::Close("argon2_overloaded"),
+            Err(AuthnError::Overloaded) => return Outcome::Close(CloseReason::Argon2Overloaded),
             Err(e) => {
                 info!(user, client = %client.name, reason = %e, method, "tacacs+ login refused");
                 self.metrics
@@ -737,12 +770,12 @@ impl Service {
                 return acct_reply(rh, key, AcctStatus::ERROR, b"invalid accounting flags", out);
             }
         };
-        let Some(sink) = self.server.accounting() else {
+        let Some(sink) = self.accounting.as_deref() else {
             self.metrics
                 .request(&client.name, "accounting", "unavailable");
             return acct_reply(rh, key, AcctStatus::ERROR, b"accounting unavailable", out);
         };
-        let record = acct_record(client, peer, req, body);
+        let record = acct_record(client, peer, req, body, self.clock.now());
         debug!(
             client = %client.name,
             user = %record.user,
@@ -795,7 +828,13 @@ fn acct_reply(
 /// The record of a TACACS+ accounting REQUEST. AV pairs become attributes
 /// (`name=value` and optional `name*value` alike; a repeated name becomes an
 /// array); the fixed fields are kept under their RFC 8907 names.
-fn acct_record(client: &Client, peer: SocketAddr, req: &AcctRequest<'_>, body: &[u8]) -> Record {
+fn acct_record(
+    client: &Client,
+    peer: SocketAddr,
+    req: &AcctRequest<'_>,
+    body: &[u8],
+    received_at: SystemTime,
+) -> Record {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let mut attributes = Attributes::new();
     attributes.insert("port".into(), Value::String(text(req.port)));
@@ -835,7 +874,7 @@ fn acct_record(client: &Client, peer: SocketAddr, req: &AcctRequest<'_>, body: &
         // task_id ties START, WATCHDOG and STOP of one task together (RFC 8907 §8.3).
         session_id: task_id.unwrap_or_default(),
         status: Status::from_tacacs_flags(req.flags),
-        received_at: SystemTime::now(),
+        received_at,
         attributes,
         dedup_key: acct_dedup_key(peer, body),
     }
@@ -867,6 +906,6 @@ fn acct_dedup_key(peer: SocketAddr, body: &[u8]) -> DedupKey {
 fn sent(encoded: Result<(), EncodeError>) -> Outcome {
     match encoded {
         Ok(()) => Outcome::Done,
-        Err(_) => Outcome::Close("encode_failed"),
+        Err(_) => Outcome::Close(CloseReason::EncodeFailed),
     }
 }

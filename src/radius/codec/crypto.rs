@@ -1,7 +1,7 @@
 //! RADIUS shared-secret cryptography: User-Password hiding (RFC 2865 §5.2),
 //! Request/Response Authenticators (RFC 2865 §3, RFC 2866 §3, RFC 5176 §2.3),
-//! Message-Authenticator (RFC 3579 §3.2, RFC 5997 §3), CHAP (RFC 2865 §5.3,
-//! RFC 1994 §4.1) and RFC 2548 §2.4.2 salt encryption for MS-MPPE keys.
+//! Message-Authenticator (RFC 3579 §3.2, RFC 5997 §3), finding the CHAP values
+//! (RFC 2865 §5.3) and RFC 2548 §2.4.2 salt encryption for MS-MPPE keys.
 
 use core::fmt;
 
@@ -295,41 +295,35 @@ pub fn verify_reply(
 // ---------------------------------------------------------------------------
 // CHAP (RFC 1994 §4.1, RFC 2865 §5.3 and §5.40)
 
-/// MD5(Identifier || password || challenge).
-pub fn chap_response(ident: u8, password: &[u8], challenge: &[u8]) -> [u8; 16] {
-    let mut h = Md5::new();
-    Digest::update(&mut h, [ident]);
-    Digest::update(&mut h, password);
-    Digest::update(&mut h, challenge);
-    h.finalize().into()
+/// The CHAP values of an Access-Request; checking them is a credential
+/// check (`authn::chap`).
+#[derive(Debug, Clone, Copy)]
+pub struct ChapPassword<'p> {
+    pub ident: u8,
+    pub response: &'p [u8; 16],
+    /// CHAP-Challenge, else the Request Authenticator (RFC 2865 §5.40).
+    pub challenge: &'p [u8],
 }
 
-/// Checks a CHAP-Password value (ident + 16-byte response) against a
-/// cleartext password. Ok(false) means wrong password.
-pub fn chap_verify(
-    chap_password: &[u8],
-    challenge: &[u8],
-    password: &[u8],
-) -> Result<bool, CryptoError> {
-    let Some((&ident, response)) = chap_password.split_first() else {
-        return Err(CryptoError::BadChapPasswordLength(0));
-    };
-    if response.len() != 16 {
-        return Err(CryptoError::BadChapPasswordLength(chap_password.len()));
-    }
-    Ok(ct_eq(&chap_response(ident, password, challenge), response))
-}
-
-/// CHAP check on a decoded Access-Request: challenge from CHAP-Challenge,
-/// else the Request Authenticator.
-pub fn verify_chap(packet: &Packet<'_>, password: &[u8]) -> Result<bool, CryptoError> {
+/// Finds the CHAP-Password (ident + 16-byte response) and its challenge.
+pub fn chap_password<'p>(packet: &Packet<'p>) -> Result<ChapPassword<'p>, CryptoError> {
     let chap = packet
         .attr(attr::CHAP_PASSWORD)
         .ok_or(CryptoError::MissingAttribute(attr::CHAP_PASSWORD))?;
+    let (&ident, response) = chap
+        .split_first()
+        .ok_or(CryptoError::BadChapPasswordLength(0))?;
+    let response = response
+        .try_into()
+        .map_err(|_| CryptoError::BadChapPasswordLength(chap.len()))?;
     let challenge = packet
         .attr(attr::CHAP_CHALLENGE)
         .unwrap_or_else(|| packet.authenticator());
-    chap_verify(chap, challenge, password)
+    Ok(ChapPassword {
+        ident,
+        response,
+        challenge,
+    })
 }
 
 // ---------------------------------------------------------------------------

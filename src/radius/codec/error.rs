@@ -77,15 +77,6 @@ pub enum CryptoError {
     /// CHAP-Password not exactly 17 bytes (RFC 2865 §5.3).
     #[error("CHAP-Password length {0} is not 17")]
     BadChapPasswordLength(usize),
-    /// MS-CHAP-Challenge of the wrong length (8 for v1, 16 for v2).
-    #[error("MS-CHAP-Challenge length {0} is wrong")]
-    BadMsChapChallengeLength(usize),
-    /// MS-CHAP-Response / MS-CHAP2-Response not 50 bytes (RFC 2548 §2.1.3, §2.3.2).
-    #[error("MS-CHAP response length {0} is not 50")]
-    BadMsChapResponseLength(usize),
-    /// MS-CHAPv1 response carries only the LAN Manager response, which we refuse.
-    #[error("MS-CHAPv1 response without an NT-Response")]
-    LmResponseOnly,
     /// Salt-encrypted attribute (RFC 2548 §2.4.2) malformed or inconsistent.
     #[error("salt-encrypted attribute is malformed")]
     BadSaltEncrypted,
@@ -107,9 +98,6 @@ impl CryptoError {
             Self::PasswordTooLong(_) => "password_too_long",
             Self::MissingAttribute(_) => "missing_attribute",
             Self::BadChapPasswordLength(_) => "bad_chap_password_length",
-            Self::BadMsChapChallengeLength(_) => "bad_mschap_challenge_length",
-            Self::BadMsChapResponseLength(_) => "bad_mschap_response_length",
-            Self::LmResponseOnly => "mschap_lm_only",
             Self::BadSaltEncrypted => "bad_salt_encrypted",
             Self::KeyTooLong(_) => "key_too_long",
         }

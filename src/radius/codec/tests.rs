@@ -2,8 +2,9 @@
 //! errors, and a randomized run of `fuzz_decode`.
 
 use super::attr::{self, VENDOR_MICROSOFT, ms};
-use super::mschap::{self, MsChap2Response};
 use super::*;
+use crate::authn::chap;
+use crate::authn::mschap::{self, MsChap2Response, MsChapError};
 
 fn hex(s: &str) -> Vec<u8> {
     let s: Vec<u8> = s.bytes().filter(|b| b.is_ascii_hexdigit()).collect();
@@ -276,39 +277,41 @@ fn hand_placed_message_authenticator_is_signed_where_put() {
 fn chap_vectors() {
     let challenge = seq16();
     let expected: [u8; 16] = arr(ORACLE_CHAP);
-    assert_eq!(chap_response(0x42, b"secret-chap", &challenge), expected);
+    assert_eq!(chap::response(0x42, b"secret-chap", &challenge), expected);
     let mut cp = vec![0x42];
     cp.extend_from_slice(&expected);
-    assert_eq!(chap_verify(&cp, &challenge, b"secret-chap"), Ok(true));
-    assert_eq!(chap_verify(&cp, &challenge, b"wrong"), Ok(false));
-    assert_eq!(
-        chap_verify(&cp[..16], &challenge, b"secret-chap"),
-        Err(CryptoError::BadChapPasswordLength(16))
-    );
+    assert!(chap::verify(0x42, &expected, &challenge, b"secret-chap"));
+    assert!(!chap::verify(0x42, &expected, &challenge, b"wrong"));
 
     let secret = Secret::new(b"s");
     let mut buf = [0u8; 128];
+    let check = |bytes: &[u8], password: &[u8]| {
+        chap_password(&decode(bytes).unwrap())
+            .map(|c| chap::verify(c.ident, c.response, c.challenge, password))
+    };
     // Challenge taken from the Request Authenticator when CHAP-Challenge is absent.
     let mut w = RequestWriter::new(&mut buf, Code::ACCESS_REQUEST, 1, &challenge).unwrap();
     w.put(attr::CHAP_PASSWORD, &cp).unwrap();
     let n = w.finish(&secret).unwrap();
-    assert_eq!(
-        verify_chap(&decode(&buf[..n]).unwrap(), b"secret-chap"),
-        Ok(true)
-    );
+    assert_eq!(check(&buf[..n], b"secret-chap"), Ok(true));
+    assert_eq!(check(&buf[..n], b"wrong"), Ok(false));
     // An explicit CHAP-Challenge takes precedence.
     let mut w = RequestWriter::new(&mut buf, Code::ACCESS_REQUEST, 1, &[9; 16]).unwrap();
     w.put(attr::CHAP_CHALLENGE, &challenge).unwrap();
     w.put(attr::CHAP_PASSWORD, &cp).unwrap();
     let n = w.finish(&secret).unwrap();
+    assert_eq!(check(&buf[..n], b"secret-chap"), Ok(true));
+    let mut w = RequestWriter::new(&mut buf, Code::ACCESS_REQUEST, 1, &challenge).unwrap();
+    w.put(attr::CHAP_PASSWORD, &cp[..16]).unwrap();
+    let n = w.finish(&secret).unwrap();
     assert_eq!(
-        verify_chap(&decode(&buf[..n]).unwrap(), b"secret-chap"),
-        Ok(true)
+        check(&buf[..n], b"secret-chap"),
+        Err(CryptoError::BadChapPasswordLength(16))
     );
     let w = RequestWriter::new(&mut buf, Code::ACCESS_REQUEST, 1, &[9; 16]).unwrap();
     let n = w.finish(&secret).unwrap();
     assert_eq!(
-        verify_chap(&decode(&buf[..n]).unwrap(), b"x"),
+        check(&buf[..n], b"x"),
         Err(CryptoError::MissingAttribute(attr::CHAP_PASSWORD))
     );
 }
@@ -391,11 +394,11 @@ fn rfc2759_verify_over_radius_attributes() {
     );
     assert_eq!(
         mschap::mschapv2_verify(b"User", b"clientPass", &ac[..8], &resp).unwrap_err(),
-        CryptoError::BadMsChapChallengeLength(8)
+        MsChapError::BadChallengeLength(8)
     );
     assert_eq!(
         mschap::mschapv2_verify(b"User", b"clientPass", &ac, &resp[..49]).unwrap_err(),
-        CryptoError::BadMsChapResponseLength(49)
+        MsChapError::BadResponseLength(49)
     );
 
     // Build the Access-Accept attributes and read them back.
@@ -479,7 +482,7 @@ fn mschapv1_nt_response() {
     resp[1] = 0;
     assert_eq!(
         mschap::mschapv1_verify(b"clientPass", &ch, &resp),
-        Err(CryptoError::LmResponseOnly)
+        Err(MsChapError::LmResponseOnly)
     );
 }
 
@@ -639,9 +642,9 @@ fn labels_are_distinct_snake_case() {
         CryptoError::PasswordTooLong(0).label(),
         CryptoError::MissingAttribute(0).label(),
         CryptoError::BadChapPasswordLength(0).label(),
-        CryptoError::BadMsChapChallengeLength(0).label(),
-        CryptoError::BadMsChapResponseLength(0).label(),
-        CryptoError::LmResponseOnly.label(),
+        MsChapError::BadChallengeLength(0).label(),
+        MsChapError::BadResponseLength(0).label(),
+        MsChapError::LmResponseOnly.label(),
         CryptoError::BadSaltEncrypted.label(),
         CryptoError::KeyTooLong(0).label(),
     ];

@@ -1,7 +1,9 @@
 //! MS-CHAPv1 (RFC 2433 §A) and MS-CHAPv2 (RFC 2759 §8) response checking,
 //! the v2 authenticator response, and MPPE key derivation (RFC 3079 §3.3-3.4)
-//! for the RADIUS attributes of RFC 2548 §2.1.3, §2.3 and §2.4.
-//! Encrypting the derived keys for the wire is `crypto::salt_encrypt`.
+//! for the RADIUS attributes of RFC 2548 §2.1.3, §2.3 and §2.4 and for
+//! TACACS+ (RFC 8907 §5.4.2.4-5). A credential check: each protocol's codec
+//! only finds the values; encrypting the derived keys for RADIUS is the
+//! codec's `salt_encrypt`.
 
 use des::Des;
 use des::cipher::{BlockCipherEncrypt, KeyInit};
@@ -9,7 +11,31 @@ use md4::Md4;
 use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
 
-use super::error::CryptoError;
+/// An MS-CHAP value of the wrong shape: not a wrong password (that is
+/// `Ok(false)` / `Ok(None)`), a malformed request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MsChapError {
+    /// MS-CHAP-Challenge of the wrong length (8 for v1, 16 for v2).
+    #[error("MS-CHAP-Challenge length {0} is wrong")]
+    BadChallengeLength(usize),
+    /// MS-CHAP-Response / MS-CHAP2-Response not 50 bytes (RFC 2548 §2.1.3, §2.3.2).
+    #[error("MS-CHAP response length {0} is not 50")]
+    BadResponseLength(usize),
+    /// MS-CHAPv1 response carries only the LAN Manager response, which we refuse.
+    #[error("MS-CHAPv1 response without an NT-Response")]
+    LmResponseOnly,
+}
+
+impl MsChapError {
+    /// Short reason for a drop counter label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::BadChallengeLength(_) => "bad_mschap_challenge_length",
+            Self::BadResponseLength(_) => "bad_mschap_response_length",
+            Self::LmResponseOnly => "mschap_lm_only",
+        }
+    }
+}
 
 /// Length of MS-CHAP-Response and MS-CHAP2-Response values (RFC 2548).
 pub const RESPONSE_LEN: usize = 50;
@@ -226,10 +252,10 @@ pub struct MsChap2Response {
 
 impl MsChap2Response {
     /// Splits the 50-byte value: ident, flags, peer challenge, 8 reserved, NT-Response.
-    pub fn parse(value: &[u8]) -> Result<Self, CryptoError> {
+    pub fn parse(value: &[u8]) -> Result<Self, MsChapError> {
         let v: &[u8; RESPONSE_LEN] = value
             .try_into()
-            .map_err(|_| CryptoError::BadMsChapResponseLength(value.len()))?;
+            .map_err(|_| MsChapError::BadResponseLength(value.len()))?;
         let mut peer_challenge = [0u8; 16];
         peer_challenge.copy_from_slice(&v[2..18]);
         let mut nt_response = [0u8; 24];
@@ -285,7 +311,7 @@ pub fn mschapv2_verify(
     password: &[u8],
     challenge: &[u8],
     response: &[u8],
-) -> Result<Option<MsChapV2Success>, CryptoError> {
+) -> Result<Option<MsChapV2Success>, MsChapError> {
     mschapv2_verify_nt_hash(user_name, &nt_password_hash(password), challenge, response)
 }
 
@@ -295,10 +321,10 @@ pub fn mschapv2_verify_nt_hash(
     nt_hash: &[u8; 16],
     challenge: &[u8],
     response: &[u8],
-) -> Result<Option<MsChapV2Success>, CryptoError> {
+) -> Result<Option<MsChapV2Success>, MsChapError> {
     let challenge: &[u8; 16] = challenge
         .try_into()
-        .map_err(|_| CryptoError::BadMsChapChallengeLength(challenge.len()))?;
+        .map_err(|_| MsChapError::BadChallengeLength(challenge.len()))?;
     let r = MsChap2Response::parse(response)?;
     let expected = generate_nt_response(challenge, &r.peer_challenge, user_name, nt_hash);
     if !bool::from(expected.ct_eq(&r.nt_response)) {
@@ -338,15 +364,15 @@ pub fn mschapv1_verify(
     password: &[u8],
     challenge: &[u8],
     response: &[u8],
-) -> Result<bool, CryptoError> {
+) -> Result<bool, MsChapError> {
     let challenge: &[u8; 8] = challenge
         .try_into()
-        .map_err(|_| CryptoError::BadMsChapChallengeLength(challenge.len()))?;
+        .map_err(|_| MsChapError::BadChallengeLength(challenge.len()))?;
     let v: &[u8; RESPONSE_LEN] = response
         .try_into()
-        .map_err(|_| CryptoError::BadMsChapResponseLength(response.len()))?;
+        .map_err(|_| MsChapError::BadResponseLength(response.len()))?;
     if v[1] & 1 == 0 {
-        return Err(CryptoError::LmResponseOnly);
+        return Err(MsChapError::LmResponseOnly);
     }
     let mut nt = [0u8; 24];
     nt.copy_from_slice(&v[26..]);

@@ -10,7 +10,7 @@ use super::{DictError, Dictionary, DictionaryBuilder};
 
 macro_rules! files {
     ($($name:literal),* $(,)?) => {
-        &[$(($name, include_str!(concat!("../../../dictionaries/", $name)))),*]
+        &[$(($name, include_str!(concat!("../../dictionaries/", $name)))),*]
     };
 }
 

@@ -1,0 +1,163 @@
+//! The OpenID Connect code flow's routes: start (to the IdP with state,
+//! nonce and PKCE) and callback (code exchanged, ID token verified, groups
+//! synced, a session).
+
+use std::sync::{Arc, PoisonError};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use tracing::{info, warn};
+
+use super::pages::{escape, idp_unavailable, page};
+use super::session::{LOGIN_COOKIE, SessionUser};
+use super::state::{MAX_PENDING, Web};
+
+/// GET /auth/oidc/{provider}/start: to the IdP with state, nonce and PKCE.
+pub(super) async fn oidc_start(State(web): State<Arc<Web>>, Path(name): Path<String>) -> Response {
+    let config = web.config.load_full();
+    let Some(provider) = web.provider(&config, &name) else {
+        return (StatusCode::NOT_FOUND, "no such identity provider").into_response();
+    };
+    match provider.begin().await {
+        Ok((url, pending)) => {
+            let state = pending.state.clone();
+            let ttl = provider.settings().login_timeout;
+            {
+                let mut p = web.pending.lock().unwrap_or_else(PoisonError::into_inner);
+                if p.len() >= MAX_PENDING {
+                    p.retain(|_, (_, l)| l.created.elapsed() < ttl);
+                    if p.len() >= MAX_PENDING {
+                        // Still full of fresh ones: someone is flooding us.
+                        // Make room rather than refuse every real user.
+                        if let Some(k) = p.keys().next().cloned() {
+                            p.remove(&k);
+                        }
+                    }
+                }
+                p.insert(state.clone(), (name, pending));
+            }
+            (
+                [(
+                    header::SET_COOKIE,
+                    web.set_cookie(LOGIN_COOKIE, &state, ttl),
+                )],
+                Redirect::to(url.as_str()),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            warn!(provider = %name, reason = e.reason(), error = %e, "oidc login could not start");
+            web.metrics.login(&name, e.reason());
+            idp_unavailable()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct Callback {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// GET /auth/oidc/{provider}/callback: the code exchanged, the ID token
+/// verified, the user created or updated with their groups, a session.
+pub(super) async fn oidc_callback(
+    State(web): State<Arc<Web>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<Callback>,
+) -> Response {
+    let refuse = |reason: &'static str, detail: &str| {
+        warn!(provider = %name, reason, detail, "oidc login refused");
+        web.metrics.login(&name, reason);
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::SET_COOKIE, Web::clear_cookie(LOGIN_COOKIE))],
+            page(
+                "Login refused",
+                "<p>The login could not be completed. <a href=\"/login\">Start again</a>.</p>",
+            ),
+        )
+            .into_response()
+    };
+    if let Some(e) = &q.error {
+        let detail = format!("{e}: {}", q.error_description.as_deref().unwrap_or(""));
+        return refuse("idp_error", &detail);
+    }
+    let (Some(code), Some(state)) = (&q.code, &q.state) else {
+        return refuse("bad_request", "code or state missing");
+    };
+    // The state must be the one this browser started with...
+    let bound = web.cookie(&headers, LOGIN_COOKIE);
+    let same_browser = bound.as_deref().is_some_and(|b| {
+        bool::from(subtle::ConstantTimeEq::ct_eq(
+            b.as_bytes(),
+            state.as_bytes(),
+        ))
+    });
+    if !same_browser {
+        return refuse("state", "state does not match this browser's login");
+    }
+    // ...and one we issued and have not used yet: taking it out makes a
+    // replayed callback fail.
+    let taken = web
+        .pending
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(state.as_str());
+    let Some((for_provider, pending)) = taken else {
+        return refuse("state", "unknown or already used state");
+    };
+    if for_provider != name {
+        return refuse("state", "state was issued for another provider");
+    }
+    let config = web.config.load_full();
+    let Some(provider) = web.provider(&config, &name) else {
+        return refuse("unknown_provider", "provider not configured");
+    };
+    // Logged and counted by the provider, with the reason.
+    let login = match provider.complete(code, state, &pending).await {
+        Ok(l) => l,
+        Err(e) => {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::SET_COOKIE, Web::clear_cookie(LOGIN_COOKIE))],
+                page(
+                    "Login refused",
+                    &format!(
+                        "<p>The login could not be completed ({}). <a href=\"/login\">Start again</a>.</p>",
+                        escape(e.reason())
+                    ),
+                ),
+            )
+                .into_response();
+        }
+    };
+    let user = match web
+        .store_external(
+            &name,
+            &login.sub,
+            &login.username,
+            login.email.as_deref(),
+            login.full_name.as_deref(),
+            login.groups.as_deref(),
+        )
+        .await
+    {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    info!(provider = %user.provider, user = %user.username, groups = ?user.groups, "web login (oidc)");
+    let session = web.start_session(SessionUser::External {
+        provider: user.provider,
+        subject: user.subject,
+    });
+    let mut h = HeaderMap::new();
+    h.append(header::SET_COOKIE, session);
+    h.append(header::SET_COOKIE, Web::clear_cookie(LOGIN_COOKIE));
+    (h, Redirect::to("/")).into_response()
+}

@@ -1,0 +1,192 @@
+//! The pages a person sees: the login page (a button per identity
+//! provider, the local form), the local login, home, logout and `/api/me`.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use tracing::info;
+
+use super::session::{SESSION_COOKIE, SessionUser};
+use super::state::Web;
+
+pub(super) fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+pub(super) fn page(title: &str, body: &str) -> Html<String> {
+    Html(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title>\
+         <style>body{{font-family:sans-serif;max-width:28em;margin:4em auto}}\
+         .b{{display:block;margin:.5em 0;padding:.6em;border:1px solid #888;text-align:center;text-decoration:none}}\
+         input{{display:block;width:100%;margin:.3em 0 .8em}}</style></head>\
+         <body><h1>{t}</h1>{body}</body></html>",
+        t = escape(title)
+    ))
+}
+
+#[derive(Deserialize)]
+pub(super) struct LoginQuery {
+    local: Option<String>,
+    error: Option<String>,
+}
+
+/// GET /login: a button per provider, and the local form unless hidden
+/// (`web.local_login = false`); `?local=1` always shows it, for break-glass.
+pub(super) async fn login_page(
+    State(web): State<Arc<Web>>,
+    Query(q): Query<LoginQuery>,
+) -> Html<String> {
+    let config = web.config.load();
+    let mut body = String::new();
+    if let Some(e) = &q.error {
+        let _ = write!(body, "<p role=\"alert\">{}</p>", escape(e));
+    }
+    for p in &config.oidc {
+        let _ = write!(
+            body,
+            "<a class=\"b\" href=\"/auth/oidc/{n}/start\">Log in with {n}</a>",
+            n = escape(&p.name)
+        );
+    }
+    for p in &config.saml {
+        let _ = write!(
+            body,
+            "<a class=\"b\" href=\"/auth/saml/{n}/start\">Log in with {n}</a>",
+            n = escape(&p.name)
+        );
+    }
+    if config.web.local_login || q.local.is_some() {
+        body.push_str(
+            "<form method=\"post\" action=\"/login\"><label>User name\
+             <input name=\"username\" autocomplete=\"username\" required></label>\
+             <label>Password<input name=\"password\" type=\"password\" \
+             autocomplete=\"current-password\" required></label>\
+             <button type=\"submit\">Log in</button></form>",
+        );
+    } else {
+        body.push_str("<p><a href=\"/login?local=1\">Local account (break-glass)</a></p>");
+    }
+    page("portcullis", &body)
+}
+
+#[derive(Deserialize)]
+pub(super) struct LocalLogin {
+    username: String,
+    password: String,
+}
+
+/// POST /login: a local user of the table, argon2 off the runtime.
+pub(super) async fn local_login(
+    State(web): State<Arc<Web>>,
+    Form(f): Form<LocalLogin>,
+) -> Response {
+    let config = web.config.load_full();
+    match web
+        .credentials
+        .password(&config.users, &f.username, f.password.as_bytes())
+        .await
+    {
+        Ok(u) => {
+            info!(user = %u.name, "web login (local)");
+            let cookie = web.start_session(SessionUser::Local {
+                name: u.name.to_string(),
+            });
+            ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+        }
+        Err(e) => {
+            info!(user = %f.username, reason = e.label(), "web login (local) refused");
+            Redirect::to("/login?local=1&error=Login%20failed").into_response()
+        }
+    }
+}
+
+pub(super) fn idp_unavailable() -> Response {
+    (
+        StatusCode::BAD_GATEWAY,
+        page(
+            "Login unavailable",
+            "<p>The identity provider cannot be reached. Try again later.</p>",
+        ),
+    )
+        .into_response()
+}
+
+/// GET/POST /logout.
+/// A SAML session continues to the IdP's single-logout endpoint (when it
+/// has one) after ours has ended.
+pub(super) async fn logout(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    let ended = web.end_session(&headers);
+    let mut to = "/login".to_string();
+    if let Some(saml) = ended.and_then(|s| s.saml) {
+        let config = web.config.load_full();
+        if let Some(p) = web.saml_provider(&config, &saml.provider)
+            && let Some(url) = p
+                .logout_url(
+                    &saml.name_id,
+                    saml.name_id_format.as_deref(),
+                    saml.session_index.as_deref(),
+                )
+                .await
+        {
+            to = url;
+        }
+    }
+    (
+        [(header::SET_COOKIE, Web::clear_cookie(SESSION_COOKIE))],
+        Redirect::to(&to),
+    )
+        .into_response()
+}
+
+/// GET /: who is logged in, or to the login page.
+pub(super) async fn home(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    let Some(user) = web.session(&headers) else {
+        return Redirect::to("/login").into_response();
+    };
+    let Some(r) = web.resolve(&user).await else {
+        return Redirect::to("/logout").into_response();
+    };
+    let role = r.decision.as_ref().map_or_else(
+        || "no role".to_string(),
+        |d| format!("{} (priv-lvl {})", d.role, d.priv_lvl),
+    );
+    page(
+        "portcullis",
+        &format!(
+            "<p>Logged in as <b>{}</b> ({}), role {}.</p><p><a href=\"/api/me\">/api/me</a> · \
+             <a href=\"/logout\">Log out</a></p>",
+            escape(&r.user),
+            r.source.as_str(),
+            escape(&role)
+        ),
+    )
+    .into_response()
+}
+
+/// GET /api/me: the caller as the table sees them.
+pub(super) async fn me(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    let Some(user) = web.session(&headers) else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(serde_json::json!({"error": "not logged in"})),
+        )
+            .into_response();
+    };
+    match web.resolve(&user).await {
+        Some(r) => axum::Json(r.to_json()).into_response(),
+        None => (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(serde_json::json!({"error": "account no longer valid"})),
+        )
+            .into_response(),
+    }
+}

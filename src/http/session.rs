@@ -1,0 +1,191 @@
+//! Browser sessions and the cookies that carry them: HMAC-signed values
+//! under a per-process key, the server-side session table, and the cookies
+//! that bind a started login to the browser that started it.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::PoisonError;
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, HeaderValue, header};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use super::state::Web;
+
+pub(super) const SESSION_COOKIE: &str = "portcullis_session";
+/// Binds a started OIDC login to the browser that started it, so a code
+/// and state sent to someone else's browser cannot log them in (login CSRF).
+pub(super) const LOGIN_COOKIE: &str = "portcullis_login";
+/// The same for a SAML login: the AuthnRequest ID this browser started.
+pub(super) const SAML_COOKIE: &str = "portcullis_saml";
+const MAX_SESSIONS: usize = 100_000;
+
+/// Who a session belongs to. The role is decided anew on every request,
+/// so a mapping change applies to open sessions at once.
+#[derive(Debug, Clone)]
+pub enum SessionUser {
+    Local { name: String },
+    External { provider: String, subject: String },
+}
+
+#[derive(Debug)]
+pub(super) struct Session {
+    pub(super) user: SessionUser,
+    expires: Instant,
+    /// For a SAML login: what a LogoutRequest to the IdP must name.
+    pub(super) saml: Option<SamlSession>,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct SamlSession {
+    pub(super) provider: String,
+    pub(super) name_id: String,
+    pub(super) name_id_format: Option<String>,
+    pub(super) session_index: Option<String>,
+}
+
+/// The table of open sessions, by id.
+pub(super) type SessionTable = HashMap<String, Session>;
+
+impl Web {
+    pub(super) fn sign(&self, value: &str) -> String {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("any key length");
+        mac.update(value.as_bytes());
+        let tag = mac.finalize().into_bytes();
+        let mut out = String::with_capacity(value.len() + 65);
+        out.push_str(value);
+        out.push('.');
+        for b in tag {
+            let _ = write!(out, "{b:02x}");
+        }
+        out
+    }
+
+    /// The value of a cookie we signed, if its signature holds.
+    pub(super) fn verified<'a>(&self, signed: &'a str) -> Option<&'a str> {
+        let (value, _) = signed.rsplit_once('.')?;
+        let expect = self.sign(value);
+        // Constant time: the tag is a secret-derived value an attacker probes.
+        let same: bool = subtle::ConstantTimeEq::ct_eq(expect.as_bytes(), signed.as_bytes()).into();
+        same.then_some(value)
+    }
+
+    pub(super) fn cookie(&self, headers: &HeaderMap, name: &str) -> Option<String> {
+        let raw = cookie(headers, name)?;
+        self.verified(raw).map(str::to_string)
+    }
+
+    pub(super) fn set_cookie(&self, name: &str, value: &str, max_age: Duration) -> HeaderValue {
+        let secure = if self.config.load().web.secure_cookies {
+            "; Secure"
+        } else {
+            ""
+        };
+        let v = format!(
+            "{name}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+            self.sign(value),
+            max_age.as_secs()
+        );
+        HeaderValue::from_str(&v).expect("cookie is ASCII")
+    }
+
+    /// A cookie that must come back on the IdP's cross-site POST to the ACS.
+    /// Over https that takes `SameSite=None; Secure`. Over plain http
+    /// `None` would be refused, so no SameSite is set (browsers that default
+    /// to Lax still send it on a top-level POST within two minutes).
+    pub(super) fn set_cross_site_cookie(
+        &self,
+        name: &str,
+        value: &str,
+        max_age: Duration,
+    ) -> HeaderValue {
+        let attrs = if self.config.load().web.secure_cookies {
+            "; SameSite=None; Secure"
+        } else {
+            ""
+        };
+        let v = format!(
+            "{name}={}; Path=/; HttpOnly; Max-Age={}{attrs}",
+            self.sign(value),
+            max_age.as_secs()
+        );
+        HeaderValue::from_str(&v).expect("cookie is ASCII")
+    }
+
+    pub(super) fn clear_cookie(name: &str) -> HeaderValue {
+        HeaderValue::from_str(&format!(
+            "{name}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"
+        ))
+        .expect("cookie is ASCII")
+    }
+
+    pub(super) fn start_session(&self, user: SessionUser) -> HeaderValue {
+        self.start_session_with(user, None)
+    }
+
+    pub(super) fn start_session_with(
+        &self,
+        user: SessionUser,
+        saml: Option<SamlSession>,
+    ) -> HeaderValue {
+        let ttl = self.config.load().web.session_ttl;
+        let id = random_id();
+        let mut s = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        if s.len() >= MAX_SESSIONS {
+            let now = Instant::now();
+            s.retain(|_, v| v.expires > now);
+        }
+        s.insert(
+            id.clone(),
+            Session {
+                user,
+                expires: Instant::now() + ttl,
+                saml,
+            },
+        );
+        self.set_cookie(SESSION_COOKIE, &id, ttl)
+    }
+
+    /// The session's user, if the cookie is ours and not expired.
+    pub fn session(&self, headers: &HeaderMap) -> Option<SessionUser> {
+        let id = self.cookie(headers, SESSION_COOKIE)?;
+        let mut s = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        match s.get(&id) {
+            Some(v) if v.expires > Instant::now() => Some(v.user.clone()),
+            Some(_) => {
+                s.remove(&id);
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub(super) fn end_session(&self, headers: &HeaderMap) -> Option<Session> {
+        let id = self.cookie(headers, SESSION_COOKIE)?;
+        self.sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id)
+    }
+}
+
+pub(super) fn random_id() -> String {
+    let mut b = [0u8; 24];
+    aws_lc_rs::rand::fill(&mut b).expect("system CSPRNG");
+    b.iter().fold(String::with_capacity(48), |mut s, x| {
+        let _ = write!(s, "{x:02x}");
+        s
+    })
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}

@@ -1,0 +1,330 @@
+//! The state every web route shares, built by the composition root from
+//! exactly what the web side uses: the configuration handle, the credential
+//! checker, the identity store, metrics; plus the identity providers of the
+//! current generation and who a session user is now.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use tracing::warn;
+
+use super::session::{SessionTable, SessionUser};
+use crate::authn::Credentials;
+use crate::config::{Config, ConfigHandle};
+use crate::identity::{IdentityStore, Profile};
+use crate::metrics::Exposition;
+use crate::oidc::{OidcMetrics, PendingLogin, Provider};
+use crate::policy::{ALL_USERS, ClientCtx, GroupId, Identity, Source};
+use crate::saml::{LoginState, SamlProvider};
+
+/// Started logins kept at once; beyond it the oldest are forgotten.
+pub(super) const MAX_PENDING: usize = 10_000;
+
+/// What the web side is built from.
+#[derive(Debug)]
+pub struct WebParts {
+    pub config: ConfigHandle,
+    pub credentials: Credentials,
+    pub identity: Option<IdentityStore>,
+    pub exposition: Exposition,
+    pub oidc_metrics: OidcMetrics,
+    pub saml_metrics: OidcMetrics,
+}
+
+/// The state the web routes share.
+pub struct Web {
+    pub(super) config: ConfigHandle,
+    pub(super) credentials: Credentials,
+    identity: Option<IdentityStore>,
+    pub(super) exposition: Exposition,
+    /// Signs cookies; random per process, so a restart ends every session.
+    pub(super) key: [u8; 32],
+    pub(super) sessions: Mutex<SessionTable>,
+    pub(super) pending: Mutex<HashMap<String, (String, PendingLogin)>>,
+    providers: ByGeneration<Provider>,
+    pub(super) metrics: OidcMetrics,
+    saml_providers: ByGeneration<SamlProvider>,
+    pub(super) saml_state: LoginState,
+    pub(super) saml_metrics: OidcMetrics,
+}
+
+impl Web {
+    pub fn new(parts: WebParts) -> Self {
+        let mut key = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut key).expect("system CSPRNG");
+        Self {
+            config: parts.config,
+            credentials: parts.credentials,
+            identity: parts.identity,
+            exposition: parts.exposition,
+            key,
+            sessions: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            providers: ByGeneration::default(),
+            metrics: parts.oidc_metrics,
+            saml_providers: ByGeneration::default(),
+            saml_state: LoginState::default(),
+            saml_metrics: parts.saml_metrics,
+        }
+    }
+
+    /// The provider `name` of `config`'s generation, built on first use.
+    pub(super) fn saml_provider(&self, config: &Config, name: &str) -> Option<Arc<SamlProvider>> {
+        self.saml_providers.get(config.generation, name, || {
+            built(
+                &config.saml,
+                |s| &s.name,
+                "saml",
+                |s| SamlProvider::new(s.clone()),
+            )
+        })
+    }
+
+    pub fn identity(&self) -> Option<IdentityStore> {
+        self.identity.clone()
+    }
+
+    /// The provider `name` of `config`'s generation, built on first use.
+    pub(super) fn provider(&self, config: &Config, name: &str) -> Option<Arc<Provider>> {
+        self.providers.get(config.generation, name, || {
+            built(
+                &config.oidc,
+                |s| &s.name,
+                "oidc",
+                |s| Provider::new(s.clone(), Some(self.metrics.clone())),
+            )
+        })
+    }
+
+    /// Who the session user is now: source, group names and the decision of
+    /// the table. `None` when the user no longer exists or is disabled.
+    /// Who the session user is now: source, group names and the decision of
+    /// the table. `None` when the user no longer exists or is disabled.
+    pub async fn resolve(&self, user: &SessionUser) -> Option<Resolved> {
+        let config = self.config.load_full();
+        let (name, source, groups, extra) = match user {
+            SessionUser::Local { name } => {
+                let u = config.users.active(name).ok()?;
+                let groups: Vec<GroupId> = u.groups.to_vec();
+                let extra = serde_json::json!({
+                    "email": config.users.email(u),
+                    "full_name": config.users.full_name(u),
+                });
+                (name.clone(), Source::Local, groups, extra)
+            }
+            SessionUser::External { provider, subject } => {
+                let store = self.identity.clone()?;
+                let (p, s) = (provider.clone(), subject.clone());
+                let u = tokio::task::spawn_blocking(move || store.get(&p, &s))
+                    .await
+                    .ok()?
+                    .ok()??;
+                let mut groups: Vec<GroupId> = u
+                    .groups
+                    .iter()
+                    .filter_map(|g| config.policy.group_id(g))
+                    .collect();
+                groups.push(config.policy.all_users());
+                let extra = serde_json::json!({
+                    "provider": u.provider,
+                    "subject": u.subject,
+                    "email": u.email,
+                    "full_name": u.full_name,
+                });
+                (u.username, Source::External, groups, extra)
+            }
+        };
+        let identity = Identity {
+            user: &name,
+            groups: &groups,
+            source,
+        };
+        let decision = config
+            .policy
+            .decide(&identity, &ClientCtx { name: "web" })
+            .ok()
+            .map(|g| Decision {
+                role: g.role.name.to_string(),
+                priv_lvl: g.role.priv_lvl,
+                rbac_roles: g.role.rbac_roles.to_string(),
+                rbac_aag: g.role.rbac_aag.to_string(),
+                admin: g.role.admin,
+            });
+        let mut group_names: Vec<String> = groups
+            .iter()
+            .map(|g| config.policy.group_name(*g).to_string())
+            .collect();
+        group_names.dedup();
+        Some(Resolved {
+            user: name,
+            source,
+            groups: group_names,
+            decision,
+            extra,
+        })
+    }
+}
+
+impl Web {
+    /// Creates or updates an external user with their groups (synced against
+    /// the table's groups, built-ins untouched), off the runtime.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn store_external(
+        &self,
+        provider: &str,
+        subject: &str,
+        username: &str,
+        email: Option<&str>,
+        full_name: Option<&str>,
+        groups: Option<&[String]>,
+    ) -> Result<crate::identity::ExternalUser, Response> {
+        let failed = || {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "login could not be recorded",
+            )
+                .into_response()
+        };
+        let Some(store) = self.identity.clone() else {
+            warn!(provider, "no identity store: external login refused");
+            return Err(failed());
+        };
+        let config = self.config.load_full();
+        let local_groups: Vec<String> = config
+            .policy
+            .groups()
+            .iter()
+            .filter(|g| g.as_ref() != ALL_USERS_NAME)
+            .map(|g| g.to_string())
+            .collect();
+        let (provider, subject, username) = (
+            provider.to_string(),
+            subject.to_string(),
+            username.to_string(),
+        );
+        let (email, full_name) = (email.map(str::to_string), full_name.map(str::to_string));
+        let groups = groups.map(<[String]>::to_vec);
+        let stored = tokio::task::spawn_blocking(move || {
+            let p = Profile {
+                provider: &provider,
+                subject: &subject,
+                username: &username,
+                email: email.as_deref(),
+                full_name: full_name.as_deref(),
+                groups: groups.as_deref(),
+            };
+            store.login(&p, &local_groups, &[ALL_USERS_NAME.to_string()])
+        })
+        .await;
+        match stored {
+            Ok(Ok(u)) => Ok(u),
+            Ok(Err(e)) => {
+                warn!(error = %e, "external user could not be stored");
+                Err(failed())
+            }
+            Err(e) => {
+                warn!(error = %e, "external user task failed");
+                Err(failed())
+            }
+        }
+    }
+}
+
+/// The built-in group every user is in; never synced from a token.
+const ALL_USERS_NAME: &str = ALL_USERS;
+
+/// Identity providers of one configuration generation, rebuilt on first use
+/// after a reload so changed settings (and fresh caches) apply.
+struct ByGeneration<P>(Mutex<(u64, HashMap<String, Arc<P>>)>);
+
+impl<P> Default for ByGeneration<P> {
+    fn default() -> Self {
+        Self(Mutex::new((0, HashMap::new())))
+    }
+}
+
+impl<P> ByGeneration<P> {
+    fn get(
+        &self,
+        generation: u64,
+        name: &str,
+        build: impl FnOnce() -> HashMap<String, Arc<P>>,
+    ) -> Option<Arc<P>> {
+        let mut p = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if p.0 != generation {
+            *p = (generation, build());
+        }
+        p.1.get(name).cloned()
+    }
+}
+
+/// Every configured provider that builds, by name; one that does not is
+/// logged and left out.
+fn built<S, P, E: std::fmt::Display>(
+    settings: &[S],
+    name: impl Fn(&S) -> &String,
+    kind: &str,
+    make: impl Fn(&S) -> Result<P, E>,
+) -> HashMap<String, Arc<P>> {
+    let mut map = HashMap::new();
+    for s in settings {
+        match make(s) {
+            Ok(p) => {
+                map.insert(name(s).clone(), Arc::new(p));
+            }
+            Err(e) => warn!(provider = %name(s), kind, error = %e, "identity provider unusable"),
+        }
+    }
+    map
+}
+
+/// A session user as the table sees them now.
+pub struct Resolved {
+    pub user: String,
+    pub source: Source,
+    pub groups: Vec<String>,
+    /// `None` when the table refuses them.
+    pub decision: Option<Decision>,
+    pub extra: serde_json::Value,
+}
+
+/// What the table grants, as the web side shows it.
+pub struct Decision {
+    pub role: String,
+    pub priv_lvl: u8,
+    pub rbac_roles: String,
+    pub rbac_aag: String,
+    pub admin: bool,
+}
+
+impl Resolved {
+    pub fn is_admin(&self) -> bool {
+        self.decision.as_ref().is_some_and(|d| d.admin)
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "user": self.user,
+            "source": self.source.as_str(),
+            "groups": self.groups,
+        });
+        match &self.decision {
+            Some(d) => {
+                v["role"] = d.role.as_str().into();
+                v["priv-lvl"] = d.priv_lvl.into();
+                v["rbac-roles"] = d.rbac_roles.as_str().into();
+                v["rbac-aag"] = d.rbac_aag.as_str().into();
+                v["admin"] = d.admin.into();
+            }
+            None => v["role"] = serde_json::Value::Null,
+        }
+        if let (Some(o), Some(extra)) = (v.as_object_mut(), self.extra.as_object()) {
+            for (k, x) in extra {
+                o.insert(k.clone(), x.clone());
+            }
+        }
+        v
+    }
+}
