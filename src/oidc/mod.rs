@@ -21,8 +21,11 @@ mod verify_tests;
 
 pub use fuzz::fuzz_token;
 pub use metrics::OidcMetrics;
-pub use provider::{LoginError, PendingLogin, PkceVerifier, Provider};
+pub use provider::{
+    DiscoveryError, EndpointError, FetchError, JwksLoadError, LoginError, MetadataError,
+    PendingLogin, PkceVerifier, Provider, TokenEndpointError,
+};
 pub use settings::{ClientAuth, ClientSecret, IssuerSource, ProviderSettings, okta_issuer};
 pub use sync::sync_groups;
 pub use test_idp::{Check, all_ok, idp_test};
-pub use verify::{KeySet, Login, VerifyError};
+pub use verify::{JwksError, KeySet, Login, VerifyError};

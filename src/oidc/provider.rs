@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::metrics::OidcMetrics;
 use super::settings::{ClientAuth, ProviderSettings};
-use super::verify::{Expectations, KeySet, Login, VerifyError, verify_id_token};
+use super::verify::{Expectations, JwksError, KeySet, Login, VerifyError, verify_id_token};
 
 /// Discovery documents and JWKS larger than this are refused: they come
 /// from the network and are parsed in memory.
@@ -26,19 +26,19 @@ const METADATA_TTL: Duration = Duration::from_secs(3600);
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
     #[error("discovery: {0}")]
-    Discovery(String),
+    Discovery(#[from] DiscoveryError),
     #[error("JWKS: {0}")]
-    Jwks(String),
+    Jwks(#[from] JwksLoadError),
     #[error("state does not match the pending login")]
     State,
     #[error("the login took too long; start again")]
     LoginTimeout,
     #[error("token endpoint: {0}")]
-    TokenEndpoint(String),
+    TokenEndpoint(#[from] TokenEndpointError),
     #[error("ID token refused: {0}")]
     Token(#[from] VerifyError),
     #[error("HTTP client: {0}")]
-    Client(String),
+    Client(#[source] reqwest::Error),
 }
 
 impl LoginError {
@@ -53,6 +53,94 @@ impl LoginError {
             Self::Client(_) => "client",
         }
     }
+}
+
+/// Why a document could not be fetched from the provider, or a response
+/// body not read.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The request could not be sent or got no answer. The text is the
+    /// whole cause chain (see [`describe`]).
+    #[error("{}", describe(.0))]
+    Request(#[source] reqwest::Error),
+    #[error("GET {url}: HTTP {status}")]
+    Status {
+        url: String,
+        status: reqwest::StatusCode,
+    },
+    /// The body is larger than `MAX_DOC_LEN`.
+    #[error("response too large")]
+    TooLarge,
+    /// The body broke off while being read.
+    #[error("{0}")]
+    Body(#[source] reqwest::Error),
+}
+
+/// Why the discovery document could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("discovery document: {0}")]
+    Parse(#[source] serde_json::Error),
+}
+
+/// Why an endpoint named in the discovery document cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    #[error("`{field}` missing")]
+    Missing { field: &'static str },
+    #[error("`{field}` is not a URL: {source}")]
+    NotUrl {
+        field: &'static str,
+        #[source]
+        source: url::ParseError,
+    },
+    /// Not https, and not http to loopback either.
+    #[error("`{field}` must be https: {url}")]
+    NotHttps { field: &'static str, url: String },
+}
+
+/// Why discovery failed: the document, or what it says.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    /// OIDC Discovery 4.3: the document is for another issuer.
+    #[error("issuer in discovery document is {found:?}, configured {configured:?}")]
+    Issuer { found: String, configured: String },
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    #[error("token endpoint supports neither client_secret_basic nor _post")]
+    ClientAuth,
+}
+
+/// Why the provider's signing keys could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum JwksLoadError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Parse(#[from] JwksError),
+}
+
+/// Why the token endpoint gave us no ID token.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenEndpointError {
+    /// Sending the request or reading the answer failed.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// An error answer; `detail` is the OAuth `error` and (the start of) its
+    /// `error_description`, when the body has them.
+    #[error("HTTP {status} {detail}")]
+    Status {
+        status: reqwest::StatusCode,
+        detail: String,
+    },
+    #[error("token response: {0}")]
+    Parse(#[source] serde_json::Error),
+    #[error("no id_token in the token response (is `openid` in scopes?)")]
+    NoIdToken,
 }
 
 /// What the provider's discovery document says (the fields we use or check).
@@ -94,9 +182,9 @@ struct Endpoints {
 
 /// http is allowed only to loopback (tests, a local IdP); anything else must
 /// be https so codes, secrets and keys are not exposed on the wire.
-pub(crate) fn endpoint_url(field: &str, v: Option<&str>) -> Result<Url, String> {
-    let v = v.ok_or_else(|| format!("`{field}` missing"))?;
-    let u = Url::parse(v).map_err(|e| format!("`{field}` is not a URL: {e}"))?;
+pub(crate) fn endpoint_url(field: &'static str, v: Option<&str>) -> Result<Url, EndpointError> {
+    let v = v.ok_or(EndpointError::Missing { field })?;
+    let u = Url::parse(v).map_err(|source| EndpointError::NotUrl { field, source })?;
     let loopback = match u.host() {
         Some(url::Host::Ipv4(a)) => a.is_loopback(),
         Some(url::Host::Ipv6(a)) => a.is_loopback(),
@@ -106,7 +194,10 @@ pub(crate) fn endpoint_url(field: &str, v: Option<&str>) -> Result<Url, String> 
     match u.scheme() {
         "https" => Ok(u),
         "http" if loopback => Ok(u),
-        _ => Err(format!("`{field}` must be https: {v}")),
+        _ => Err(EndpointError::NotHttps {
+            field,
+            url: v.to_string(),
+        }),
     }
 }
 
@@ -118,7 +209,7 @@ pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, LoginErr
         // redirect could send the client secret somewhere else.
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(|e| LoginError::Client(e.to_string()))
+        .map_err(LoginError::Client)
 }
 
 /// Adds the client credentials to a token request.
@@ -157,28 +248,31 @@ pub(crate) fn discovery_url(issuer: &str) -> String {
 }
 
 /// Reads a body of at most `MAX_DOC_LEN` bytes.
-pub(crate) async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
+pub(crate) async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, FetchError> {
     if resp
         .content_length()
         .is_some_and(|l| l > MAX_DOC_LEN as u64)
     {
-        return Err("response too large".into());
+        return Err(FetchError::TooLarge);
     }
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+    while let Some(chunk) = resp.chunk().await.map_err(FetchError::Body)? {
         if body.len() + chunk.len() > MAX_DOC_LEN {
-            return Err("response too large".into());
+            return Err(FetchError::TooLarge);
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body)
 }
 
-pub(crate) async fn get_doc(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {
-    let resp = http.get(url).send().await.map_err(|e| describe(&e))?;
+pub(crate) async fn get_doc(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, FetchError> {
+    let resp = http.get(url).send().await.map_err(FetchError::Request)?;
     let status = resp.status();
     if !status.is_success() {
-        return Err(format!("GET {url}: HTTP {status}"));
+        return Err(FetchError::Status {
+            url: url.to_string(),
+            status,
+        });
     }
     read_limited(resp).await
 }
@@ -199,9 +293,9 @@ pub(crate) fn describe(e: &reqwest::Error) -> String {
 pub(crate) async fn fetch_metadata(
     http: &reqwest::Client,
     issuer: &str,
-) -> Result<Metadata, String> {
+) -> Result<Metadata, MetadataError> {
     let body = get_doc(http, &discovery_url(issuer)).await?;
-    serde_json::from_slice(&body).map_err(|e| format!("discovery document: {e}"))
+    serde_json::from_slice(&body).map_err(MetadataError::Parse)
 }
 
 /// A PKCE code verifier; secret until the token request, so not in Debug.
@@ -328,36 +422,30 @@ impl Provider {
                     tracing::warn!(provider = %self.settings.name, error = %e, "discovery refresh failed; using the cached endpoints");
                     return Ok(stale.clone());
                 }
-                None => return Err(LoginError::Discovery(e)),
+                None => return Err(DiscoveryError::Metadata(e).into()),
             },
         };
         // OIDC Discovery 4.3: the document must be for the issuer we asked
         // about, or tokens from a different issuer could be accepted.
         if md.issuer != self.settings.issuer {
-            return Err(LoginError::Discovery(format!(
-                "issuer in discovery document is {:?}, configured {:?}",
-                md.issuer, self.settings.issuer
-            )));
+            return Err(DiscoveryError::Issuer {
+                found: md.issuer,
+                configured: self.settings.issuer.clone(),
+            }
+            .into());
         }
+        let endpoint = |field, v: &Option<String>| {
+            endpoint_url(field, v.as_deref()).map_err(DiscoveryError::Endpoint)
+        };
         let e = Arc::new(Endpoints {
-            authorization: endpoint_url(
-                "authorization_endpoint",
-                md.authorization_endpoint.as_deref(),
-            )
-            .map_err(LoginError::Discovery)?,
-            token: endpoint_url("token_endpoint", md.token_endpoint.as_deref())
-                .map_err(LoginError::Discovery)?,
-            jwks: endpoint_url("jwks_uri", md.jwks_uri.as_deref())
-                .map_err(LoginError::Discovery)?,
+            authorization: endpoint("authorization_endpoint", &md.authorization_endpoint)?,
+            token: endpoint("token_endpoint", &md.token_endpoint)?,
+            jwks: endpoint("jwks_uri", &md.jwks_uri)?,
             client_auth: self
                 .settings
                 .client_auth
                 .or_else(|| md.client_auth())
-                .ok_or_else(|| {
-                    LoginError::Discovery(
-                        "token endpoint supports neither client_secret_basic nor _post".into(),
-                    )
-                })?,
+                .ok_or(DiscoveryError::ClientAuth)?,
         });
         *slot = Some((e.clone(), Instant::now()));
         Ok(e)
@@ -459,11 +547,11 @@ impl Provider {
             .form(&form)
             .send()
             .await
-            .map_err(|e| LoginError::TokenEndpoint(describe(&e)))?;
+            .map_err(|e| TokenEndpointError::Fetch(FetchError::Request(e)))?;
         let status = resp.status();
         let body = read_limited(resp)
             .await
-            .map_err(LoginError::TokenEndpoint)?;
+            .map_err(TokenEndpointError::Fetch)?;
         if !status.is_success() {
             let detail = serde_json::from_slice::<TokenErrorResponse>(&body)
                 .ok()
@@ -476,15 +564,10 @@ impl Provider {
                     d
                 })
                 .unwrap_or_default();
-            return Err(LoginError::TokenEndpoint(format!("HTTP {status} {detail}")));
+            return Err(TokenEndpointError::Status { status, detail }.into());
         }
-        let tr: TokenResponse = serde_json::from_slice(&body)
-            .map_err(|e| LoginError::TokenEndpoint(format!("token response: {e}")))?;
-        tr.id_token.ok_or_else(|| {
-            LoginError::TokenEndpoint(
-                "no id_token in the token response (is `openid` in scopes?)".into(),
-            )
-        })
+        let tr: TokenResponse = serde_json::from_slice(&body).map_err(TokenEndpointError::Parse)?;
+        Ok(tr.id_token.ok_or(TokenEndpointError::NoIdToken)?)
     }
 
     fn expectations<'a>(&'a self, nonce: &'a str) -> Expectations<'a> {
@@ -542,8 +625,8 @@ impl Provider {
         *last = Some(Instant::now());
         let body = get_doc(&self.http, ep.jwks.as_str())
             .await
-            .map_err(LoginError::Jwks)?;
-        let set = Arc::new(KeySet::from_jwks_json(&body).map_err(LoginError::Jwks)?);
+            .map_err(JwksLoadError::Fetch)?;
+        let set = Arc::new(KeySet::from_jwks_json(&body).map_err(JwksLoadError::Parse)?);
         tracing::debug!(provider = %self.settings.name, keys = ?set, "JWKS fetched");
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = set.clone();
         Ok(Some(set))
@@ -569,6 +652,51 @@ mod tests {
         assert!(endpoint_url("x", Some("http://[::1]:8080/t")).is_ok());
         assert!(endpoint_url("x", Some("http://idp.example.com/t")).is_err());
         assert!(endpoint_url("x", None).is_err());
+    }
+
+    #[test]
+    fn error_texts() {
+        let err = |v| endpoint_url("jwks_uri", v).unwrap_err().to_string();
+        assert_eq!(err(None), "`jwks_uri` missing");
+        assert_eq!(
+            err(Some("not a url")),
+            "`jwks_uri` is not a URL: relative URL without a base"
+        );
+        assert_eq!(
+            err(Some("http://idp.example.com/k")),
+            "`jwks_uri` must be https: http://idp.example.com/k"
+        );
+        let e = LoginError::from(DiscoveryError::Issuer {
+            found: "https://a".into(),
+            configured: "https://b".into(),
+        });
+        assert_eq!(
+            e.to_string(),
+            r#"discovery: issuer in discovery document is "https://a", configured "https://b""#
+        );
+        assert_eq!(e.reason(), "discovery");
+        let e = LoginError::from(JwksLoadError::from(
+            KeySet::from_jwks_json(b"{}").unwrap_err(),
+        ));
+        assert_eq!(
+            e.to_string(),
+            "JWKS: JWKS: missing field `keys` at line 1 column 2"
+        );
+        assert_eq!(e.reason(), "jwks");
+        let e = LoginError::from(JwksLoadError::from(FetchError::Status {
+            url: "https://i/k".into(),
+            status: reqwest::StatusCode::NOT_FOUND,
+        }));
+        assert_eq!(e.to_string(), "JWKS: GET https://i/k: HTTP 404 Not Found");
+        let e = LoginError::from(TokenEndpointError::Status {
+            status: reqwest::StatusCode::BAD_REQUEST,
+            detail: "invalid_grant: nope".into(),
+        });
+        assert_eq!(
+            e.to_string(),
+            "token endpoint: HTTP 400 Bad Request invalid_grant: nope"
+        );
+        assert_eq!(e.reason(), "token_endpoint");
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub async fn idp_test(s: &ProviderSettings) -> Vec<Check> {
             md
         }
         Err(e) => {
-            out.push(Check::fail("discovery", e));
+            out.push(Check::fail("discovery", e.to_string()));
             // Everything else is read from the discovery document.
             return out;
         }
@@ -97,13 +97,13 @@ pub async fn idp_test(s: &ProviderSettings) -> Vec<Check> {
             md.authorization_endpoint.as_deref(),
         ) {
             Ok(u) => Check::pass("authorization_endpoint", u.to_string()),
-            Err(e) => Check::fail("authorization_endpoint", e),
+            Err(e) => Check::fail("authorization_endpoint", e.to_string()),
         },
     );
     out.push(
         match endpoint_url("token_endpoint", md.token_endpoint.as_deref()) {
             Ok(u) => Check::pass("token_endpoint", u.to_string()),
-            Err(e) => Check::fail("token_endpoint", e),
+            Err(e) => Check::fail("token_endpoint", e.to_string()),
         },
     );
     out.push(check_list(
@@ -186,14 +186,14 @@ fn check_signing_algs(s: &ProviderSettings, md: &Metadata) -> Check {
 async fn check_jwks(http: &reqwest::Client, md: &Metadata) -> Check {
     let url = match endpoint_url("jwks_uri", md.jwks_uri.as_deref()) {
         Ok(u) => u,
-        Err(e) => return Check::fail("jwks", e),
+        Err(e) => return Check::fail("jwks", e.to_string()),
     };
     let body = match get_doc(http, url.as_str()).await {
         Ok(b) => b,
-        Err(e) => return Check::fail("jwks", e),
+        Err(e) => return Check::fail("jwks", e.to_string()),
     };
     match KeySet::from_jwks_json(&body) {
-        Err(e) => Check::fail("jwks", e),
+        Err(e) => Check::fail("jwks", e.to_string()),
         Ok(k) if k.is_empty() => Check::fail(
             "jwks",
             format!("{url}: no usable RS256 or ES256 signing key"),

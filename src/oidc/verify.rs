@@ -104,6 +104,11 @@ impl std::fmt::Debug for KeySet {
     }
 }
 
+/// Why a JWKS document could not be parsed.
+#[derive(Debug, thiserror::Error)]
+#[error("JWKS: {0}")]
+pub struct JwksError(#[source] serde_json::Error);
+
 #[derive(Deserialize)]
 struct RawJwks {
     keys: Vec<Value>,
@@ -113,8 +118,8 @@ impl KeySet {
     /// Parses a JWKS document. Keys we cannot use are skipped rather than
     /// failing the set, because IdPs publish encryption keys and algorithms
     /// we do not accept next to the ones we need.
-    pub fn from_jwks_json(body: &[u8]) -> Result<Self, String> {
-        let raw: RawJwks = serde_json::from_slice(body).map_err(|e| format!("JWKS: {e}"))?;
+    pub fn from_jwks_json(body: &[u8]) -> Result<Self, JwksError> {
+        let raw: RawJwks = serde_json::from_slice(body).map_err(JwksError)?;
         let keys = raw.keys.iter().filter_map(parse_jwk).collect();
         Ok(Self { keys })
     }

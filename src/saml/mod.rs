@@ -28,7 +28,7 @@ mod corpus_tests;
 
 pub use fuzz::fuzz_response;
 pub use keys::{IdpCert, KeyError, SpKey};
-pub use provider::{LoginState, SamlProvider};
+pub use provider::{IdpError, LoginState, MetadataFetchError, SamlProvider};
 pub use refusal::{Reason, Refusal};
 pub use response::{AttributeNames, Expect, Verified, verify};
 pub use settings::SamlSettings;

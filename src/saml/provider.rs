@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use subtle::ConstantTimeEq as _;
 use tracing::warn;
 
-use super::metadata::{IdpInfo, parse_idp};
+use super::metadata::{IdpInfo, MetadataError, parse_idp};
 use super::refusal::{Reason, Refusal, refuse};
 use super::request::{AuthnRequest, LogoutRequest, new_id, redirect_url};
 use super::response::{Expect, Verified, verify};
@@ -22,6 +22,49 @@ const MAX_PENDING: usize = 10_000;
 const MAX_SEEN: usize = 100_000;
 /// A failed metadata fetch is not retried sooner than this.
 const REFETCH_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Why the IdP's metadata could not be fetched from its URL.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataFetchError {
+    /// Sending the request or reading the body failed.
+    #[error("GET {url}: {source}")]
+    Http {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("GET {url}: HTTP {status}")]
+    Status {
+        url: String,
+        status: reqwest::StatusCode,
+    },
+    #[error("GET {url}: metadata larger than {MAX_XML} bytes")]
+    TooLarge { url: String },
+    #[error("GET {url}: not UTF-8")]
+    NotUtf8 {
+        url: String,
+        #[source]
+        source: std::str::Utf8Error,
+    },
+    #[error("metadata from {url}: {source}")]
+    Parse {
+        url: String,
+        #[source]
+        source: MetadataError,
+    },
+}
+
+/// Why the IdP's details are not available (only with a metadata URL; a
+/// configured IdP always is).
+#[derive(Debug, thiserror::Error)]
+pub enum IdpError {
+    /// The fetch failed and there is no earlier copy to fall back on.
+    #[error(transparent)]
+    Fetch(#[from] MetadataFetchError),
+    /// The last attempt failed moments ago and there is no earlier copy.
+    #[error("metadata unavailable (retrying shortly)")]
+    Backoff,
+}
 
 /// Login state shared by every provider and kept across reloads.
 #[derive(Default)]
@@ -118,7 +161,7 @@ impl SamlProvider {
     }
 
     /// The IdP's details: configured, or from (cached) metadata.
-    pub async fn idp(&self) -> Result<Arc<IdpInfo>, String> {
+    pub async fn idp(&self) -> Result<Arc<IdpInfo>, IdpError> {
         let (url, entity_id, refresh) = match &self.settings.idp {
             IdpSource::Static(i) => return Ok(i.clone()),
             IdpSource::MetadataUrl {
@@ -143,9 +186,7 @@ impl SamlProvider {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             if last.is_some_and(|t| t.elapsed() < REFETCH_BACKOFF) {
-                return cached
-                    .map(|c| c.0)
-                    .ok_or_else(|| "metadata unavailable (retrying shortly)".to_string());
+                return cached.map(|c| c.0).ok_or(IdpError::Backoff);
             }
             *last = Some(Instant::now());
         }
@@ -159,13 +200,13 @@ impl SamlProvider {
             Err(e) => {
                 warn!(provider = %self.settings.name, error = %e, "saml metadata fetch failed");
                 // A stale copy beats no login at all.
-                cached.map(|c| c.0).ok_or(e)
+                cached.map(|c| c.0).ok_or(IdpError::Fetch(e))
             }
         }
     }
 
     /// A redirect to the IdP carrying a new AuthnRequest, and its ID.
-    pub async fn begin(&self, state: &LoginState) -> Result<(String, String), String> {
+    pub async fn begin(&self, state: &LoginState) -> Result<(String, String), IdpError> {
         let idp = self.idp().await?;
         let s = &self.settings;
         let id = new_id();
@@ -203,7 +244,7 @@ impl SamlProvider {
         let idp = self
             .idp()
             .await
-            .map_err(|e| Refusal::new(Reason::Unavailable, e))?;
+            .map_err(|e| Refusal::new(Reason::Unavailable, e.to_string()))?;
         let v = verify(
             &xml,
             &Expect {
@@ -291,19 +332,55 @@ pub async fn fetch_metadata(
     http: &reqwest::Client,
     url: &str,
     entity_id: Option<&str>,
-) -> Result<IdpInfo, String> {
-    let r = http
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| format!("GET {url}: {e}"))?;
+) -> Result<IdpInfo, MetadataFetchError> {
+    let url_s = || url.to_string();
+    let http_err = |source| MetadataFetchError::Http {
+        url: url_s(),
+        source,
+    };
+    let r = http.get(url).send().await.map_err(http_err)?;
     if !r.status().is_success() {
-        return Err(format!("GET {url}: HTTP {}", r.status()));
+        return Err(MetadataFetchError::Status {
+            url: url_s(),
+            status: r.status(),
+        });
     }
-    let body = r.bytes().await.map_err(|e| format!("GET {url}: {e}"))?;
+    let body = r.bytes().await.map_err(http_err)?;
     if body.len() > MAX_XML {
-        return Err(format!("GET {url}: metadata larger than {MAX_XML} bytes"));
+        return Err(MetadataFetchError::TooLarge { url: url_s() });
     }
-    let text = std::str::from_utf8(&body).map_err(|_| format!("GET {url}: not UTF-8"))?;
-    parse_idp(text, entity_id).map_err(|e| format!("metadata from {url}: {e}"))
+    let text = std::str::from_utf8(&body).map_err(|source| MetadataFetchError::NotUtf8 {
+        url: url_s(),
+        source,
+    })?;
+    parse_idp(text, entity_id).map_err(|source| MetadataFetchError::Parse {
+        url: url_s(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_texts() {
+        let url = "https://idp.example.com/md".to_string();
+        assert_eq!(
+            MetadataFetchError::TooLarge { url: url.clone() }.to_string(),
+            format!("GET {url}: metadata larger than {MAX_XML} bytes")
+        );
+        let e = IdpError::from(MetadataFetchError::Parse {
+            url: url.clone(),
+            source: MetadataError::NoCert,
+        });
+        assert_eq!(
+            e.to_string(),
+            format!("metadata from {url}: the IdP publishes no signing certificate")
+        );
+        assert_eq!(
+            IdpError::Backoff.to_string(),
+            "metadata unavailable (retrying shortly)"
+        );
+    }
 }

@@ -42,7 +42,7 @@ pub async fn idp_test(s: &SamlSettings, now: SystemTime) -> Vec<Check> {
                     i
                 }
                 Err(e) => {
-                    out.push(Check::fail("metadata", e));
+                    out.push(Check::fail("metadata", e.to_string()));
                     return out;
                 }
             }
