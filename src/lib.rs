@@ -7,18 +7,35 @@
 //! ```
 //!
 //! # Layout
-//! - [`accounting`]: the durable accounting store (SQLite, group commit).
-//! - [`config`]: the TOML schema, one validation pass with file:line:key errors.
+//! The one module map; README's Layout mirrors it.
+//! - [`config`]: the TOML schema, one validation pass with file:line:key
+//!   errors, and [`config::ConfigHandle`], the configuration in force.
+//! - [`dict`]: RADIUS dictionaries (FreeRADIUS format), used by config and
+//!   the RADIUS codec.
 //! - [`policy`]: the role-mapping table and `Grant`; no I/O.
-//! - [`authn`]: credential checks (argon2 off the runtime, verified-credential cache).
+//! - [`authn`]: credential checks: local users, argon2 off the runtime, the
+//!   verified-credential cache, CHAP and MS-CHAP.
 //! - [`profile`]: renders a grant for a kind of appliance.
 //! - [`client`]: appliances by source network, with their secrets.
-//! - [`server`]: shared state, reload, and the listeners' lifecycle.
-//! - [`http`]: `/metrics`, `/healthz`, browser logins, `/api/me`, the admin API.
+//! - [`secret`]: secrets from the file, the environment or a file of their
+//!   own; redacted in `Debug`, compared in constant time.
+//! - [`radius`]: codec (sans-I/O), service, engine (UDP), duplicate cache,
+//!   accounting records.
+//! - [`tacacs`]: codec (sans-I/O), service (the authentication
+//!   conversation, authorization, accounting), engine (TCP).
+//! - [`accounting`]: the durable accounting store (SQLite, group commit)
+//!   behind the `AccountingSink` trait; an in-memory sink.
 //! - [`identity`]: external users (IdP logins) and their synced groups.
-//! - [`metrics`]: the one Prometheus registry.
 //! - [`oidc`]: the OpenID Connect relying party (web login through the IdP).
+//! - [`saml`]: the SAML 2.0 service provider (web login through the IdP).
+//! - [`http`]: `/metrics`, `/healthz`, browser logins and sessions,
+//!   `/api/me`, the admin API.
+//! - [`explain`]: what the table grants a user and why (`portcullis explain`).
+//! - [`metrics`]: shared metric pieces (buckets, label types, exposition).
+//! - [`clock`]: time and randomness, passed into services.
 //! - [`stamp`]: kernel receive timestamps, so latency includes socket queueing.
+//! - [`server`]: the one composition root: builds the services, binds,
+//!   reloads, stops; only `main.rs` imports it.
 
 pub mod accounting;
 #[cfg(test)]
@@ -41,3 +58,5 @@ pub mod secret;
 pub mod server;
 pub mod stamp;
 pub mod tacacs;
+#[cfg(test)]
+pub(crate) mod testkit;
