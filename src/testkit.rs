@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::accounting::MemorySink;
 use crate::authn::{Argon2Pool, Credentials, PoolMetrics};
 use crate::clock::Fixed;
-use crate::config::{self, Config, ConfigHandle};
+use crate::config::{self, Config};
 
 /// The demo configuration, `examples/portcullis.toml`, as the server loads it.
 pub(crate) fn demo_config() -> Config {
@@ -26,11 +26,6 @@ pub(crate) fn config_from(text: &str) -> Config {
         Ok(l) => l.config,
         Err(e) => panic!("test configuration: {e}"),
     }
-}
-
-/// Published as generation 1, as the server holds it.
-pub(crate) fn handle(config: Config) -> ConfigHandle {
-    ConfigHandle::new(config)
 }
 
 /// A checker with its own small argon2 pool and metrics.

@@ -527,3 +527,6 @@ pub fn store_drop_reason(e: &StoreError) -> DropReason {
         _ => DropReason::AccountingStoreFailed,
     }
 }
+
+#[cfg(test)]
+mod tests;
