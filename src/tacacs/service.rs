@@ -909,3 +909,6 @@ fn sent(encoded: Result<(), EncodeError>) -> Outcome {
         Err(_) => Outcome::Close(CloseReason::EncodeFailed),
     }
 }
+
+#[cfg(test)]
+mod tests;
