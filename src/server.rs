@@ -152,19 +152,13 @@ impl Server {
         })
     }
 
-    pub fn config(&self) -> &ConfigHandle {
-        &self.config
-    }
-
     /// Re-reads the file. A valid configuration replaces the current one
     /// atomically; an invalid one is refused and the current one stays.
     pub fn reload(&self) -> Result<Reloaded, ConfigErrors> {
         match config::load(&self.path) {
             Ok(loaded) => {
                 let listen_changed = loaded.config.listen != self.config.load().listen;
-                let previous = self.config.replace(loaded.config);
-                let generation = previous.generation + 1;
-                drop(previous);
+                let generation = self.config.replace(loaded.config);
                 // The previous generation was just freed (unless a request
                 // still holds it); its pages go back too, not only the parse's.
                 config::release_free_memory();

@@ -38,13 +38,14 @@ impl ConfigHandle {
         self.current.load_full()
     }
 
-    /// Publishes `next` as the following generation and returns the
-    /// configuration it replaced. Requests in flight keep the one they hold.
-    pub fn replace(&self, mut next: Config) -> Arc<Config> {
+    /// Publishes `next` as the following generation and returns that
+    /// generation. Requests in flight keep the configuration they hold.
+    pub fn replace(&self, mut next: Config) -> u64 {
         let _w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let previous = self.current.load_full();
-        next.generation = previous.generation + 1;
-        self.current.swap(Arc::new(next))
+        next.generation = self.current.load().generation + 1;
+        let generation = next.generation;
+        self.current.store(Arc::new(next));
+        generation
     }
 }
 
@@ -65,12 +66,12 @@ mod tests {
         let h = ConfigHandle::new(config());
         let held = h.load_full();
         assert_eq!(held.generation, 1);
-        let old = h.replace(config());
-        assert!(Arc::ptr_eq(&old, &held));
+        assert_eq!(h.replace(config()), 2);
         assert_eq!(h.load().generation, 2);
+        assert!(!Arc::ptr_eq(&h.load_full(), &held));
         assert_eq!(held.generation, 1);
         let clone = h.clone();
-        clone.replace(config());
+        assert_eq!(clone.replace(config()), 3);
         assert_eq!(h.load().generation, 3);
     }
 }
