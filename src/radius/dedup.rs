@@ -137,8 +137,11 @@ impl DedupTable {
         Seen::New
     }
 
-    /// Records the reply sent for `key`.
-    pub fn complete(&mut self, key: &DedupKey, reply: &[u8]) {
+    /// Records the reply sent for `key` at `now`. The window restarts
+    /// there: a retransmission is a reply to the *reply* (or its loss), so a
+    /// request that took longer than the window (argon2 on a busy machine)
+    /// still has its reply replayed, not the request processed twice.
+    pub fn complete(&mut self, key: &DedupKey, reply: &[u8], now: Instant) {
         if self.window.is_zero() {
             return;
         }
@@ -154,6 +157,7 @@ impl DedupTable {
         s.reply[..reply.len()].copy_from_slice(reply);
         s.len = reply.len() as u16;
         s.state = State::Done;
+        s.at = now;
     }
 
     /// Forgets `key` (the request was dropped, so a retransmission should
@@ -184,7 +188,7 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(t.check(&key(1), t0), Seen::New);
         assert_eq!(t.check(&key(1), t0), Seen::InProgress);
-        t.complete(&key(1), b"reply");
+        t.complete(&key(1), b"reply", t0);
         assert_eq!(
             t.check(&key(1), t0 + Duration::from_secs(4)),
             Seen::Replay(b"reply")
@@ -193,11 +197,25 @@ mod tests {
     }
 
     #[test]
+    fn the_window_runs_from_the_reply_not_the_request() {
+        let mut t = DedupTable::new(64, Duration::from_secs(5));
+        let t0 = Instant::now();
+        assert_eq!(t.check(&key(3), t0), Seen::New);
+        // The answer took longer than the whole window.
+        t.complete(&key(3), b"late", t0 + Duration::from_secs(6));
+        assert_eq!(
+            t.check(&key(3), t0 + Duration::from_secs(7)),
+            Seen::Replay(b"late")
+        );
+        assert_eq!(t.check(&key(3), t0 + Duration::from_secs(12)), Seen::New);
+    }
+
+    #[test]
     fn a_different_authenticator_is_a_new_request() {
         let mut t = DedupTable::new(64, Duration::from_secs(5));
         let t0 = Instant::now();
         assert_eq!(t.check(&key(1), t0), Seen::New);
-        t.complete(&key(1), b"r");
+        t.complete(&key(1), b"r", t0);
         let mut k = key(1);
         k.authenticator[0] ^= 1;
         assert_eq!(t.check(&k, t0), Seen::New);

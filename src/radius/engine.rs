@@ -60,7 +60,7 @@ pub async fn run_worker(
             _ = stop.cancelled() => break,
             Some((key, reply)) = done_rx.recv() => {
                 match reply {
-                    Some(reply) => dedup.complete(&key, &reply),
+                    Some(reply) => dedup.complete(&key, &reply, Instant::now()),
                     // Not answered: a retransmission must be processed anew.
                     None => dedup.forget(&key),
                 }
@@ -147,13 +147,15 @@ async fn handle(
     match step {
         Step::Reply(n) => {
             if let Some(key) = &key {
-                dedup.complete(key, &out[..n]);
+                dedup.complete(key, &out[..n], Instant::now());
+            }
+            // Timed up to the send, not after it: whoever has read the
+            // reply then also sees it counted.
+            metrics.latency.observe(received.elapsed().as_secs_f64());
+            if let Some(t) = crate::stamp::since(stamp) {
+                metrics.kernel_latency.observe(t);
             }
             send(socket, &out[..n], src).await;
-            metrics.latency.observe(received.elapsed().as_secs_f64());
-            if let Some(t) = stamp.and_then(|t| SystemTime::now().duration_since(t).ok()) {
-                metrics.kernel_latency.observe(t.as_secs_f64());
-            }
         }
         Step::Drop(reason) => {
             if let Some(key) = &key {
@@ -169,11 +171,11 @@ async fn handle(
                 let mut out = [0u8; MAX_PACKET];
                 let n = service.finish(&deferred, &mut out).await;
                 let reply = n.map(|n| &out[..n]);
-                conclude(&socket, &done_tx, key, src, reply).await;
                 if reply.is_some() {
                     let elapsed = deferred.received.elapsed().as_secs_f64();
                     service.metrics().latency.observe(elapsed);
                 }
+                conclude(&socket, &done_tx, key, src, reply).await;
             });
         }
         Step::Store(storing) => {
@@ -187,9 +189,9 @@ async fn handle(
                 service.stored(&storing.client, result.as_ref().map(|d| d.duplicate));
                 match result {
                     Ok(_) => {
-                        conclude(&socket, &done_tx, key, src, Some(&storing.reply)).await;
                         let elapsed = storing.received.elapsed().as_secs_f64();
                         service.metrics().latency.observe(elapsed);
+                        conclude(&socket, &done_tx, key, src, Some(&storing.reply)).await;
                     }
                     Err(e) => {
                         service.metrics().drop(store_drop_reason(&e));
