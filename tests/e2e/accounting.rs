@@ -184,7 +184,9 @@ fn tacacs_accounting_is_stored_with_its_av_pairs() {
 fn sigkill_mid_stream_loses_no_acknowledged_record() {
     const RADIUS: usize = 2000;
     const TACACS: usize = 600;
-    let first = Running::start_demo();
+    let dir = tempfile::tempdir().unwrap();
+    let text = demo_config_at(dir.path(), &restartable_addrs());
+    let first = Running::start_in(dir, &text);
     let at = first.addrs.clone();
     let mut stream = Command::new("python3")
         .arg(repo().join("tests/e2e/acct_stream.py"))

@@ -55,6 +55,49 @@ pub struct Addrs {
     pub tacacs: Option<SocketAddr>,
 }
 
+/// Loopback addresses for a server that will be restarted on them: ports
+/// below the kernel's ephemeral range, so that no client socket of a test
+/// running meanwhile can take one between the kill and the restart (ports
+/// bound to 0 come from that range). Each is free for TCP and UDP when
+/// picked; the search starts at a random port so concurrent tests differ.
+pub fn restartable_addrs() -> Addrs {
+    let range =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let ephemeral_low: u16 = range
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(32768);
+    let low = 10_000u16.min(ephemeral_low / 2);
+    let span = ephemeral_low - low;
+    let mut next = low
+        + (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+            % u32::from(span)) as u16;
+    let mut pick = || {
+        for _ in 0..span {
+            next = if next + 1 >= ephemeral_low {
+                low
+            } else {
+                next + 1
+            };
+            let a = SocketAddr::from(([127, 0, 0, 1], next));
+            if std::net::TcpListener::bind(a).is_ok() && std::net::UdpSocket::bind(a).is_ok() {
+                return Some(a);
+            }
+        }
+        panic!("no free port below the ephemeral range");
+    };
+    Addrs {
+        http: pick(),
+        radius_auth: pick(),
+        radius_acct: pick(),
+        tacacs: pick(),
+    }
+}
+
 /// A running server; killed on drop.
 pub struct Running {
     pub child: Child,

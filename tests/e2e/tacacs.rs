@@ -182,6 +182,7 @@ fn wrong_key_is_refused_without_disturbing_other_clients() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crate_client_pap_chap_authorization_accounting_on_one_connection() {
+    let began = std::time::Instant::now();
     let s = Running::start_demo();
     let a = s.addrs.tacacs.unwrap();
     let c = crate_client(a, "tacacs123");
@@ -285,7 +286,12 @@ async fn crate_client_pap_chap_authorization_accounting_on_one_connection() {
     );
     let sum = |name: &str| metric(&m, &format!("portcullis_tacacs_{name}_seconds_sum")).unwrap();
     assert!(sum("kernel_to_reply") >= sum("request"), "{m}");
-    assert!(sum("kernel_to_reply") < 10.0, "{m}");
+    // The requests went one after another on one connection, so their
+    // kernel-to-reply times cannot add up to more than this test has run (a
+    // stamp from the wrong clock would); argon2 on a busy machine can take
+    // seconds, so no fixed bound.
+    let ran = began.elapsed().as_secs_f64();
+    assert!(sum("kernel_to_reply") <= ran, "{ran} s\n{m}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
