@@ -328,3 +328,52 @@ impl Resolved {
         v
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit;
+
+    fn with_issuer(issuer: &str) -> Config {
+        testkit::config_from(&format!(
+            r#"
+[[oidc]]
+name = "okta"
+issuer = "{issuer}"
+client_id = "portcullis"
+client_secret = "a-client-secret-for-tests"
+redirect_uri = "http://127.0.0.1:8080/auth/oidc/okta/callback"
+"#
+        ))
+    }
+
+    fn web(config: &ConfigHandle) -> Web {
+        Web::new(WebParts {
+            config: config.clone(),
+            credentials: testkit::credentials(),
+            identity: None,
+            exposition: Exposition::new(Default::default()),
+            oidc_metrics: OidcMetrics::default(),
+            saml_metrics: OidcMetrics::default(),
+        })
+    }
+
+    /// A login that started before a reload and asks for its provider after
+    /// it must not leave the old settings cached for the new generation.
+    #[test]
+    fn providers_are_cached_under_the_generation_of_their_own_config() {
+        let handle = ConfigHandle::new(with_issuer("http://127.0.0.1:9001/old"));
+        let web = web(&handle);
+        let straddling = handle.load_full();
+        assert_eq!(handle.replace(with_issuer("http://127.0.0.1:9001/new")), 2);
+
+        let old = web.provider(&straddling, "okta").unwrap();
+        assert_eq!(old.settings().issuer, "http://127.0.0.1:9001/old");
+        let current = handle.load_full();
+        let new = web.provider(&current, "okta").unwrap();
+        assert_eq!(new.settings().issuer, "http://127.0.0.1:9001/new");
+        // Built once per generation, then shared.
+        assert!(Arc::ptr_eq(&new, &web.provider(&current, "okta").unwrap()));
+        assert!(web.provider(&current, "nobody").is_none());
+    }
+}
