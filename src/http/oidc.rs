@@ -71,6 +71,11 @@ pub(super) async fn oidc_callback(
     headers: HeaderMap,
     Query(q): Query<Callback>,
 ) -> Response {
+    // Only configured names may become metric labels: a name from the URL
+    // that no provider has is a 404, counted nowhere.
+    if !web.config.load().oidc.iter().any(|p| p.name == name) {
+        return (StatusCode::NOT_FOUND, "no such identity provider").into_response();
+    }
     let refuse = |reason: &'static str, detail: &str| {
         warn!(provider = %name, reason, detail, "oidc login refused");
         web.metrics.login(&name, reason);

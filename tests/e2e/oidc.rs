@@ -209,6 +209,28 @@ async fn real_provider_login_syncs_groups_into_the_one_table() {
     assert!(out.contains("FAIL") && out.contains("discovery"), "{out}");
 }
 
+/// Provider names come from the URL; only configured ones may become metric
+/// labels, or anyone could grow `/metrics` without bound.
+#[test]
+fn unknown_provider_paths_are_404s_that_leave_the_metrics_alone() {
+    let s = Running::start_demo();
+    let (_, before) = s.http_get("/metrics");
+    for i in 0..300 {
+        for path in [
+            format!("/auth/oidc/nope{i}/callback?code=x&state=y"),
+            format!("/auth/oidc/nope{i}/callback?error=access_denied"),
+            format!("/auth/oidc/nope{i}/start"),
+            format!("/auth/saml/nope{i}/start"),
+            format!("/auth/saml/nope{i}/metadata"),
+        ] {
+            assert_eq!(s.http_get(&path).0, 404, "{path}");
+        }
+    }
+    let (_, after) = s.http_get("/metrics");
+    assert!(!after.contains("nope"), "{after}");
+    assert_eq!(before.len(), after.len(), "{before}\n---\n{after}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_users_log_in_with_the_form_and_get_the_same_role() {
     let s = Running::start_demo();
