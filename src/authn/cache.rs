@@ -1,11 +1,15 @@
 //! The verified-credential cache: remembers that (user, password) passed
-//! argon2 recently, keyed by an HMAC under a per-generation random key so the
-//! cache never holds anything a reader could turn back into a password.
+//! argon2 against a stored hash recently, keyed by an HMAC under a random
+//! per-process key, so the cache never holds anything a reader could turn
+//! back into a password. The stored hash is part of the key: an entry
+//! outlives a reload exactly when that user's credential did not change.
 
 use std::time::{Duration, Instant};
 
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
+
+use super::PasswordCheck;
 
 type HmacSha256 = hmac::Hmac<Sha256>;
 
@@ -16,41 +20,39 @@ const MAX_ENTRIES: usize = 200_000;
 pub type Fingerprint = [u8; 16];
 
 pub struct CredentialCache {
-    mac: Option<HmacSha256>,
-    ttl: Duration,
+    mac: HmacSha256,
     entries: papaya::HashMap<Fingerprint, Instant>,
 }
 
 impl std::fmt::Debug for CredentialCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CredentialCache")
-            .field("ttl", &self.ttl)
             .field("entries", &self.entries.len())
             .finish()
     }
 }
 
-impl CredentialCache {
-    /// A cache with a fresh random key; `ttl` of zero disables it.
-    pub fn new(ttl: Duration) -> Self {
+impl Default for CredentialCache {
+    /// An empty cache with a fresh random key.
+    fn default() -> Self {
         let key: [u8; 32] = rand::random();
         Self {
-            mac: (!ttl.is_zero())
-                .then(|| HmacSha256::new_from_slice(&key).expect("any key length")),
-            ttl,
+            mac: HmacSha256::new_from_slice(&key).expect("any key length"),
             entries: papaya::HashMap::new(),
         }
     }
+}
 
-    pub fn fingerprint(&self, user: &str, password: &[u8]) -> Fingerprint {
-        let Some(mac) = &self.mac else {
-            return [0; 16];
-        };
-        let mut mac = mac.clone();
-        // Length-prefix the user so ("ab","c") and ("a","bc") differ.
-        mac.update(&(user.len() as u32).to_be_bytes());
-        mac.update(user.as_bytes());
-        mac.update(password);
+impl CredentialCache {
+    /// The key of (user, password) checked against `stored`.
+    pub fn fingerprint(&self, user: &str, password: &[u8], stored: &PasswordCheck) -> Fingerprint {
+        let mut mac = self.mac.clone();
+        // Length-prefix each part so ("ab","c") and ("a","bc") differ.
+        for part in [user.as_bytes(), password, stored.salt()] {
+            mac.update(&(part.len() as u32).to_be_bytes());
+            mac.update(part);
+        }
+        mac.update(stored.expected());
         let full = mac.finalize().into_bytes();
         let mut out = [0; 16];
         out.copy_from_slice(&full[..16]);
@@ -61,14 +63,12 @@ impl CredentialCache {
         self.contains_at(fp, Instant::now())
     }
 
-    pub fn insert(&self, fp: Fingerprint) {
-        self.insert_at(fp, Instant::now());
+    /// Remembers `fp` for `ttl`.
+    pub fn insert(&self, fp: Fingerprint, ttl: Duration) {
+        self.insert_at(fp, Instant::now() + ttl);
     }
 
     fn contains_at(&self, fp: &Fingerprint, now: Instant) -> bool {
-        if self.mac.is_none() {
-            return false;
-        }
         let map = self.entries.pin();
         match map.get(fp) {
             Some(expires) if *expires > now => true,
@@ -80,15 +80,12 @@ impl CredentialCache {
         }
     }
 
-    fn insert_at(&self, fp: Fingerprint, now: Instant) {
-        if self.mac.is_none() {
-            return;
-        }
+    fn insert_at(&self, fp: Fingerprint, expires: Instant) {
         let map = self.entries.pin();
         if map.len() >= MAX_ENTRIES {
             map.clear();
         }
-        map.insert(fp, now + self.ttl);
+        map.insert(fp, expires);
     }
 
     pub fn len(&self) -> usize {
@@ -103,24 +100,28 @@ impl CredentialCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::authn::hash::tests::check_of;
 
     #[test]
-    fn remembers_only_the_exact_pair() {
-        let c = CredentialCache::new(Duration::from_secs(60));
-        let fp = c.fingerprint("alice", b"pw");
+    fn remembers_only_the_exact_pair_and_hash() {
+        let c = CredentialCache::default();
+        let (h1, h2) = (check_of(b"pw", 1), check_of(b"pw", 2));
+        let fp = c.fingerprint("alice", b"pw", &h1);
         assert!(!c.contains(&fp));
-        c.insert(fp);
-        assert!(c.contains(&c.fingerprint("alice", b"pw")));
-        assert!(!c.contains(&c.fingerprint("alice", b"pw2")));
-        assert!(!c.contains(&c.fingerprint("alic", b"epw")));
+        c.insert(fp, Duration::from_secs(60));
+        assert!(c.contains(&c.fingerprint("alice", b"pw", &h1)));
+        assert!(!c.contains(&c.fingerprint("alice", b"pw2", &h1)));
+        assert!(!c.contains(&c.fingerprint("alic", b"epw", &h1)));
+        // The same password under a new hash (the user re-keyed) is new.
+        assert!(!c.contains(&c.fingerprint("alice", b"pw", &h2)));
     }
 
     #[test]
     fn expired_entries_do_not_count() {
-        let c = CredentialCache::new(Duration::from_secs(60));
-        let fp = c.fingerprint("a", b"b");
+        let c = CredentialCache::default();
+        let fp = c.fingerprint("a", b"b", &check_of(b"b", 1));
         let t0 = Instant::now();
-        c.insert_at(fp, t0);
+        c.insert_at(fp, t0 + Duration::from_secs(60));
         assert!(c.contains_at(&fp, t0 + Duration::from_secs(59)));
         assert!(!c.contains_at(&fp, t0 + Duration::from_secs(60)));
         // The expired entry was removed on sight.
@@ -128,17 +129,9 @@ mod tests {
     }
 
     #[test]
-    fn zero_ttl_disables() {
-        let c = CredentialCache::new(Duration::ZERO);
-        let fp = c.fingerprint("a", b"b");
-        c.insert(fp);
-        assert!(!c.contains(&fp));
-    }
-
-    #[test]
-    fn a_new_generation_forgets() {
-        let a = CredentialCache::new(Duration::from_secs(60));
-        let b = CredentialCache::new(Duration::from_secs(60));
-        assert_ne!(a.fingerprint("u", b"p"), b.fingerprint("u", b"p"));
+    fn each_process_keys_its_own() {
+        let (a, b) = (CredentialCache::default(), CredentialCache::default());
+        let h = check_of(b"p", 1);
+        assert_ne!(a.fingerprint("u", b"p", &h), b.fingerprint("u", b"p", &h));
     }
 }

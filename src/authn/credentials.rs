@@ -1,39 +1,304 @@
-//! The credential checker the doors hold: one argon2 pool shared by every
-//! configuration generation, asked about the users of whichever generation
-//! a request holds.
+//! The credential checker the doors hold, one per process: the argon2 pool,
+//! the verified-credential cache and the checks in flight, shared by every
+//! configuration generation and asked about the users of whichever
+//! generation a request holds. A reload therefore keeps what was verified
+//! (for users whose stored hash did not change), and concurrent checks of
+//! one (user, password, hash) wait on a single argon2 run.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-use super::{Argon2Pool, AuthnError, LocalUser, LocalUsers};
+use tokio::sync::watch;
+
+use super::{Argon2Pool, AuthnError, CredentialCache, Fingerprint, LocalUser, LocalUsers};
+
+/// A verification in flight: its result once there is one.
+type Outcome = Option<Result<bool, AuthnError>>;
 
 #[derive(Debug, Clone)]
 pub struct Credentials {
     pool: Arc<Argon2Pool>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    cache: CredentialCache,
+    inflight: Mutex<HashMap<Fingerprint, watch::Receiver<Outcome>>>,
+}
+
+/// Takes a finished (or abandoned) verification out of the in-flight map,
+/// also when the future running it is dropped half-way.
+struct Leading<'a> {
+    shared: &'a Shared,
+    fp: Fingerprint,
+}
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        self.shared
+            .inflight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.fp);
+    }
 }
 
 impl Credentials {
     pub fn new(pool: Arc<Argon2Pool>) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            shared: Arc::default(),
+        }
     }
 
     /// Checks a cleartext password (PAP, ASCII login, web form): from the
-    /// verified-credential cache, else argon2 off the async workers.
+    /// verified-credential cache, else argon2 off the async workers, run
+    /// once for all concurrent checks of the same credential.
     pub async fn password<'u>(
         &self,
         users: &'u LocalUsers,
         name: &str,
         password: &[u8],
     ) -> Result<&'u LocalUser, AuthnError> {
-        users.check_password(&self.pool, name, password).await
+        let user = users.active(name)?;
+        let ttl = users.cache_ttl();
+        let fp = self.fingerprint(users, user, password);
+        if !ttl.is_zero() && self.shared.cache.contains(&fp) {
+            self.pool.metrics().cache_hit();
+            return Ok(user);
+        }
+        self.pool.metrics().cache_miss();
+        if self.verify_once(users, user, fp, password, ttl).await? {
+            Ok(user)
+        } else {
+            Err(AuthnError::BadPassword)
+        }
     }
 
     /// Whether (user, password) passed argon2 recently, counted as a cache
     /// hit when it did: lets a repeat login skip the pool entirely.
     pub fn cached(&self, users: &LocalUsers, name: &str, password: &[u8]) -> bool {
-        let hit = users.cached(name, password);
+        let Some(user) = users.get(name) else {
+            return false;
+        };
+        if users.cache_ttl().is_zero() {
+            return false;
+        }
+        let hit = self
+            .shared
+            .cache
+            .contains(&self.fingerprint(users, user, password));
         if hit {
             self.pool.metrics().cache_hit();
         }
         hit
+    }
+
+    /// The cache key names the stored hash too, so an entry outlives a
+    /// reload exactly when the user's credential did not change.
+    fn fingerprint(&self, users: &LocalUsers, user: &LocalUser, password: &[u8]) -> Fingerprint {
+        let check = users.password_check(user);
+        self.shared.cache.fingerprint(&user.name, password, &check)
+    }
+
+    async fn verify_once(
+        &self,
+        users: &LocalUsers,
+        user: &LocalUser,
+        fp: Fingerprint,
+        password: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, AuthnError> {
+        loop {
+            let waiting = {
+                let mut inflight = self
+                    .shared
+                    .inflight
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                match inflight.get(&fp) {
+                    Some(rx) => Err(rx.clone()),
+                    None => {
+                        let (tx, rx) = watch::channel(None);
+                        inflight.insert(fp, rx);
+                        Ok(tx)
+                    }
+                }
+            };
+            match waiting {
+                Ok(tx) => {
+                    let _leading = Leading {
+                        shared: &self.shared,
+                        fp,
+                    };
+                    let result = self.pool.verify(users.password_check(user), password).await;
+                    if result == Ok(true) && !ttl.is_zero() {
+                        self.shared.cache.insert(fp, ttl);
+                    }
+                    let _ = tx.send(Some(result));
+                    return result;
+                }
+                Err(mut rx) => match rx.wait_for(Option::is_some).await {
+                    Ok(outcome) => return (*outcome).expect("waited for Some"),
+                    // The one running it went away (its request was
+                    // dropped) before a result: run it ourselves.
+                    Err(_) => continue,
+                },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::authn::hash::tests::cheap;
+    use crate::authn::{LocalUsersBuilder, NewUser, PoolMetrics};
+
+    /// A generation's users: `alice` with a hash of `password` (salt fixed
+    /// by `cheap`, so equal passwords give equal hashes), `bob` with `pw`.
+    fn users(password: &[u8], ttl: Duration) -> LocalUsers {
+        let mut b = LocalUsersBuilder::with_capacity(2);
+        for (name, pw) in [("alice", password), ("bob", b"pw".as_slice())] {
+            let hash = b.hash(&cheap(pw, argon2::Algorithm::Argon2id, 32)).unwrap();
+            let user = NewUser {
+                name,
+                groups: &[0],
+                enabled: true,
+                full_name: "",
+                email: "",
+                cleartext_password: None,
+            };
+            b.push(user, hash).unwrap();
+        }
+        b.finish(ttl)
+    }
+
+    fn checker(threads: usize) -> (Credentials, PoolMetrics) {
+        let metrics = PoolMetrics::default();
+        let pool = Argon2Pool::new(threads, 1024, metrics.clone());
+        (Credentials::new(Arc::new(pool)), metrics)
+    }
+
+    const TTL: Duration = Duration::from_secs(300);
+
+    #[tokio::test]
+    async fn a_reload_keeps_what_was_verified_for_unchanged_credentials() {
+        let (c, m) = checker(1);
+        let first = users(b"alice-pw", TTL);
+        assert!(c.password(&first, "alice", b"alice-pw").await.is_ok());
+        assert!(c.password(&first, "bob", b"pw").await.is_ok());
+        assert_eq!(m.verifications(), 2);
+        // The next generation: alice's credential is the same, bob's is new.
+        let second = users(b"alice-pw", TTL);
+        let mut b = LocalUsersBuilder::with_capacity(1);
+        let hash = b
+            .hash(&cheap(b"new-pw", argon2::Algorithm::Argon2id, 32))
+            .unwrap();
+        b.push(
+            NewUser {
+                name: "bob",
+                groups: &[0],
+                enabled: true,
+                full_name: "",
+                email: "",
+                cleartext_password: None,
+            },
+            hash,
+        )
+        .unwrap();
+        let third = b.finish(TTL);
+        assert!(c.cached(&second, "alice", b"alice-pw"));
+        assert!(c.password(&second, "alice", b"alice-pw").await.is_ok());
+        assert_eq!(m.verifications(), 2, "answered from the cache");
+        // bob's old password against his new hash is checked, and fails.
+        assert!(!c.cached(&third, "bob", b"pw"));
+        assert_eq!(
+            c.password(&third, "bob", b"pw").await.unwrap_err(),
+            AuthnError::BadPassword
+        );
+        assert_eq!(m.verifications(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_zero_ttl_remembers_nothing() {
+        let (c, m) = checker(1);
+        let u = users(b"alice-pw", Duration::ZERO);
+        for _ in 0..2 {
+            assert!(c.password(&u, "alice", b"alice-pw").await.is_ok());
+        }
+        assert!(!c.cached(&u, "alice", b"alice-pw"));
+        assert_eq!(m.verifications(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_identical_checks_run_one_argon2() {
+        let (c, m) = checker(2);
+        let u = Arc::new(users(b"alice-pw", TTL));
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..256 {
+            let (c, u) = (c.clone(), u.clone());
+            tasks.spawn(async move {
+                // Every fourth one with a wrong password: those share a
+                // verification of their own, and fail.
+                let pw: &[u8] = if i % 4 == 3 { b"wrong" } else { b"alice-pw" };
+                (i, c.password(&u, "alice", pw).await.is_ok())
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            let (i, ok) = r.unwrap();
+            assert_eq!(ok, i % 4 != 3, "check {i}");
+        }
+        // One for the right password (then cached); the wrong ones ran as
+        // one flight, or a few if they came after one another finished.
+        let runs = m.verifications();
+        assert!((2..=64).contains(&runs), "{runs} argon2 runs");
+        assert!(c.shared.inflight.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_identical_right_passwords_on_a_cold_cache_run_exactly_one() {
+        let (c, m) = checker(2);
+        let u = Arc::new(users(b"alice-pw", TTL));
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..256 {
+            let (c, u) = (c.clone(), u.clone());
+            tasks.spawn(async move { c.password(&u, "alice", b"alice-pw").await.is_ok() });
+        }
+        while let Some(r) = tasks.join_next().await {
+            assert!(r.unwrap());
+        }
+        assert_eq!(m.verifications(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_follower_runs_the_check_itself_when_the_leader_goes_away() {
+        let (c, m) = checker(1);
+        let u = users(b"alice-pw", TTL);
+        let mut leader = Box::pin(c.password(&u, "alice", b"alice-pw"));
+        let mut follower = Box::pin(c.password(&u, "alice", b"alice-pw"));
+        // Both start; the leader's verification is in flight.
+        assert!(futures_poll(&mut leader).is_none());
+        assert!(futures_poll(&mut follower).is_none());
+        assert_eq!(c.shared.inflight.lock().unwrap().len(), 1);
+        // The leader's request is dropped half-way.
+        drop(leader);
+        assert!(c.shared.inflight.lock().unwrap().is_empty());
+        assert!(follower.await.is_ok());
+        assert!(m.verifications() >= 1);
+    }
+
+    /// Polls a future once.
+    fn futures_poll<F: Future + Unpin>(f: &mut F) -> Option<F::Output> {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        match std::pin::Pin::new(f).poll(&mut cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        }
     }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use subtle::ConstantTimeEq;
 
 use super::AuthnError;
@@ -49,21 +49,32 @@ impl PasswordCheck {
         c
     }
 
-    fn salt(&self) -> &[u8] {
+    pub(crate) fn salt(&self) -> &[u8] {
         &self.salt[..usize::from(self.salt_len)]
     }
 
-    fn expected(&self) -> &[u8] {
+    pub(crate) fn expected(&self) -> &[u8] {
         &self.expected[..usize::from(self.expected_len)]
     }
 
     /// Runs argon2: blocking, tens of milliseconds by design. What
     /// `argon2`'s own PHC verifier does, minus parsing the text again.
     pub fn verify(&self, password: &[u8]) -> Result<bool, AuthnError> {
+        self.verify_in(password, &mut Vec::new())
+    }
+
+    /// As [`Self::verify`], in caller-owned working memory (grown as
+    /// needed): a pool thread keeps one buffer rather than allocating (and
+    /// leaving glibc to keep) megabytes per check.
+    pub fn verify_in(&self, password: &[u8], memory: &mut Vec<Block>) -> Result<bool, AuthnError> {
+        let need = self.argon2.params().block_count();
+        if memory.len() < need {
+            memory.resize(need, Block::new());
+        }
         let mut out = [0u8; MAX_OUTPUT];
         let out = &mut out[..usize::from(self.expected_len)];
         self.argon2
-            .hash_password_into(password, self.salt(), out)
+            .hash_password_into_with_memory(password, self.salt(), out, &mut memory[..need])
             .map_err(|_| AuthnError::BadHash)?;
         Ok(bool::from(out.ct_eq(self.expected())))
     }
@@ -259,6 +270,33 @@ pub(crate) mod tests {
     const ALICE: &str = "$argon2id$v=19$m=19456,t=2,p=1$fPdvAIzHsCzp5f5c7ZOqiA$R1cvJZ3/iOuCLjoAlNti9heuVIRGhMPbjWq2ACM/48E";
 
     use argon2::PasswordHasher;
+
+    /// The check of a cheap hash of `password`; each `n` its own salt.
+    pub(crate) fn check_of(password: &[u8], n: u8) -> PasswordCheck {
+        let params = Params::new(8, 1, 1, Some(32)).unwrap();
+        let phc = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password_with_salt(password, &[b'a' + n % 26; 16])
+            .unwrap()
+            .to_string();
+        decode(&phc).unwrap().check
+    }
+
+    #[test]
+    fn one_buffer_serves_checks_of_any_size() {
+        let mut memory = Vec::new();
+        let small = check_of(b"pw", 1);
+        assert!(small.verify_in(b"pw", &mut memory).unwrap());
+        assert_eq!(memory.len(), 8);
+        let mut b = HashStoreBuilder::with_capacity(1);
+        let h = b.add(ALICE).unwrap();
+        let big = b.finish().check(h);
+        assert!(big.verify_in(b"alice-pass-1", &mut memory).unwrap());
+        assert_eq!(memory.len(), 19456);
+        // Reused after a bigger check: left-over blocks do not matter.
+        assert!(small.verify_in(b"pw", &mut memory).unwrap());
+        assert!(!small.verify_in(b"pw2", &mut memory).unwrap());
+        assert_eq!(memory.len(), 19456);
+    }
 
     /// A PHC string made with parameters cheap enough for a unit test.
     pub(crate) fn cheap(password: &[u8], alg: Algorithm, out_len: usize) -> String {

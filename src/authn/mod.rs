@@ -18,6 +18,7 @@ pub use pool::{Argon2Pool, PoolMetrics};
 use std::collections::HashSet;
 use std::hash::BuildHasher;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::policy::{GroupId, Identity, Source};
 use crate::secret::Secret;
@@ -88,8 +89,8 @@ impl AuthnError {
     }
 }
 
-/// The local user database of one configuration generation, with its
-/// verified-credential cache (a reload starts a fresh cache).
+/// The local user database of one configuration generation. What was
+/// verified lives in [`Credentials`], which outlives generations.
 pub struct LocalUsers {
     /// In configuration order.
     users: Box<[LocalUser]>,
@@ -97,7 +98,8 @@ pub struct LocalUsers {
     hashes: HashStore,
     /// Every user's full name and email, back to back.
     text: Box<str>,
-    cache: CredentialCache,
+    /// `server.credential_cache_ttl` of this generation; zero disables.
+    cache_ttl: Duration,
 }
 
 impl std::fmt::Debug for LocalUsers {
@@ -105,7 +107,7 @@ impl std::fmt::Debug for LocalUsers {
         f.debug_struct("LocalUsers")
             .field("users", &self.users.len())
             .field("hashes", &self.hashes)
-            .field("cache", &self.cache)
+            .field("cache_ttl", &self.cache_ttl)
             .finish()
     }
 }
@@ -153,35 +155,15 @@ impl LocalUsers {
         Ok(user)
     }
 
-    /// Checks a cleartext password (PAP, ASCII login, web form). A repeat of
-    /// a recently verified pair is answered from the cache in microseconds;
-    /// otherwise argon2 runs on the bounded blocking pool, never on the
-    /// async workers.
-    pub async fn check_password(
-        &self,
-        pool: &Argon2Pool,
-        name: &str,
-        password: &[u8],
-    ) -> Result<&LocalUser, AuthnError> {
-        let user = self.active(name)?;
-        let fingerprint = self.cache.fingerprint(name, password);
-        if self.cache.contains(&fingerprint) {
-            pool.metrics().cache_hit();
-            return Ok(user);
-        }
-        pool.metrics().cache_miss();
-        if pool.verify(self.hashes.check(user.hash), password).await? {
-            self.cache.insert(fingerprint);
-            Ok(user)
-        } else {
-            Err(AuthnError::BadPassword)
-        }
+    /// How long a verified credential is remembered; zero: not at all.
+    pub fn cache_ttl(&self) -> Duration {
+        self.cache_ttl
     }
 
-    /// Whether (user, password) passed argon2 recently: the fast path that
-    /// lets a repeat login skip the blocking pool entirely.
-    pub fn cached(&self, name: &str, password: &[u8]) -> bool {
-        self.cache.contains(&self.cache.fingerprint(name, password))
+    /// What checking `user`'s password takes; `user` must come from this
+    /// table.
+    pub(crate) fn password_check(&self, user: &LocalUser) -> PasswordCheck {
+        self.hashes.check(user.hash)
     }
 
     /// The cleartext-equivalent for CHAP / MS-CHAP, for an enabled user who
@@ -291,14 +273,15 @@ impl LocalUsersBuilder {
         Ok(TextSpan { at, len })
     }
 
-    pub fn finish(self, cache: CredentialCache) -> LocalUsers {
+    /// `cache_ttl`: how long a verified credential is remembered.
+    pub fn finish(self, cache_ttl: Duration) -> LocalUsers {
         let users: Box<[LocalUser]> = self.users.into();
         LocalUsers {
             index: NameIndex::new(&users),
             users,
             hashes: self.hashes.finish(),
             text: self.text.into(),
-            cache,
+            cache_ttl,
         }
     }
 }
@@ -377,7 +360,7 @@ mod tests {
             };
             b.push(user, hash).unwrap();
         }
-        b.finish(CredentialCache::new(Duration::from_secs(60)))
+        b.finish(Duration::from_secs(60))
     }
 
     #[test]
@@ -422,13 +405,11 @@ mod tests {
     #[tokio::test]
     async fn passwords_are_checked_against_the_decoded_hash() {
         let u = users(2);
-        let pool = Argon2Pool::new(1, 4, PoolMetrics::default());
-        assert!(u.check_password(&pool, "user0", b"pw").await.is_ok());
-        assert!(u.cached("user0", b"pw"));
+        let c = Credentials::new(Arc::new(Argon2Pool::new(1, 4, PoolMetrics::default())));
+        assert!(c.password(&u, "user0", b"pw").await.is_ok());
+        assert!(c.cached(&u, "user0", b"pw"));
         assert_eq!(
-            u.check_password(&pool, "user1", b"wrong")
-                .await
-                .unwrap_err(),
+            c.password(&u, "user1", b"wrong").await.unwrap_err(),
             AuthnError::BadPassword
         );
     }

@@ -2,8 +2,10 @@
 //! at most `threads` at once, with at most `queue` waiting; anything beyond
 //! is shed (counted) rather than queued without bound.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use argon2::Block;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -52,6 +54,11 @@ impl PoolMetrics {
         m
     }
 
+    /// argon2 verifications run so far.
+    pub fn verifications(&self) -> u64 {
+        self.verifications.get()
+    }
+
     pub(crate) fn cache_hit(&self) {
         self.cache_hits.inc();
     }
@@ -69,6 +76,10 @@ pub struct Argon2Pool {
     waiting: AtomicUsize,
     max_waiting: usize,
     metrics: PoolMetrics,
+    /// argon2 working memory, one buffer per verification running: at most
+    /// `threads` of them, reused, so memory is bounded by the pool size and
+    /// not by how many logins arrive at once.
+    memory: Arc<Mutex<Vec<Vec<Block>>>>,
 }
 
 impl Argon2Pool {
@@ -78,11 +89,18 @@ impl Argon2Pool {
             waiting: AtomicUsize::new(0),
             max_waiting: queue,
             metrics,
+            memory: Arc::default(),
         }
     }
 
     pub fn metrics(&self) -> &PoolMetrics {
         &self.metrics
+    }
+
+    /// Bytes of argon2 working memory the pool holds for reuse.
+    pub fn memory_held(&self) -> usize {
+        let m = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
+        m.iter().map(|b| b.capacity() * Block::SIZE).sum()
     }
 
     /// Checks `password` against a stored hash off the async workers.
@@ -104,9 +122,17 @@ impl Argon2Pool {
         };
         self.metrics.verifications.inc();
         let password = password.to_vec();
+        let memory = self.memory.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            check.verify(&password)
+            let take = || memory.lock().unwrap_or_else(PoisonError::into_inner).pop();
+            let mut buffer = take().unwrap_or_default();
+            let result = check.verify_in(&password, &mut buffer);
+            memory
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(buffer);
+            result
         })
         .await
         .map_err(|_| AuthnError::BadHash)?

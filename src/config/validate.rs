@@ -17,7 +17,7 @@ mod saml;
 mod web;
 use super::raw::*;
 use super::*;
-use crate::authn::{CredentialCache, LocalUsersBuilder, NewUser};
+use crate::authn::{LocalUsersBuilder, NewUser};
 use crate::client::Client;
 use crate::policy::{
     Action, CommandPattern, CommandRule, CommandRules, GroupId, Mapping, PolicyTable, Role, RoleId,
@@ -214,7 +214,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Loaded, ConfigErrors> 
         path: path.to_path_buf(),
         generation: 0,
         listen,
-        users: users.finish(CredentialCache::new(server.credential_cache_ttl)),
+        users: users.finish(server.credential_cache_ttl),
         server,
         radius,
         tacacs,

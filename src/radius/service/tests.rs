@@ -846,12 +846,14 @@ fn store_errors_map_to_their_drop_reasons() {
 #[tokio::test]
 async fn argon2_overload_is_shed_and_counted_by_finish() {
     let config = demo();
-    // One argon2 thread and no queue: a second concurrent check is shed.
+    // One argon2 thread and no queue: a second concurrent check of another
+    // credential is shed (one of the same credential would wait on the
+    // first instead).
     let pool = Argon2Pool::new(1, 0, PoolMetrics::default());
     let svc = service_with(Credentials::new(Arc::new(pool)), None);
     let mut out = [0u8; 4096];
     let a = pap(1, [12; 16], "bob", "bob-pass-2");
-    let b = pap(2, [13; 16], "bob", "bob-pass-2");
+    let b = pap(2, [13; 16], "carol", "carol-pass-3");
     let da = expect_verify(auth(&svc, &config, DEMO_SRC, &a, &mut out));
     let db = expect_verify(auth(&svc, &config, DEMO_SRC, &b, &mut out));
     let (mut oa, mut ob) = ([0u8; 4096], [0u8; 4096]);
