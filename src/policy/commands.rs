@@ -137,10 +137,29 @@ pub struct CommandRules {
 pub struct CommandVerdict<'a> {
     pub action: Action,
     pub rule: Option<(usize, &'a CommandRule)>,
+    /// Denied unjudged: more than [`MAX_WORDS`] words, so no rule could
+    /// see the whole command (a deny rule might match past the cut).
+    pub too_long: bool,
+}
+
+impl CommandVerdict<'_> {
+    /// The verdict on a command longer than [`MAX_WORDS`] words.
+    pub const TOO_LONG: CommandVerdict<'static> = CommandVerdict {
+        action: Action::Deny,
+        rule: None,
+        too_long: true,
+    };
 }
 
 impl fmt::Display for CommandVerdict<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.too_long {
+            return write!(
+                f,
+                "{}: longer than {MAX_WORDS} words, which the rules cannot judge whole",
+                self.action.as_str()
+            );
+        }
         match self.rule {
             Some((i, r)) => write!(
                 f,
@@ -154,8 +173,8 @@ impl fmt::Display for CommandVerdict<'_> {
     }
 }
 
-/// Commands longer than this many words are judged on their first words;
-/// a longer match would be meaningless for any realistic pattern.
+/// Commands longer than this many words are denied without being judged:
+/// judging their first words only could miss a deny rule.
 pub const MAX_WORDS: usize = 64;
 
 impl CommandRules {
@@ -168,18 +187,22 @@ impl CommandRules {
 
     /// Checks a command given as words (`["show", "running-config"]`).
     pub fn check(&self, words: &[&str]) -> CommandVerdict<'_> {
-        let words = &words[..words.len().min(MAX_WORDS)];
+        if words.len() > MAX_WORDS {
+            return CommandVerdict::TOO_LONG;
+        }
         for (i, rule) in self.rules.iter().enumerate() {
             if rule.pattern.matches(words) {
                 return CommandVerdict {
                     action: rule.action,
                     rule: Some((i, rule)),
+                    too_long: false,
                 };
             }
         }
         CommandVerdict {
             action: self.default,
             rule: None,
+            too_long: false,
         }
     }
 
@@ -187,7 +210,10 @@ impl CommandRules {
     pub fn check_line(&self, line: &str) -> CommandVerdict<'_> {
         let mut buf = [""; MAX_WORDS];
         let mut n = 0;
-        for w in line.split_ascii_whitespace().take(MAX_WORDS) {
+        for w in line.split_ascii_whitespace() {
+            if n == MAX_WORDS {
+                return CommandVerdict::TOO_LONG;
+            }
             buf[n] = w;
             n += 1;
         }
@@ -198,6 +224,20 @@ impl CommandRules {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commands_longer_than_the_rules_can_see_are_denied() {
+        let rules = CommandRules::permit_all();
+        let line = |n: usize| vec!["show"; n].join(" ");
+        assert_eq!(rules.check_line(&line(MAX_WORDS)).action, Action::Permit);
+        let v = rules.check_line(&line(MAX_WORDS + 1));
+        assert_eq!(v.action, Action::Deny);
+        assert!(v.too_long);
+        assert!(v.to_string().contains("longer than 64 words"), "{v}");
+        let words = vec!["show"; MAX_WORDS + 1];
+        assert!(rules.check(&words).too_long);
+        assert!(!rules.check(&words[..MAX_WORDS]).too_long);
+    }
 
     fn rules(default: Action, pats: &[(Action, &str)]) -> CommandRules {
         CommandRules {

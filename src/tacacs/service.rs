@@ -20,7 +20,7 @@ use crate::authn::{AuthnError, Credentials, LocalUser, chap, mschap};
 use crate::client::Client;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::policy::{Action as CmdAction, ClientCtx, Grant, MAX_WORDS};
+use crate::policy::{Action as CmdAction, ClientCtx, CommandVerdict, Grant, MAX_WORDS};
 
 /// Sessions of one connection still in an authentication conversation.
 /// Bounded: a client cannot open unlimited half-finished logins.
@@ -656,6 +656,7 @@ impl Service {
         let mut cmd: Option<&[u8]> = None;
         let mut words: [&str; MAX_WORDS] = [""; MAX_WORDS];
         let mut n = 1; // words[0] is the command itself
+        let mut too_long = false;
         for a in req.args.iter() {
             let Some((name, value, _)) = split_arg(a) else {
                 continue;
@@ -667,6 +668,7 @@ impl Service {
                     words[n] = std::str::from_utf8(value).unwrap_or("\u{fffd}");
                     n += 1;
                 }
+                b"cmd-arg" if value != b"<cr>" => too_long = true,
                 _ => {}
             }
         }
@@ -704,7 +706,11 @@ impl Service {
             }
             Some(c) => {
                 words[0] = std::str::from_utf8(c).unwrap_or("\u{fffd}");
-                let v = grant.role.commands.check(&words[..n]);
+                let v = if too_long {
+                    CommandVerdict::TOO_LONG
+                } else {
+                    grant.role.commands.check(&words[..n])
+                };
                 let line = words[..n].join(" ");
                 if v.action == CmdAction::Permit {
                     self.metrics

@@ -964,11 +964,22 @@ async fn commands_are_checked_against_the_roles_rules() {
         .await;
     assert_eq!(r.author().status, AuthorStatus::FAIL);
 
+    // A command longer than the rules can see whole is denied, even for a
+    // role that may run anything: a deny rule could match past the cut.
+    let many: Vec<String> = (0..70).map(|i| format!("w{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let r = rig.reply(&shell(0x517, "alice", "show", &many)).await;
+    assert_eq!(r.author().status, AuthorStatus::FAIL);
+    let msg = String::from_utf8_lossy(r.author().server_msg);
+    assert!(msg.contains("longer than 64 words"), "{msg}");
+    let r = rig.reply(&shell(0x518, "alice", "show", &many[..63])).await;
+    assert_eq!(r.author().status, AuthorStatus::PASS_ADD);
+
     assert_eq!(
         rig.counted(),
         counts(&[
-            ("authorization/command_permit", 4),
-            ("authorization/command_deny", 3),
+            ("authorization/command_permit", 5),
+            ("authorization/command_deny", 4),
         ])
     );
 }
