@@ -17,6 +17,7 @@
 //!   verified-credential cache, CHAP and MS-CHAP.
 //! - [`profile`]: renders a grant for a kind of appliance.
 //! - [`client`]: appliances by source network, with their secrets.
+//! - [`datadir`]: the data directory and databases, private to the server.
 //! - [`secret`]: secrets from the file, the environment or a file of their
 //!   own; redacted in `Debug`, compared in constant time.
 //! - [`radius`]: codec (sans-I/O), service, engine (UDP), duplicate cache,
@@ -44,6 +45,7 @@ pub mod authn;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod datadir;
 pub mod dict;
 pub mod explain;
 pub mod http;

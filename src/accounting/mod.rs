@@ -328,6 +328,11 @@ pub enum StoreError {
         path: PathBuf,
         cause: Arc<std::io::Error>,
     },
+    #[error("cannot make accounting database {} private: {cause}", path.display())]
+    Private {
+        path: PathBuf,
+        cause: Arc<std::io::Error>,
+    },
     #[error("cannot open accounting database {}: {cause}", path.display())]
     Open {
         path: PathBuf,

@@ -1158,11 +1158,16 @@ fn checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
 }
 
 fn db_path(data_dir: &Path) -> Result<PathBuf, StoreError> {
-    std::fs::create_dir_all(data_dir).map_err(|e| StoreError::CreateDir {
+    crate::datadir::private_dir(data_dir).map_err(|e| StoreError::CreateDir {
         path: data_dir.to_path_buf(),
         cause: Arc::new(e),
     })?;
-    Ok(data_dir.join(DB_FILE))
+    let path = data_dir.join(DB_FILE);
+    crate::datadir::private_db(&path).map_err(|e| StoreError::Private {
+        path: path.clone(),
+        cause: Arc::new(e),
+    })?;
+    Ok(path)
 }
 
 fn open_conn(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {

@@ -116,6 +116,9 @@ pub struct Config {
 pub struct Loaded {
     pub config: Config,
     pub warnings: Vec<ConfigError>,
+    /// Where the first secret written inline stands, if any: [`load`] warns
+    /// there when the file is readable by other users.
+    pub inline_secret: Option<ConfigError>,
 }
 
 /// Reads and validates a configuration file.
@@ -132,7 +135,21 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
     let loaded = from_str(path, &text).and_then(with_dictionaries);
     drop(text);
     release_free_memory();
-    loaded
+    let mut loaded = loaded?;
+    if let Some(mut w) = loaded.inline_secret.take() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).map_or(0, |m| m.permissions().mode());
+        if mode & 0o004 != 0 {
+            w.message = format!(
+                "this file holds secrets inline (the first here) and every user can read it \
+                 (mode {:03o}): `chmod 600` it, or give the secrets as {{ env = \"...\" }} or \
+                 {{ file = \"...\" }}",
+                mode & 0o777
+            );
+            loaded.warnings.push(w);
+        }
+    }
+    Ok(loaded)
 }
 
 /// Gives the kernel back the pages that loading used and freed.
@@ -203,5 +220,54 @@ fn load_dictionaries(r: &RadiusSettings) -> Result<Arc<Dictionary>, DictError> {
 pub fn fuzz_config(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = from_str(Path::new("fuzz.toml"), text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    const INLINE: &str = "[[client]]\nname = \"nas\"\ncidrs = [\"192.0.2.0/24\"]\nradius_secret = \"an-inline-secret-0123\"\n";
+
+    fn load_with_mode(text: &str, mode: u32) -> Loaded {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        load(&path).unwrap()
+    }
+
+    #[test]
+    fn inline_secrets_in_a_file_others_can_read_are_warned_about() {
+        let l = load_with_mode(INLINE, 0o644);
+        let w: Vec<_> = l
+            .warnings
+            .iter()
+            .filter(|w| w.message.contains("chmod 600"))
+            .collect();
+        assert_eq!(w.len(), 1, "{:?}", l.warnings);
+        assert_eq!(w[0].key, "client[nas].radius_secret");
+        assert_eq!(w[0].line, 4);
+        assert!(w[0].message.contains("mode 644"), "{}", w[0].message);
+        for quiet in [load_with_mode(INLINE, 0o600), load_with_mode(INLINE, 0o640)] {
+            assert!(
+                !quiet.warnings.iter().any(|w| w.message.contains("chmod")),
+                "{:?}",
+                quiet.warnings
+            );
+        }
+        // A file with no inline secret may be readable by anyone.
+        let by_env = INLINE.replace(
+            "\"an-inline-secret-0123\"",
+            "{ env = \"PORTCULLIS_TEST_NEVER_SET_SECRET\" }",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, by_env).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = load(&path).unwrap_err();
+        assert!(!e.to_string().contains("chmod"), "{e}");
     }
 }

@@ -38,6 +38,8 @@ struct Ctx<'a> {
     base: PathBuf,
     errors: Vec<ConfigError>,
     warnings: Vec<ConfigError>,
+    /// The first secret written inline.
+    inline_secret: Option<ConfigError>,
 }
 
 impl Ctx<'_> {
@@ -84,7 +86,12 @@ impl Ctx<'_> {
     fn secret(&mut self, raw: &Spanned<RawSecret>, key: &str) -> Option<Secret> {
         let span = raw.span();
         let value = match raw.get_ref() {
-            RawSecret::Inline(s) => s.clone().into_bytes(),
+            RawSecret::Inline(s) => {
+                if self.inline_secret.is_none() {
+                    self.inline_secret = Some(self.loc.error(span.clone(), key, "secret inline"));
+                }
+                s.clone().into_bytes()
+            }
             RawSecret::Env { env } => match std::env::var(env) {
                 Ok(v) => v.into_bytes(),
                 Err(_) => {
@@ -153,6 +160,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Loaded, ConfigErrors> 
         base,
         errors: Vec::new(),
         warnings: Vec::new(),
+        inline_secret: None,
     };
     let raw: RawConfig = match toml::from_str(text) {
         Ok(r) => r,
@@ -230,6 +238,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Loaded, ConfigErrors> 
     Ok(Loaded {
         config,
         warnings: cx.warnings,
+        inline_secret: cx.inline_secret,
     })
 }
 

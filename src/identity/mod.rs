@@ -83,11 +83,15 @@ pub struct IdentityStore {
 
 impl IdentityStore {
     pub fn open(data_dir: &Path) -> Result<Self, IdentityError> {
-        std::fs::create_dir_all(data_dir).map_err(|cause| IdentityError::CreateDir {
+        crate::datadir::private_dir(data_dir).map_err(|cause| IdentityError::CreateDir {
             path: data_dir.to_path_buf(),
             cause,
         })?;
         let path = data_dir.join(DB_FILE);
+        crate::datadir::private_db(&path).map_err(|cause| IdentityError::CreateDir {
+            path: path.clone(),
+            cause,
+        })?;
         let db = |cause| IdentityError::Db {
             path: path.clone(),
             cause,
