@@ -62,7 +62,16 @@ impl Credentials {
         name: &str,
         password: &[u8],
     ) -> Result<&'u LocalUser, AuthnError> {
-        let user = users.active(name)?;
+        let user = match users.active(name) {
+            Ok(u) => u,
+            Err(refused) => {
+                // The same argon2 a real check runs, so an unknown or
+                // disabled name is refused no faster than a wrong password.
+                self.pool.metrics().cache_miss();
+                let _ = self.pool.verify(users.decoy_check(), password).await?;
+                return Err(refused);
+            }
+        };
         let ttl = users.cache_ttl();
         let fp = self.fingerprint(users, user, password);
         if !ttl.is_zero() && self.shared.cache.contains(&fp) {
@@ -222,6 +231,38 @@ mod tests {
             AuthnError::BadPassword
         );
         assert_eq!(m.verifications(), 3);
+    }
+
+    #[tokio::test]
+    async fn unknown_and_disabled_names_cost_one_argon2_like_a_wrong_password() {
+        let (c, m) = checker(1);
+        let mut b = LocalUsersBuilder::with_capacity(1);
+        let hash = b
+            .hash(&cheap(b"pw", argon2::Algorithm::Argon2id, 32))
+            .unwrap();
+        let user = NewUser {
+            name: "mallory",
+            groups: &[0],
+            enabled: false,
+            full_name: "",
+            email: "",
+            cleartext_password: None,
+        };
+        b.push(user, hash).unwrap();
+        let u = b.finish(TTL);
+        for (name, pw, refused, runs) in [
+            ("mallory", "pw", AuthnError::Disabled, 1),
+            ("nobody", "pw", AuthnError::UnknownUser, 2),
+            ("nobody", "", AuthnError::UnknownUser, 3),
+        ] {
+            assert_eq!(
+                c.password(&u, name, pw.as_bytes()).await.unwrap_err(),
+                refused
+            );
+            assert_eq!(m.verifications(), runs, "{name}");
+        }
+        // Nothing about them is remembered.
+        assert!(!c.cached(&u, "mallory", b"pw"));
     }
 
     #[tokio::test]

@@ -206,6 +206,26 @@ impl std::fmt::Debug for HashStore {
 }
 
 impl HashStore {
+    /// A check no password passes, costing what checking a user's password
+    /// costs (the first configuration's parameters, the crate's defaults
+    /// without users): run for unknown and disabled users, so the time of
+    /// a refusal does not tell which names exist.
+    pub(crate) fn decoy(&self) -> PasswordCheck {
+        let argon2 = self.kdfs.first().cloned().unwrap_or_default();
+        let salt: [u8; 16] = rand::random();
+        let expected: [u8; 32] = rand::random();
+        let len = argon2
+            .params()
+            .output_len()
+            .unwrap_or(expected.len())
+            .min(MAX_OUTPUT);
+        let mut out = [0u8; MAX_OUTPUT];
+        for (i, b) in out.iter_mut().enumerate().take(len) {
+            *b = expected[i % expected.len()];
+        }
+        PasswordCheck::new(argon2, &salt, &out[..len])
+    }
+
     pub(crate) fn check(&self, h: StoredHash) -> PasswordCheck {
         let at = h.at as usize;
         let mid = at + usize::from(h.salt_len);

@@ -160,6 +160,11 @@ impl LocalUsers {
         self.cache_ttl
     }
 
+    /// A check that costs what a user's does and that nothing passes.
+    pub(crate) fn decoy_check(&self) -> PasswordCheck {
+        self.hashes.decoy()
+    }
+
     /// What checking `user`'s password takes; `user` must come from this
     /// table.
     pub(crate) fn password_check(&self, user: &LocalUser) -> PasswordCheck {

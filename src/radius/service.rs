@@ -221,11 +221,12 @@ impl Service {
             match codec::unhide_password(hidden, secret, pkt.authenticator(), &mut buf) {
                 Err(e) => return Step::Drop(DropReason::Crypto(e)),
                 Ok(password) => match config.users.active(user) {
-                    Err(e) => self.refuse("pap", user, client, e),
                     Ok(_) if self.credentials.cached(&config.users, user, password) => {
                         self.grant(config, client, user, None, "pap")
                     }
-                    Ok(_) => {
+                    // Unknown and disabled users too: the credential check
+                    // refuses them after the same argon2 as a wrong password.
+                    _ => {
                         return Step::Verify(Box::new(Deferred {
                             config: config.clone(),
                             client: ci,

@@ -421,29 +421,33 @@ async fn bob_with_his_password_gets_the_helpdesk_role() {
     );
 }
 
-#[test]
-fn mallory_is_rejected_at_once() {
+/// Refused only after the argon2 a wrong password costs, so the time of
+/// the answer does not tell which names exist or are disabled.
+async fn refused_after_one_argon2(user: &str, password: &str, reason: &'static str) {
     let config = demo();
-    let svc = service();
+    let metrics = PoolMetrics::default();
+    let pool = Argon2Pool::new(1, 16, metrics.clone());
+    let svc = service_with(Credentials::new(Arc::new(pool)), None);
     let mut out = [0u8; 4096];
-    // Her right password does not matter: no argon2 runs (no Verify step).
-    let req = pap(4, [0x44; 16], "mallory", "whatever");
-    let n = expect_reply(auth(&svc, &config, DEMO_SRC, &req, &mut out));
+    let req = pap(4, [0x44; 16], user, password);
+    let d = expect_verify(auth(&svc, &config, DEMO_SRC, &req, &mut out));
+    let n = svc.finish(&d, &mut out).await.expect("answered");
     let reply = checked_reply(&out[..n], &req, &demo_secret());
     assert_eq!(reply.code(), Code::ACCESS_REJECT);
-    assert_eq!(auths(&svc, "pap", "disabled"), 1);
+    assert_eq!(auths(&svc, "pap", reason), 1);
+    assert_eq!(metrics.verifications(), 1, "{user}");
 }
 
-#[test]
-fn an_unknown_user_is_rejected() {
-    let config = demo();
-    let svc = service();
-    let mut out = [0u8; 4096];
-    let req = pap(5, [0x55; 16], "trudy", "alice-pass-1");
-    let n = expect_reply(auth(&svc, &config, DEMO_SRC, &req, &mut out));
-    let reply = checked_reply(&out[..n], &req, &demo_secret());
-    assert_eq!(reply.code(), Code::ACCESS_REJECT);
-    assert_eq!(auths(&svc, "pap", "unknown_user"), 1);
+#[tokio::test]
+async fn mallory_is_rejected_after_the_same_argon2_as_a_wrong_password() {
+    // Her right password does not matter.
+    refused_after_one_argon2("mallory", "mallory-pass-4", "disabled").await;
+    refused_after_one_argon2("bob", "not-bobs", "bad_password").await;
+}
+
+#[tokio::test]
+async fn an_unknown_user_is_rejected_after_the_same_argon2() {
+    refused_after_one_argon2("trudy", "alice-pass-1", "unknown_user").await;
 }
 
 #[test]
@@ -472,8 +476,8 @@ fn a_request_without_user_name_or_method_is_rejected() {
     assert_eq!(auths(&svc, "none", "no_supported_method"), 1);
 }
 
-#[test]
-fn proxy_state_is_echoed_in_order() {
+#[tokio::test]
+async fn proxy_state_is_echoed_in_order() {
     let config = demo();
     let svc = service();
     let mut out = [0u8; 4096];
@@ -483,7 +487,8 @@ fn proxy_state_is_echoed_in_order() {
         w.put(attr::PROXY_STATE, b"first").unwrap();
         w.put(attr::PROXY_STATE, b"second").unwrap();
     });
-    let n = expect_reply(auth(&svc, &config, DEMO_SRC, &req, &mut out));
+    let d = expect_verify(auth(&svc, &config, DEMO_SRC, &req, &mut out));
+    let n = svc.finish(&d, &mut out).await.expect("answered");
     let reply = checked_reply(&out[..n], &req, &demo_secret());
     let states: Vec<&[u8]> = reply.attrs(attr::PROXY_STATE).collect();
     assert_eq!(states, [&b"first"[..], b"second"]);
