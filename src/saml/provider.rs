@@ -17,6 +17,11 @@ use super::response::{Expect, Verified, verify};
 use super::settings::{IdpSource, SamlSettings};
 use super::xml::{MAX_XML, b64};
 
+/// SAML responses verified at once, process-wide; more wait their turn, so
+/// hostile posts cannot take every blocking thread or core.
+const MAX_VERIFYING: usize = 2;
+static VERIFYING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_VERIFYING);
+
 /// Bounds on the shared maps, so a flood of starts cannot grow memory.
 const MAX_PENDING: usize = 10_000;
 const MAX_SEEN: usize = 100_000;
@@ -245,21 +250,34 @@ impl SamlProvider {
             .idp()
             .await
             .map_err(|e| Refusal::new(Reason::Unavailable, e.to_string()))?;
-        let v = verify(
-            &xml,
-            &Expect {
-                idp_entity_id: &idp.entity_id,
-                sp_entity_id: &s.sp_entity_id,
-                acs_url: &s.acs_url,
-                certs: &idp.certs,
-                now,
-                skew: s.clock_skew,
-                allow_sha1: s.allow_sha1,
-                allow_idp_initiated: s.allow_idp_initiated,
-                sp_key: s.sp_key.as_deref(),
-                attributes: &s.attributes,
-            },
-        )?;
+        // Parsing, canonicalising, RSA and decryption are CPU work on
+        // attacker-sent bytes: off the async workers, a few at a time.
+        let v = {
+            let _turn = VERIFYING
+                .acquire()
+                .await
+                .map_err(|_| Refusal::new(Reason::Unavailable, "shutting down"))?;
+            let s = s.clone();
+            tokio::task::spawn_blocking(move || {
+                verify(
+                    &xml,
+                    &Expect {
+                        idp_entity_id: &idp.entity_id,
+                        sp_entity_id: &s.sp_entity_id,
+                        acs_url: &s.acs_url,
+                        certs: &idp.certs,
+                        now,
+                        skew: s.clock_skew,
+                        allow_sha1: s.allow_sha1,
+                        allow_idp_initiated: s.allow_idp_initiated,
+                        sp_key: s.sp_key.as_deref(),
+                        attributes: &s.attributes,
+                    },
+                )
+            })
+            .await
+            .map_err(|e| Refusal::new(Reason::Unavailable, format!("verification task: {e}")))??
+        };
         // Replay first, so a second post of a used response says so.
         if state.is_seen(&s.name, &v.assertion_id, now) {
             return refuse(
