@@ -61,6 +61,8 @@ pub struct RadiusSettings {
 pub struct TacacsSettings {
     pub max_connections: usize,
     pub max_connections_per_client: usize,
+    /// Per source address: one host cannot fill its client's share.
+    pub max_connections_per_address: usize,
     pub idle_timeout: Duration,
     pub read_timeout: Duration,
     pub banner: Option<String>,

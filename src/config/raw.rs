@@ -155,6 +155,7 @@ pub struct RawRadius {
 pub struct RawTacacs {
     pub max_connections: Option<Spanned<i64>>,
     pub max_connections_per_client: Option<Spanned<i64>>,
+    pub max_connections_per_address: Option<Spanned<i64>>,
     /// Seconds a connection may sit between packets before it is closed.
     pub idle_timeout: Option<Spanned<i64>>,
     /// Seconds a started packet may take to arrive in full.

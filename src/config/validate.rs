@@ -348,6 +348,12 @@ fn tacacs(cx: &mut Ctx<'_>, raw: &RawTacacs) -> TacacsSettings {
             1..1_000_001,
             1024,
         ) as usize,
+        max_connections_per_address: cx.int(
+            &raw.max_connections_per_address,
+            "tacacs.max_connections_per_address",
+            1..1_000_001,
+            256,
+        ) as usize,
         idle_timeout: Duration::from_secs(cx.int(
             &raw.idle_timeout,
             "tacacs.idle_timeout",

@@ -3,18 +3,16 @@
 //! read timeouts (so a silent or slow peer cannot hold a slot), de-obfuscates
 //! with the client's key and writes replies. Knows nothing about roles.
 
-use std::collections::HashMap;
 use std::io;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::BytesMut;
 use tokio::io::unix::AsyncFd;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -22,6 +20,7 @@ use tracing::{debug, warn};
 
 use super::codec::{DecodeError, FLAG_SINGLE_CONNECT, HEADER_LEN, Header, obfuscate};
 use super::service::{CloseReason, Conn, Outcome, Service};
+use super::slots::{Full, Limits, Slot, Slots};
 use crate::config::ConfigHandle;
 
 /// Why a connection was refused or closed, counted by reason.
@@ -33,6 +32,9 @@ pub enum Closed {
     UnknownClient,
     ConnectionLimit,
     ClientConnectionLimit,
+    AddressConnectionLimit,
+    /// An idle connection closed to admit a newer one at a limit.
+    Evicted,
     /// A header that does not frame a packet.
     Frame(DecodeError),
     IdleTimeout,
@@ -56,6 +58,8 @@ impl Closed {
             Self::UnknownClient => "unknown_client",
             Self::ConnectionLimit => "connection_limit",
             Self::ClientConnectionLimit => "client_connection_limit",
+            Self::AddressConnectionLimit => "address_connection_limit",
+            Self::Evicted => "evicted",
             Self::Frame(e) => e.label(),
             Self::IdleTimeout => "idle_timeout",
             Self::ReadTimeout => "read_timeout",
@@ -74,32 +78,6 @@ const MAX_BODY: u32 = 64 * 1024;
 /// Free room kept in a connection's buffer for the next read.
 const READ_ROOM: usize = 4096;
 
-/// Connections per client, for the per-client limit.
-#[derive(Default)]
-struct PerClient(Mutex<HashMap<Arc<str>, usize>>);
-
-impl PerClient {
-    fn try_take(&self, name: &Arc<str>, max: usize) -> bool {
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let n = m.entry(name.clone()).or_insert(0);
-        if *n >= max {
-            return false;
-        }
-        *n += 1;
-        true
-    }
-
-    fn give_back(&self, name: &Arc<str>) {
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = m.get_mut(name) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(name);
-            }
-        }
-    }
-}
-
 /// Accepts until `stop`, then waits for open connections to finish the
 /// request they are in.
 pub async fn run(
@@ -108,9 +86,7 @@ pub async fn run(
     config: ConfigHandle,
     stop: CancellationToken,
 ) -> io::Result<()> {
-    let max = config.load().tacacs.max_connections;
-    let slots = Arc::new(Semaphore::new(max));
-    let per_client = Arc::new(PerClient::default());
+    let slots = Arc::new(Slots::default());
     let tracker = TaskTracker::new();
     // Our own readiness handling (AsyncFd) for the listener and its
     // connections: reads go through recvmsg for the kernel's receive
@@ -146,26 +122,35 @@ pub async fn run(
             metrics.error(Closed::UnknownClient);
             continue;
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            metrics.error(Closed::ConnectionLimit);
-            continue;
+        let t = &current.tacacs;
+        let limits = Limits {
+            total: t.max_connections,
+            per_client: t.max_connections_per_client,
+            per_address: t.max_connections_per_address,
         };
-        let name = client.name.clone();
-        if !per_client.try_take(&name, current.tacacs.max_connections_per_client) {
-            metrics.error(Closed::ClientConnectionLimit);
-            continue;
-        }
+        let slot = match slots.admit(&client.name, peer.ip(), limits) {
+            Ok((slot, _)) => slot,
+            Err(full) => {
+                metrics.error(match full {
+                    Full::Total => Closed::ConnectionLimit,
+                    Full::Client => Closed::ClientConnectionLimit,
+                    Full::Address => Closed::AddressConnectionLimit,
+                });
+                continue;
+            }
+        };
         drop(current);
         metrics.connections.inc();
         metrics.connections_open.inc();
         let service = service.clone();
         let config = config.clone();
-        let per_client = per_client.clone();
+        let slots = slots.clone();
         let stop = stop.clone();
         tracker.spawn(async move {
             match Stream::new(stream) {
                 Ok(mut stream) => {
-                    let reason = connection(&mut stream, peer, &service, &config, &stop).await;
+                    let reason =
+                        connection(&mut stream, peer, &service, &config, &slot, &stop).await;
                     // Counted before the socket closes, so whoever sees the
                     // close also sees the count.
                     if let Some(reason) = reason {
@@ -176,8 +161,7 @@ pub async fn run(
                 Err(_) => service.metrics().error(Closed::AcceptFailed),
             }
             service.metrics().connections_open.dec();
-            per_client.give_back(&name);
-            drop(permit);
+            slots.release(&slot);
         });
     }
     tracker.close();
@@ -192,6 +176,7 @@ async fn connection(
     peer: SocketAddr,
     service: &Service,
     config: &ConfigHandle,
+    slot: &Slot,
     stop: &CancellationToken,
 ) -> Option<Closed> {
     let mut buf = BytesMut::with_capacity(READ_ROOM);
@@ -201,6 +186,9 @@ async fn connection(
     let mut conn = Conn::new(peer);
     let mut single_connect: Option<bool> = None;
     loop {
+        // A packet's whole arrival is bounded from its first byte, however
+        // slowly the rest trickles in.
+        let mut first_byte = (!buf.is_empty()).then(Instant::now);
         // Read until one whole packet is buffered.
         let (header, total) = loop {
             match Header::check(&buf, MAX_BODY) {
@@ -210,16 +198,23 @@ async fn connection(
             }
             let limit = {
                 let current = config.load();
-                if buf.is_empty() {
-                    current.tacacs.idle_timeout
-                } else {
-                    current.tacacs.read_timeout
+                match first_byte {
+                    None => current.tacacs.idle_timeout,
+                    Some(t) => current.tacacs.read_timeout.saturating_sub(t.elapsed()),
                 }
             };
+            if buf.is_empty() && !conn.in_login() {
+                slot.idle();
+            }
             let read = tokio::select! {
                 _ = stop.cancelled() => return None,
+                _ = slot.evicted().cancelled() => return Some(Closed::Evicted),
                 r = timeout(limit, stream.read_stamped(&mut buf)) => r,
             };
+            slot.busy();
+            if first_byte.is_none() && !buf.is_empty() {
+                first_byte = Some(Instant::now());
+            }
             match read {
                 Ok(Ok((0, _))) => {
                     return if buf.is_empty() {

@@ -6,3 +6,4 @@ pub mod codec;
 pub mod engine;
 pub mod metrics;
 pub mod service;
+pub mod slots;

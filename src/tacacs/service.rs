@@ -62,6 +62,11 @@ impl Conn {
             sessions: HashMap::new(),
         }
     }
+
+    /// Whether an authentication conversation is open (more CONTINUEs due).
+    pub fn in_login(&self) -> bool {
+        !self.sessions.is_empty()
+    }
 }
 
 /// After a reply: whether the session it belonged to is over.
