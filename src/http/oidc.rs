@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use super::pages::{escape, idp_unavailable, page};
+use super::pages::{escape, idp_unavailable, no_role, page};
 use super::session::{LOGIN_COOKIE, SessionUser};
 use super::state::{MAX_PENDING, Web};
 
@@ -156,11 +156,17 @@ pub(super) async fn oidc_callback(
         Ok(u) => u,
         Err(r) => return r,
     };
+    let who = SessionUser::External {
+        provider: user.provider.clone(),
+        subject: user.subject.clone(),
+    };
+    if !web.grants_role(&who).await {
+        warn!(provider = %user.provider, user = %user.username, groups = ?user.groups, "web login (oidc) refused: no role");
+        web.metrics.login(&name, "no_role");
+        return no_role(LOGIN_COOKIE);
+    }
     info!(provider = %user.provider, user = %user.username, groups = ?user.groups, "web login (oidc)");
-    let session = web.start_session(SessionUser::External {
-        provider: user.provider,
-        subject: user.subject,
-    });
+    let session = web.start_session(who);
     let mut h = HeaderMap::new();
     h.append(header::SET_COOKIE, session);
     h.append(header::SET_COOKIE, Web::clear_cookie(LOGIN_COOKIE));

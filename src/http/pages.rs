@@ -109,6 +109,22 @@ pub(super) async fn local_login(
     }
 }
 
+/// An identity provider vouched for the person, but the table gives them no
+/// role: a clear answer and no session.
+pub(super) fn no_role(cookie: &str) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        [(header::SET_COOKIE, Web::clear_cookie(cookie))],
+        page(
+            "No access",
+            "<p>Your identity provider logged you in, but none of your groups maps to a role \
+             here and there is no default role. Ask your administrator to map one of your \
+             groups.</p>",
+        ),
+    )
+        .into_response()
+}
+
 pub(super) fn idp_unavailable() -> Response {
     (
         StatusCode::BAD_GATEWAY,

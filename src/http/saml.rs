@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use super::pages::{escape, idp_unavailable, page};
+use super::pages::{escape, idp_unavailable, no_role, page};
 use super::session::{SAML_COOKIE, SamlSession, SessionUser};
 use super::state::Web;
 
@@ -112,13 +112,19 @@ pub(super) async fn saml_acs(
         Ok(u) => u,
         Err(r) => return r,
     };
+    let who = SessionUser::External {
+        provider: user.provider.clone(),
+        subject: user.subject.clone(),
+    };
+    if !web.grants_role(&who).await {
+        warn!(provider = %user.provider, user = %user.username, groups = ?user.groups, "web login (saml) refused: no role");
+        web.saml_metrics.login(&name, "no_role");
+        return no_role(SAML_COOKIE);
+    }
     web.saml_metrics.login(&name, "success");
     info!(provider = %user.provider, user = %user.username, groups = ?user.groups, "web login (saml)");
     let session = web.start_session_with(
-        SessionUser::External {
-            provider: user.provider,
-            subject: user.subject,
-        },
+        who,
         Some(SamlSession {
             provider: name,
             name_id: v.name_id,

@@ -98,6 +98,14 @@ impl Web {
         })
     }
 
+    /// Whether the table grants `user` a role: an external user whom no
+    /// mapping and no default role covers gets no session.
+    pub(super) async fn grants_role(&self, user: &SessionUser) -> bool {
+        self.resolve(user)
+            .await
+            .is_some_and(|r| r.decision.is_some())
+    }
+
     /// Who the session user is now: source, group names and the decision of
     /// the table. `None` when the user no longer exists or is disabled.
     /// Who the session user is now: source, group names and the decision of

@@ -509,3 +509,44 @@ async fn crafted_tokens_and_replays_are_refused_with_the_reason_logged() {
         );
     }
 }
+
+/// An external user whom no mapping and no default role covers gets a clear
+/// answer and no session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmapped_external_user_gets_the_error_page_and_no_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = demo_config(dir.path()).replace("default_role = \"read-only\"\n", "");
+    assert!(!text.contains("default_role"));
+    let s = Running::start_in(dir, &text);
+    let http = s.addrs.http.unwrap();
+    let accounts = s.dir.path().join("accounts.json");
+    let erin = json!({"sub": "u-erin", "preferred_username": "erin", "email": "erin@example.com",
+                      "name": "Erin", "groups": ["contractors"]});
+    write_accounts(&accounts, "u-erin", json!([erin]));
+    let idp = start_idp(&format!("http://{http}/auth/oidc/corp/callback"), &accounts);
+    add_to_config(&s, &provider_block("corp", idp.get("issuer"), http));
+
+    let b = browser();
+    let r = b
+        .get(format!("http://{http}/auth/oidc/corp/start"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "login ended at {}", r.url());
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("none of your groups maps to a role"),
+        "{page}"
+    );
+    let me = b.get(format!("http://{http}/api/me")).send().await.unwrap();
+    assert_eq!(me.status(), 401);
+    let (_, m) = s.http_get("/metrics");
+    assert_eq!(
+        metric(
+            &m,
+            "portcullis_oidc_logins_total{provider=\"corp\",result=\"no_role\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+}
