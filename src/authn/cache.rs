@@ -9,15 +9,20 @@ use std::time::{Duration, Instant};
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 
-use super::PasswordCheck;
-
 type HmacSha256 = hmac::Hmac<Sha256>;
 
 /// Upper bound on entries; past it the cache is emptied rather than grown,
 /// so a flood of distinct valid logins cannot exhaust memory.
 const MAX_ENTRIES: usize = 200_000;
 
-pub type Fingerprint = [u8; 16];
+/// A credential's cache key: an HMAC of user and password, and a tag of the
+/// stored hash they were checked against (a reload that changes the hash
+/// changes the key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint {
+    mac: [u8; 16],
+    stored: u64,
+}
 
 pub struct CredentialCache {
     mac: HmacSha256,
@@ -44,19 +49,19 @@ impl Default for CredentialCache {
 }
 
 impl CredentialCache {
-    /// The key of (user, password) checked against `stored`.
-    pub fn fingerprint(&self, user: &str, password: &[u8], stored: &PasswordCheck) -> Fingerprint {
+    /// The key of (user, password) checked against the stored hash whose
+    /// tag is `stored`. The MAC covers user and password only, one SHA-256
+    /// block for common lengths: this runs on every cached login.
+    pub fn fingerprint(&self, user: &str, password: &[u8], stored: u64) -> Fingerprint {
         let mut mac = self.mac.clone();
-        // Length-prefix each part so ("ab","c") and ("a","bc") differ.
-        for part in [user.as_bytes(), password, stored.salt()] {
-            mac.update(&(part.len() as u32).to_be_bytes());
-            mac.update(part);
-        }
-        mac.update(stored.expected());
+        // Length-prefix the user so ("ab","c") and ("a","bc") differ.
+        mac.update(&(user.len() as u32).to_be_bytes());
+        mac.update(user.as_bytes());
+        mac.update(password);
         let full = mac.finalize().into_bytes();
         let mut out = [0; 16];
         out.copy_from_slice(&full[..16]);
-        out
+        Fingerprint { mac: out, stored }
     }
 
     pub fn contains(&self, fp: &Fingerprint) -> bool {
@@ -100,26 +105,25 @@ impl CredentialCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authn::hash::tests::check_of;
 
     #[test]
     fn remembers_only_the_exact_pair_and_hash() {
         let c = CredentialCache::default();
-        let (h1, h2) = (check_of(b"pw", 1), check_of(b"pw", 2));
-        let fp = c.fingerprint("alice", b"pw", &h1);
+        let (h1, h2) = (1, 2);
+        let fp = c.fingerprint("alice", b"pw", h1);
         assert!(!c.contains(&fp));
         c.insert(fp, Duration::from_secs(60));
-        assert!(c.contains(&c.fingerprint("alice", b"pw", &h1)));
-        assert!(!c.contains(&c.fingerprint("alice", b"pw2", &h1)));
-        assert!(!c.contains(&c.fingerprint("alic", b"epw", &h1)));
+        assert!(c.contains(&c.fingerprint("alice", b"pw", h1)));
+        assert!(!c.contains(&c.fingerprint("alice", b"pw2", h1)));
+        assert!(!c.contains(&c.fingerprint("alic", b"epw", h1)));
         // The same password under a new hash (the user re-keyed) is new.
-        assert!(!c.contains(&c.fingerprint("alice", b"pw", &h2)));
+        assert!(!c.contains(&c.fingerprint("alice", b"pw", h2)));
     }
 
     #[test]
     fn expired_entries_do_not_count() {
         let c = CredentialCache::default();
-        let fp = c.fingerprint("a", b"b", &check_of(b"b", 1));
+        let fp = c.fingerprint("a", b"b", 1);
         let t0 = Instant::now();
         c.insert_at(fp, t0 + Duration::from_secs(60));
         assert!(c.contains_at(&fp, t0 + Duration::from_secs(59)));
@@ -131,7 +135,6 @@ mod tests {
     #[test]
     fn each_process_keys_its_own() {
         let (a, b) = (CredentialCache::default(), CredentialCache::default());
-        let h = check_of(b"p", 1);
-        assert_ne!(a.fingerprint("u", b"p", &h), b.fingerprint("u", b"p", &h));
+        assert_ne!(a.fingerprint("u", b"p", 1), b.fingerprint("u", b"p", 1));
     }
 }

@@ -108,8 +108,8 @@ impl Credentials {
     /// The cache key names the stored hash too, so an entry outlives a
     /// reload exactly when the user's credential did not change.
     fn fingerprint(&self, users: &LocalUsers, user: &LocalUser, password: &[u8]) -> Fingerprint {
-        let check = users.password_check(user);
-        self.shared.cache.fingerprint(&user.name, password, &check)
+        let tag = users.credential_tag(user);
+        self.shared.cache.fingerprint(&user.name, password, tag)
     }
 
     async fn verify_once(

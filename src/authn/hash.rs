@@ -226,6 +226,18 @@ impl HashStore {
         PasswordCheck::new(argon2, &salt, &out[..len])
     }
 
+    /// Eight bytes of the stored hash's expected output: tells one stored
+    /// credential from another (argon2 output is uniformly random).
+    pub(crate) fn tag(&self, h: StoredHash) -> u64 {
+        let at = h.at as usize + usize::from(h.salt_len);
+        let out = &self.bytes[at..at + usize::from(h.expected_len)];
+        let mut tag = [0u8; 8];
+        for (t, b) in tag.iter_mut().zip(out) {
+            *t = *b;
+        }
+        u64::from_le_bytes(tag)
+    }
+
     pub(crate) fn check(&self, h: StoredHash) -> PasswordCheck {
         let at = h.at as usize;
         let mid = at + usize::from(h.salt_len);

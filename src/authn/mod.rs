@@ -160,6 +160,11 @@ impl LocalUsers {
         self.cache_ttl
     }
 
+    /// Which stored credential `user` has, for the credential cache's key.
+    pub(crate) fn credential_tag(&self, user: &LocalUser) -> u64 {
+        self.hashes.tag(user.hash)
+    }
+
     /// A check that costs what a user's does and that nothing passes.
     pub(crate) fn decoy_check(&self) -> PasswordCheck {
         self.hashes.decoy()
