@@ -180,7 +180,7 @@ impl Server {
     fn web(&self) -> Web {
         Web::new(WebParts {
             config: self.config.clone(),
-            credentials: self.credentials.clone(),
+            credentials: self.credentials.for_web(),
             identity: self.identity.clone(),
             exposition: self.exposition.clone(),
             oidc_metrics: self.oidc.clone(),

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::{Argon2Pool, AuthnError, CredentialCache, Fingerprint, LocalUser, LocalUsers};
+use super::{Argon2Pool, AuthnError, CredentialCache, Door, Fingerprint, LocalUser, LocalUsers};
 
 /// A verification in flight: its result once there is one.
 type Outcome = Option<Result<bool, AuthnError>>;
@@ -20,6 +20,7 @@ type Outcome = Option<Result<bool, AuthnError>>;
 pub struct Credentials {
     pool: Arc<Argon2Pool>,
     shared: Arc<Shared>,
+    door: Door,
 }
 
 #[derive(Debug, Default)]
@@ -50,6 +51,16 @@ impl Credentials {
         Self {
             pool,
             shared: Arc::default(),
+            door: Door::Network,
+        }
+    }
+
+    /// The same checker (cache, checks in flight) for the web side, which
+    /// gets only a share of the argon2 threads.
+    pub fn for_web(&self) -> Self {
+        Self {
+            door: Door::Web,
+            ..self.clone()
         }
     }
 
@@ -68,7 +79,10 @@ impl Credentials {
                 // The same argon2 a real check runs, so an unknown or
                 // disabled name is refused no faster than a wrong password.
                 self.pool.metrics().cache_miss();
-                let _ = self.pool.verify(users.decoy_check(), password).await?;
+                let _ = self
+                    .pool
+                    .verify_at(self.door, users.decoy_check(), password)
+                    .await?;
                 return Err(refused);
             }
         };
@@ -142,7 +156,10 @@ impl Credentials {
                         shared: &self.shared,
                         fp,
                     };
-                    let result = self.pool.verify(users.password_check(user), password).await;
+                    let result = self
+                        .pool
+                        .verify_at(self.door, users.password_check(user), password)
+                        .await;
                     if result == Ok(true) && !ttl.is_zero() {
                         self.shared.cache.insert(fp, ttl);
                     }

@@ -13,7 +13,7 @@ mod pool;
 pub use cache::{CredentialCache, Fingerprint};
 pub use credentials::Credentials;
 pub use hash::{HashError, PasswordCheck, check_hash, verify_blocking};
-pub use pool::{Argon2Pool, PoolMetrics};
+pub use pool::{Argon2Pool, Door, PoolMetrics};
 
 use std::collections::HashSet;
 use std::hash::BuildHasher;

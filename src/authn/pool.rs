@@ -10,7 +10,7 @@ use argon2::Block;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{AuthnError, PasswordCheck};
 
@@ -68,6 +68,15 @@ impl PoolMetrics {
     }
 }
 
+/// Where a password check came from: the web side gets only a share of the
+/// pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// RADIUS and TACACS+.
+    Network,
+    Web,
+}
+
 /// Shared by every configuration generation: reloads do not reset the
 /// bound on concurrent argon2 work.
 #[derive(Debug)]
@@ -76,6 +85,11 @@ pub struct Argon2Pool {
     waiting: AtomicUsize,
     max_waiting: usize,
     metrics: PoolMetrics,
+    /// Web checks also take one of these first: at most half the threads
+    /// (at least one), so a flood of web logins leaves RADIUS and TACACS+
+    /// the other half.
+    web: Arc<Semaphore>,
+    web_waiting: AtomicUsize,
     /// argon2 working memory, one buffer per verification running: at most
     /// `threads` of them, reused, so memory is bounded by the pool size and
     /// not by how many logins arrive at once.
@@ -84,11 +98,14 @@ pub struct Argon2Pool {
 
 impl Argon2Pool {
     pub fn new(threads: usize, queue: usize, metrics: PoolMetrics) -> Self {
+        let threads = threads.max(1);
         Self {
-            permits: Arc::new(Semaphore::new(threads.max(1))),
+            permits: Arc::new(Semaphore::new(threads)),
             waiting: AtomicUsize::new(0),
             max_waiting: queue,
             metrics,
+            web: Arc::new(Semaphore::new((threads / 2).max(1))),
+            web_waiting: AtomicUsize::new(0),
             memory: Arc::default(),
         }
     }
@@ -103,28 +120,50 @@ impl Argon2Pool {
         m.iter().map(|b| b.capacity() * Block::SIZE).sum()
     }
 
+    /// A permit of `sem` now, or after waiting in a queue of at most
+    /// `max_waiting`; beyond it the check is shed.
+    async fn admit(
+        &self,
+        sem: &Arc<Semaphore>,
+        waiting: &AtomicUsize,
+    ) -> Result<OwnedSemaphorePermit, AuthnError> {
+        if let Ok(p) = sem.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        if waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
+            waiting.fetch_sub(1, Ordering::AcqRel);
+            self.metrics.shed.inc();
+            return Err(AuthnError::Overloaded);
+        }
+        self.metrics.waiting.inc();
+        let p = sem.clone().acquire_owned().await;
+        waiting.fetch_sub(1, Ordering::AcqRel);
+        self.metrics.waiting.dec();
+        p.map_err(|_| AuthnError::Overloaded)
+    }
+
     /// Checks `password` against a stored hash off the async workers.
     pub async fn verify(&self, check: PasswordCheck, password: &[u8]) -> Result<bool, AuthnError> {
-        let permit = match self.permits.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => {
-                if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
-                    self.waiting.fetch_sub(1, Ordering::AcqRel);
-                    self.metrics.shed.inc();
-                    return Err(AuthnError::Overloaded);
-                }
-                self.metrics.waiting.inc();
-                let p = self.permits.clone().acquire_owned().await;
-                self.waiting.fetch_sub(1, Ordering::AcqRel);
-                self.metrics.waiting.dec();
-                p.map_err(|_| AuthnError::Overloaded)?
-            }
+        self.verify_at(Door::Network, check, password).await
+    }
+
+    /// As [`Self::verify`], for a check that came through `door`.
+    pub async fn verify_at(
+        &self,
+        door: Door,
+        check: PasswordCheck,
+        password: &[u8],
+    ) -> Result<bool, AuthnError> {
+        let web = match door {
+            Door::Web => Some(self.admit(&self.web, &self.web_waiting).await?),
+            Door::Network => None,
         };
+        let permit = self.admit(&self.permits, &self.waiting).await?;
         self.metrics.verifications.inc();
         let password = password.to_vec();
         let memory = self.memory.clone();
         tokio::task::spawn_blocking(move || {
-            let _permit = permit;
+            let _permits = (permit, web);
             let take = || memory.lock().unwrap_or_else(PoisonError::into_inner).pop();
             let mut buffer = take().unwrap_or_default();
             let result = check.verify_in(&password, &mut buffer);
@@ -136,5 +175,56 @@ impl Argon2Pool {
         })
         .await
         .map_err(|_| AuthnError::BadHash)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authn::hash::tests::check_of;
+
+    fn poll_once<F: Future + Unpin>(f: &mut F) -> Option<F::Output> {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::pin::Pin::new(f).poll(&mut cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn web_checks_leave_the_network_its_share_of_the_threads() {
+        let pool = Argon2Pool::new(2, 8, PoolMetrics::default());
+        // A web check running: it holds the web share (one of two threads).
+        let running = pool.web.clone().try_acquire_owned().unwrap();
+        let _thread = pool.permits.clone().try_acquire_owned().unwrap();
+        // Another web check waits for the web share...
+        let mut web = Box::pin(pool.verify_at(Door::Web, check_of(b"pw", 1), b"pw"));
+        assert!(poll_once(&mut web).is_none());
+        assert_eq!(pool.web_waiting.load(Ordering::Acquire), 1);
+        assert_eq!(pool.permits.available_permits(), 1, "the web took no thread");
+        // ...while a network check has a thread of its own.
+        assert_eq!(pool.verify(check_of(b"pw", 2), b"pw").await, Ok(true));
+        drop(running);
+        assert_eq!(web.await, Ok(true));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn working_memory_is_bounded_by_the_threads() {
+        let pool = Arc::new(Argon2Pool::new(2, 64, PoolMetrics::default()));
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..32u8 {
+            let pool = pool.clone();
+            tasks.spawn(async move { pool.verify(check_of(b"pw", i), b"pw").await });
+        }
+        while let Some(r) = tasks.join_next().await {
+            assert_eq!(r.unwrap(), Ok(true));
+        }
+        // Two buffers of 8 blocks at most, however many checks came at once.
+        assert!(
+            pool.memory_held() <= 2 * 8 * Block::SIZE,
+            "{}",
+            pool.memory_held()
+        );
+        assert!(pool.memory_held() >= 8 * Block::SIZE);
     }
 }
