@@ -201,7 +201,11 @@ mod tests {
         let mut web = Box::pin(pool.verify_at(Door::Web, check_of(b"pw", 1), b"pw"));
         assert!(poll_once(&mut web).is_none());
         assert_eq!(pool.web_waiting.load(Ordering::Acquire), 1);
-        assert_eq!(pool.permits.available_permits(), 1, "the web took no thread");
+        assert_eq!(
+            pool.permits.available_permits(),
+            1,
+            "the web took no thread"
+        );
         // ...while a network check has a thread of its own.
         assert_eq!(pool.verify(check_of(b"pw", 2), b"pw").await, Ok(true));
         drop(running);

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
@@ -48,7 +48,37 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/api/groups", get(api::groups))
         .route("/api/roles", get(api::roles))
         .route("/api/mappings", get(api::mappings))
+        .layer(axum::middleware::from_fn(security_headers))
         .with_state(web)
+}
+
+/// On every answer: no framing (clickjacking of the login form), no MIME
+/// sniffing, no referrer beyond this origin; and nothing a browser or a
+/// proxy may store, but for what Prometheus and load balancers poll.
+async fn security_headers(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let cacheable = matches!(req.uri().path(), "/metrics" | "/healthz");
+    let mut r = next.run(req).await;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("frame-ancestors 'none'"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    if !cacheable {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    r
 }
 
 async fn metrics(State(web): State<Arc<Web>>) -> impl IntoResponse {

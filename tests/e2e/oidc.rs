@@ -550,3 +550,33 @@ async fn an_unmapped_external_user_gets_the_error_page_and_no_session() {
         "{m}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_may_not_be_framed_and_personal_answers_not_stored() {
+    let s = Running::start_demo();
+    let http = s.addrs.http.unwrap();
+    let b = browser();
+    for (path, stored) in [
+        ("/login", false),
+        ("/api/me", false),
+        ("/auth/oidc/nope/start", false),
+        ("/metrics", true),
+        ("/healthz", true),
+    ] {
+        let r = b.get(format!("http://{http}{path}")).send().await.unwrap();
+        let h = r.headers();
+        let get = |n: &str| h.get(n).map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(get("x-frame-options").as_deref(), Some("DENY"), "{path}");
+        assert_eq!(
+            get("content-security-policy").as_deref(),
+            Some("frame-ancestors 'none'"),
+            "{path}"
+        );
+        assert_eq!(get("x-content-type-options").as_deref(), Some("nosniff"));
+        assert_eq!(
+            get("cache-control").as_deref() == Some("no-store"),
+            !stored,
+            "{path}"
+        );
+    }
+}
