@@ -80,6 +80,8 @@ pub struct AccountingSettings {
 #[derive(Debug, Clone)]
 pub struct WebSettings {
     pub session_ttl: Duration,
+    /// A session unused this long ends, whatever its `session_ttl`.
+    pub session_idle_timeout: Duration,
     /// Show the local form on /login (it stays reachable at /login?local=1).
     pub local_login: bool,
     /// Mark cookies Secure: browsers reach us over TLS (`public_url` https).

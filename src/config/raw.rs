@@ -45,6 +45,8 @@ pub struct RawConfig {
 pub struct RawWeb {
     /// Seconds a login session lasts.
     pub session_ttl: Option<Spanned<i64>>,
+    /// Seconds a session may go unused before it ends.
+    pub session_idle_timeout: Option<Spanned<i64>>,
     /// Show the local username/password form on /login.
     pub local_login: Option<bool>,
     /// The URL browsers use to reach us; `https://` marks cookies Secure.

@@ -199,10 +199,14 @@ pub(super) async fn me(State(web): State<Arc<Web>>, headers: HeaderMap) -> Respo
     };
     match web.resolve(&user).await {
         Some(r) => axum::Json(r.to_json()).into_response(),
-        None => (
-            StatusCode::UNAUTHORIZED,
-            axum::Json(serde_json::json!({"error": "account no longer valid"})),
-        )
-            .into_response(),
+        None => {
+            // Disabled, removed, or their provider gone: the session ends.
+            web.end_session(&headers);
+            (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(serde_json::json!({"error": "account no longer valid"})),
+            )
+                .into_response()
+        }
     }
 }

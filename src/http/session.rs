@@ -20,10 +20,12 @@ pub(super) const LOGIN_COOKIE: &str = "portcullis_login";
 /// The same for a SAML login: the AuthnRequest ID this browser started.
 pub(super) const SAML_COOKIE: &str = "portcullis_saml";
 const MAX_SESSIONS: usize = 100_000;
+/// Sessions one person may hold at once; a new login ends their oldest.
+const MAX_SESSIONS_PER_USER: usize = 16;
 
 /// Who a session belongs to. The role is decided anew on every request,
 /// so a mapping change applies to open sessions at once.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionUser {
     Local { name: String },
     External { provider: String, subject: String },
@@ -32,6 +34,8 @@ pub enum SessionUser {
 #[derive(Debug)]
 pub(super) struct Session {
     pub(super) user: SessionUser,
+    started: Instant,
+    pub(super) last_seen: Instant,
     expires: Instant,
     /// For a SAML login: what a LogoutRequest to the IdP must name.
     pub(super) saml: Option<SamlSession>,
@@ -43,6 +47,12 @@ pub(super) struct SamlSession {
     pub(super) name_id: String,
     pub(super) name_id_format: Option<String>,
     pub(super) session_index: Option<String>,
+}
+
+impl Session {
+    fn live(&self, now: Instant, idle: Duration) -> bool {
+        self.expires > now && now.duration_since(self.last_seen) < idle
+    }
 }
 
 /// The table of open sessions, by id.
@@ -129,30 +139,61 @@ impl Web {
         user: SessionUser,
         saml: Option<SamlSession>,
     ) -> HeaderValue {
-        let ttl = self.config.load().web.session_ttl;
+        let (ttl, idle) = {
+            let c = self.config.load();
+            (c.web.session_ttl, c.web.session_idle_timeout)
+        };
         let id = random_id();
+        let now = Instant::now();
         let mut s = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
         if s.len() >= MAX_SESSIONS {
-            let now = Instant::now();
-            s.retain(|_, v| v.expires > now);
+            s.retain(|_, v| v.live(now, idle));
+        }
+        // Bounded per person and in all: the oldest of theirs gives way,
+        // then, at the global bound, the one unused longest.
+        let theirs: Vec<(Instant, String)> = s
+            .iter()
+            .filter(|(_, v)| v.user == user)
+            .map(|(k, v)| (v.started, k.clone()))
+            .collect();
+        if theirs.len() >= MAX_SESSIONS_PER_USER
+            && let Some((_, oldest)) = theirs.into_iter().min()
+        {
+            s.remove(&oldest);
+        }
+        if s.len() >= MAX_SESSIONS
+            && let Some(k) = s
+                .iter()
+                .min_by_key(|(_, v)| v.last_seen)
+                .map(|(k, _)| k.clone())
+        {
+            s.remove(&k);
         }
         s.insert(
             id.clone(),
             Session {
                 user,
-                expires: Instant::now() + ttl,
+                started: now,
+                last_seen: now,
+                expires: now + ttl,
                 saml,
             },
         );
         self.set_cookie(SESSION_COOKIE, &id, ttl)
     }
 
-    /// The session's user, if the cookie is ours and not expired.
+    /// The session's user, if the cookie is ours and the session neither
+    /// expired nor went unused too long; using it keeps it alive.
     pub fn session(&self, headers: &HeaderMap) -> Option<SessionUser> {
         let id = self.cookie(headers, SESSION_COOKIE)?;
+        let idle = self.config.load().web.session_idle_timeout;
+        let now = Instant::now();
         let mut s = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-        match s.get(&id) {
-            Some(v) if v.expires > Instant::now() => Some(v.user.clone()),
+        match s.get_mut(&id) {
+            Some(v) if v.live(now, idle) => {
+                v.last_seen = now;
+                Some(v.user.clone())
+            }
             Some(_) => {
                 s.remove(&id);
                 None

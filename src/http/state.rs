@@ -123,6 +123,12 @@ impl Web {
                 (name.clone(), Source::Local, groups, extra)
             }
             SessionUser::External { provider, subject } => {
+                // A session through a provider since removed ends.
+                let configured = config.oidc.iter().any(|p| &p.name == provider)
+                    || config.saml.iter().any(|p| &p.name == provider);
+                if !configured {
+                    return None;
+                }
                 let store = self.identity.clone()?;
                 let (p, s) = (provider.clone(), subject.clone());
                 let u = tokio::task::spawn_blocking(move || store.get(&p, &s))
@@ -356,10 +362,14 @@ redirect_uri = "http://127.0.0.1:8080/auth/oidc/okta/callback"
     }
 
     fn web(config: &ConfigHandle) -> Web {
+        web_with(config, None)
+    }
+
+    fn web_with(config: &ConfigHandle, identity: Option<IdentityStore>) -> Web {
         Web::new(WebParts {
             config: config.clone(),
             credentials: testkit::credentials(),
-            identity: None,
+            identity,
             exposition: Exposition::new(Default::default()),
             oidc_metrics: OidcMetrics::default(),
             saml_metrics: OidcMetrics::default(),
@@ -383,5 +393,76 @@ redirect_uri = "http://127.0.0.1:8080/auth/oidc/okta/callback"
         // Built once per generation, then shared.
         assert!(Arc::ptr_eq(&new, &web.provider(&current, "okta").unwrap()));
         assert!(web.provider(&current, "nobody").is_none());
+    }
+
+    /// The request headers a browser sends back for a session cookie.
+    fn cookie_of(set_cookie: &axum::http::HeaderValue) -> axum::http::HeaderMap {
+        let pair = set_cookie.to_str().unwrap().split(';').next().unwrap();
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(axum::http::header::COOKIE, pair.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn sessions_are_bounded_per_person_and_end_when_unused() {
+        let handle = ConfigHandle::new(with_issuer("http://127.0.0.1:9001/x"));
+        let web = web(&handle);
+        let bob = SessionUser::Local { name: "bob".into() };
+        let first = cookie_of(&web.start_session(bob.clone()));
+        let carol = cookie_of(&web.start_session(SessionUser::Local {
+            name: "carol".into(),
+        }));
+        for _ in 0..20 {
+            web.start_session(bob.clone());
+        }
+        let held = |u: &SessionUser| {
+            let s = web.sessions.lock().unwrap();
+            s.values().filter(|v| v.user == *u).count()
+        };
+        assert_eq!(held(&bob), 16);
+        // bob's oldest gave way; carol's is untouched.
+        assert_eq!(web.session(&first), None);
+        assert!(web.session(&carol).is_some());
+        // Unused for longer than the idle timeout: gone.
+        let idle = handle.load().web.session_idle_timeout;
+        for v in web.sessions.lock().unwrap().values_mut() {
+            v.last_seen -= idle + std::time::Duration::from_secs(1);
+        }
+        assert_eq!(web.session(&carol), None);
+        assert_eq!(
+            web.sessions.lock().unwrap().len(),
+            16,
+            "carol's was removed"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_external_session_ends_when_its_provider_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = IdentityStore::open(dir.path()).unwrap();
+        let groups = vec!["netadmins".to_string()];
+        store
+            .login(
+                &Profile {
+                    provider: "okta",
+                    subject: "u-1",
+                    username: "erin",
+                    email: None,
+                    full_name: None,
+                    groups: Some(&groups),
+                },
+                &groups,
+                &[],
+            )
+            .unwrap();
+        let handle = ConfigHandle::new(with_issuer("http://127.0.0.1:9001/x"));
+        let web = web_with(&handle, Some(store));
+        let erin = SessionUser::External {
+            provider: "okta".into(),
+            subject: "u-1".into(),
+        };
+        assert_eq!(web.resolve(&erin).await.unwrap().user, "erin");
+        handle.replace(testkit::config_from(""));
+        assert!(web.resolve(&erin).await.is_none());
     }
 }

@@ -30,6 +30,12 @@ pub(super) fn web(cx: &mut Ctx<'_>, raw: &RawWeb) -> WebSettings {
             60..2_592_001,
             28_800,
         ) as u64),
+        session_idle_timeout: Duration::from_secs(cx.int(
+            &raw.session_idle_timeout,
+            "web.session_idle_timeout",
+            60..2_592_001,
+            1_800,
+        ) as u64),
         local_login: raw.local_login.unwrap_or(true),
         secure_cookies,
         public_url: raw
