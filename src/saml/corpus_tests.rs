@@ -220,3 +220,77 @@ async fn a_response_is_accepted_once_and_only_by_the_browser_that_asked() {
     let r = p.complete("%%%", None, &state, now).await.unwrap_err();
     assert_eq!(r.reason, Reason::Malformed);
 }
+
+/// An unsigned Response lets anyone alter the ciphertext of its encrypted
+/// assertion. However the alteration fails (padding, UTF-8, XML, content),
+/// the refusal must read the same, or it is a padding oracle.
+#[test]
+fn altered_ciphertext_in_an_unsigned_response_always_reads_encrypted() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    let (certs, key) = (idp_certs(), sp_key());
+    let names = AttributeNames::default();
+    let ex = Expect {
+        idp_entity_id: IDP,
+        sp_entity_id: SP,
+        acs_url: ACS,
+        certs: &certs,
+        now: time::parse(NOW).unwrap(),
+        skew: std::time::Duration::from_secs(60),
+        allow_sha1: false,
+        allow_idp_initiated: false,
+        sp_key: Some(&key),
+        attributes: &names,
+    };
+    let good = read("good-encrypted-cbc.xml");
+    assert!(verify(good.as_bytes(), &ex).is_ok());
+    // The data's CipherValue is the document's last.
+    let close = good.rfind("CipherValue>").unwrap();
+    let value_end = good[..close].rfind('<').unwrap();
+    let value_at = good[..value_end].rfind('>').unwrap() + 1;
+    let ct: Vec<u8> = STANDARD
+        .decode(
+            good[value_at..value_end]
+                .split_whitespace()
+                .collect::<String>(),
+        )
+        .unwrap();
+    let n = ct.len();
+    let alterations: Vec<(&str, Vec<u8>)> = vec![
+        ("last byte (padding)", {
+            let mut c = ct.clone();
+            c[n - 1] ^= 0x55;
+            c
+        }),
+        ("second-to-last block (garbage before valid padding)", {
+            let mut c = ct.clone();
+            c[n - 20] ^= 0x01;
+            c
+        }),
+        ("an early block (garbage XML)", {
+            let mut c = ct.clone();
+            c[20] ^= 0x80;
+            c
+        }),
+        ("last block dropped", ct[..n - 16].to_vec()),
+        // The IV changes the first plaintext block and nothing else: still
+        // UTF-8, no longer XML (`<` becomes `A`).
+        ("the IV (valid UTF-8, not XML)", {
+            let mut c = ct.clone();
+            c[0] ^= b'<' ^ b'A';
+            c
+        }),
+    ];
+    for (what, altered) in alterations {
+        let doc = format!(
+            "{}{}{}",
+            &good[..value_at],
+            STANDARD.encode(&altered),
+            &good[value_end..]
+        );
+        match verify(doc.as_bytes(), &ex) {
+            Err(r) => assert_eq!(r.reason, Reason::Encrypted, "{what}: {}", r.detail),
+            Ok(_) => panic!("{what}: accepted"),
+        }
+    }
+}

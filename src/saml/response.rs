@@ -136,19 +136,36 @@ pub fn verify(xml_bytes: &[u8], ex: &Expect<'_>) -> Result<Verified, Refusal> {
                 "encrypted assertion, but no sp_key_file is configured",
             );
         };
-        let plain = decrypt(a, key)?;
-        let inner_doc = parse(&plain)?;
+        // In an unsigned Response the ciphertext is the sender's to alter:
+        // a failure to unpad, to parse or to find one Assertion must all
+        // look alike from outside, or they answer a padding oracle. The
+        // detail still goes to the log.
+        let opaque = |r: Refusal| {
+            if response_signed {
+                r
+            } else {
+                Refusal::new(
+                    Reason::Encrypted,
+                    format!("encrypted assertion unusable: {}", r.detail),
+                )
+            }
+        };
+        let plain = decrypt(a, key).map_err(opaque)?;
+        let inner_doc = parse(&plain).map_err(opaque)?;
         let w = inner_doc.root_element();
         let inner: Vec<_> = w.children().filter(Node::is_element).collect();
         if inner.len() != 1 || !is(inner[0], NS_SAML, "Assertion") {
-            return refuse(
+            return Err(opaque(Refusal::new(
                 Reason::AssertionCount,
                 "encrypted content is not one Assertion",
-            );
+            )));
         }
-        unique_ids(w)?;
+        unique_ids(w).map_err(opaque)?;
         if has_comment(w) {
-            return refuse(Reason::Comment, "comments in the decrypted assertion");
+            return Err(opaque(Refusal::new(
+                Reason::Comment,
+                "comments in the decrypted assertion",
+            )));
         }
         return assertion(root, response_signed, &inner_doc, inner[0], ex);
     }
