@@ -84,6 +84,9 @@ pub struct WebSettings {
     pub session_idle_timeout: Duration,
     /// Show the local form on /login (it stays reachable at /login?local=1).
     pub local_login: bool,
+    /// With `local_login = false`, where the break-glass local login is
+    /// accepted from; empty: anywhere.
+    pub break_glass_cidrs: Vec<ipnet::IpNet>,
     /// Mark cookies Secure: browsers reach us over TLS (`public_url` https).
     pub secure_cookies: bool,
     /// `web.public_url` without a trailing `/`: the base of SAML defaults.
@@ -273,5 +276,22 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = load(&path).unwrap_err();
         assert!(!e.to_string().contains("chmod"), "{e}");
+    }
+
+    #[test]
+    fn break_glass_networks_are_checked() {
+        let ok = from_str(
+            Path::new("t.toml"),
+            "[web]\nlocal_login = false\nbreak_glass_cidrs = [\"10.1.0.0/16\", \"192.0.2.7\"]\n",
+        )
+        .unwrap();
+        assert_eq!(ok.config.web.break_glass_cidrs.len(), 2);
+        let e = from_str(
+            Path::new("t.toml"),
+            "[web]\nbreak_glass_cidrs = [\"nope\"]\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.0[0].key, "web.break_glass_cidrs");
+        assert_eq!(e.0[0].line, 2);
     }
 }

@@ -49,6 +49,9 @@ pub struct RawWeb {
     pub session_idle_timeout: Option<Spanned<i64>>,
     /// Show the local username/password form on /login.
     pub local_login: Option<bool>,
+    /// With `local_login = false`: the networks the break-glass local login
+    /// is accepted from (empty: any).
+    pub break_glass_cidrs: Option<Vec<Spanned<String>>>,
     /// The URL browsers use to reach us; `https://` marks cookies Secure.
     pub public_url: Option<Spanned<String>>,
 }

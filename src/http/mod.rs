@@ -106,7 +106,8 @@ pub async fn serve(
     web: Arc<Web>,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(web))
+    let app = router(web).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await
 }

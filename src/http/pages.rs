@@ -5,11 +5,13 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::Form;
-use axum::extract::{Query, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::session::{SESSION_COOKIE, SessionUser};
 use super::state::Web;
@@ -65,8 +67,15 @@ pub(super) async fn login_page(
         );
     }
     if config.web.local_login || q.local.is_some() {
+        // The break-glass form posts back to the break-glass path.
+        let action = if config.web.local_login {
+            "/login"
+        } else {
+            "/login?local=1"
+        };
+        let _ = write!(body, "<form method=\"post\" action=\"{action}\">");
         body.push_str(
-            "<form method=\"post\" action=\"/login\"><label>User name\
+            "<label>User name\
              <input name=\"username\" autocomplete=\"username\" required></label>\
              <label>Password<input name=\"password\" type=\"password\" \
              autocomplete=\"current-password\" required></label>\
@@ -84,12 +93,34 @@ pub(super) struct LocalLogin {
     password: String,
 }
 
-/// POST /login: a local user of the table, argon2 off the runtime.
+/// POST /login: a local user of the table, argon2 off the runtime. With
+/// `web.local_login = false` only the break-glass form (`?local=1`) is
+/// taken, and only from `web.break_glass_cidrs` when those are set.
 pub(super) async fn local_login(
     State(web): State<Arc<Web>>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    Query(q): Query<LoginQuery>,
     Form(f): Form<LocalLogin>,
 ) -> Response {
     let config = web.config.load_full();
+    if !config.web.local_login {
+        let nets = &config.web.break_glass_cidrs;
+        let allowed =
+            q.local.is_some() && (nets.is_empty() || nets.iter().any(|n| n.contains(&from.ip())));
+        if !allowed {
+            warn!(user = %f.username, %from, "web login (local) refused: not the break-glass path");
+            return (
+                StatusCode::FORBIDDEN,
+                page(
+                    "Local login unavailable",
+                    "<p>Log in through your identity provider. Local accounts are for \
+                     break-glass use, from the networks set for it.</p>",
+                ),
+            )
+                .into_response();
+        }
+        warn!(user = %f.username, %from, "break-glass local login attempt");
+    }
     match web
         .credentials
         .password(&config.users, &f.username, f.password.as_bytes())

@@ -580,3 +580,47 @@ async fn pages_may_not_be_framed_and_personal_answers_not_stored() {
         );
     }
 }
+
+/// With `local_login = false`, local passwords are taken only through the
+/// break-glass path, and only from the networks configured for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hidden_local_login_takes_passwords_only_on_the_break_glass_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = demo_config(dir.path()).replace(
+        "local_login = true\n",
+        "local_login = false\nbreak_glass_cidrs = [\"192.0.2.0/24\"]\n",
+    );
+    assert!(text.contains("break_glass_cidrs"));
+    let s = Running::start_in(dir, &text);
+    let http = s.addrs.http.unwrap();
+    let post = |path: &'static str| async move {
+        browser()
+            .post(format!("http://{http}{path}"))
+            .form(&[("username", "bob"), ("password", "bob-pass-2")])
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    // The plain form is gone; the break-glass one is not from here.
+    assert_eq!(post("/login").await, 403);
+    assert_eq!(post("/login?local=1").await, 403);
+    let page = browser()
+        .get(format!("http://{http}/login?local=1"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("action=\"/login?local=1\""), "{page}");
+    // Loopback allowed for break-glass: that path works, the plain one not.
+    let text = std::fs::read_to_string(&s.config)
+        .unwrap()
+        .replace("192.0.2.0/24", "127.0.0.0/8");
+    std::fs::write(&s.config, text).unwrap();
+    s.signal(libc::SIGHUP);
+    s.wait_log("configuration reloaded");
+    assert_eq!(post("/login").await, 403);
+    assert_eq!(post("/login?local=1").await, 200);
+}

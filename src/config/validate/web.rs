@@ -37,6 +37,28 @@ pub(super) fn web(cx: &mut Ctx<'_>, raw: &RawWeb) -> WebSettings {
             1_800,
         ) as u64),
         local_login: raw.local_login.unwrap_or(true),
+        break_glass_cidrs: raw
+            .break_glass_cidrs
+            .iter()
+            .flatten()
+            .filter_map(|c| {
+                let s = c.get_ref().trim();
+                match s
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                {
+                    Ok(n) => Some(n.trunc()),
+                    Err(_) => {
+                        cx.err(
+                            c.span(),
+                            "web.break_glass_cidrs",
+                            format!("`{s}` is not a network"),
+                        );
+                        None
+                    }
+                }
+            })
+            .collect(),
         secure_cookies,
         public_url: raw
             .public_url
