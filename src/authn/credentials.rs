@@ -6,12 +6,16 @@
 //! one (user, password, hash) wait on a single argon2 run.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::{Argon2Pool, AuthnError, CredentialCache, Door, Fingerprint, LocalUser, LocalUsers};
+use super::{
+    Argon2Pool, AuthnError, CredentialCache, Door, Fingerprint, LocalUser, LocalUsers, Lockout,
+    Throttle, ThrottleKey,
+};
 
 /// A verification in flight: its result once there is one.
 type Outcome = Option<Result<bool, AuthnError>>;
@@ -26,6 +30,7 @@ pub struct Credentials {
 #[derive(Debug, Default)]
 struct Shared {
     cache: CredentialCache,
+    throttle: Throttle,
     inflight: Mutex<HashMap<Fingerprint, watch::Receiver<Outcome>>>,
 }
 
@@ -73,31 +78,78 @@ impl Credentials {
         name: &str,
         password: &[u8],
     ) -> Result<&'u LocalUser, AuthnError> {
-        let user = match users.active(name) {
-            Ok(u) => u,
+        self.password_from(users, name, password, None).await
+    }
+
+    /// As [`Self::password`], for a check whose source address counts
+    /// towards throttling too (a browser's; a NAS speaks for many people).
+    pub async fn password_from<'u>(
+        &self,
+        users: &'u LocalUsers,
+        name: &str,
+        password: &[u8],
+        source: Option<IpAddr>,
+    ) -> Result<&'u LocalUser, AuthnError> {
+        let user = users.active(name);
+        if let Ok(user) = user {
+            let fp = self.fingerprint(users, user, password);
+            if !users.cache_ttl().is_zero() && self.shared.cache.contains(&fp) {
+                self.pool.metrics().cache_hit();
+                return Ok(user);
+            }
+        }
+        let t = users.throttle();
+        let throttle = &self.shared.throttle;
+        let now = Instant::now();
+        let name_key = ThrottleKey::User(name.into());
+        let source_key = source.map(ThrottleKey::Source);
+        if throttle.locked(&name_key, now)
+            || source_key.as_ref().is_some_and(|k| throttle.locked(k, now))
+        {
+            self.pool.metrics().throttled();
+            return Err(AuthnError::Throttled);
+        }
+        self.pool.metrics().cache_miss();
+        let verdict = match user {
+            Ok(user) => {
+                let fp = self.fingerprint(users, user, password);
+                let ttl = users.cache_ttl();
+                match self.verify_once(users, user, fp, password, ttl).await? {
+                    true => Ok(user),
+                    false => Err(AuthnError::BadPassword),
+                }
+            }
             Err(refused) => {
                 // The same argon2 a real check runs, so an unknown or
                 // disabled name is refused no faster than a wrong password.
-                self.pool.metrics().cache_miss();
                 let _ = self
                     .pool
                     .verify_at(self.door, users.decoy_check(), password)
                     .await?;
-                return Err(refused);
+                Err(refused)
             }
         };
-        let ttl = users.cache_ttl();
-        let fp = self.fingerprint(users, user, password);
-        if !ttl.is_zero() && self.shared.cache.contains(&fp) {
-            self.pool.metrics().cache_hit();
-            return Ok(user);
+        let now = Instant::now();
+        match &verdict {
+            Ok(_) => throttle.succeeded(&name_key),
+            Err(_) => {
+                throttle.failed(name_key, t.failures, t, now);
+                if let Some(k) = source_key {
+                    throttle.failed(k, t.source_failures, t, now);
+                }
+            }
         }
-        self.pool.metrics().cache_miss();
-        if self.verify_once(users, user, fp, password, ttl).await? {
-            Ok(user)
-        } else {
-            Err(AuthnError::BadPassword)
-        }
+        verdict
+    }
+
+    /// Names and sources locked out now.
+    pub fn lockouts(&self) -> Vec<Lockout> {
+        self.shared.throttle.lockouts(Instant::now())
+    }
+
+    /// Ends a lockout; whether there was one.
+    pub fn clear_lockout(&self, key: &ThrottleKey) -> bool {
+        self.shared.throttle.clear(key)
     }
 
     /// Whether (user, password) passed argon2 recently, counted as a cache
@@ -280,6 +332,70 @@ mod tests {
         }
         // Nothing about them is remembered.
         assert!(!c.cached(&u, "mallory", b"pw"));
+    }
+
+    #[tokio::test]
+    async fn failed_logins_lock_the_name_out_without_argon2() {
+        let (c, m) = checker(1);
+        let u = users(b"alice-pw", TTL);
+        // alice's right password is cached before the guessing starts.
+        assert!(c.password(&u, "alice", b"alice-pw").await.is_ok());
+        for _ in 0..5 {
+            assert_eq!(
+                c.password(&u, "bob", b"guess").await.unwrap_err(),
+                AuthnError::BadPassword
+            );
+        }
+        let runs = m.verifications();
+        // Locked: even bob's right password is refused, and no argon2 runs.
+        assert_eq!(
+            c.password(&u, "bob", b"pw").await.unwrap_err(),
+            AuthnError::Throttled
+        );
+        assert_eq!(m.verifications(), runs);
+        // Unknown names are counted the same way.
+        for _ in 0..5 {
+            let _ = c.password(&u, "nobody", b"x").await;
+        }
+        assert_eq!(
+            c.password(&u, "nobody", b"x").await.unwrap_err(),
+            AuthnError::Throttled
+        );
+        // Others are untouched, and guessing alice cannot lock out her
+        // cached login.
+        for _ in 0..6 {
+            let _ = c.password(&u, "alice", b"guess").await;
+        }
+        assert!(c.password(&u, "alice", b"alice-pw").await.is_ok());
+        let locked: Vec<_> = c.lockouts().into_iter().map(|l| l.key).collect();
+        assert!(
+            locked.contains(&ThrottleKey::User("bob".into())),
+            "{locked:?}"
+        );
+        assert!(c.clear_lockout(&ThrottleKey::User("bob".into())));
+        assert!(c.password(&u, "bob", b"pw").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn one_web_source_trying_many_names_is_locked_out() {
+        let (c, _) = checker(1);
+        let u = users(b"alice-pw", TTL);
+        let from = Some(IpAddr::from([192, 0, 2, 9]));
+        for i in 0..20 {
+            let name = format!("user{i}");
+            let _ = c.password_from(&u, &name, b"x", from).await;
+        }
+        assert_eq!(
+            c.password_from(&u, "bob", b"pw", from).await.unwrap_err(),
+            AuthnError::Throttled
+        );
+        // The same name from elsewhere, and over the network doors, is fine.
+        assert!(
+            c.password_from(&u, "bob", b"pw", Some(IpAddr::from([192, 0, 2, 10])))
+                .await
+                .is_ok()
+        );
+        assert!(c.password(&u, "bob", b"pw").await.is_ok());
     }
 
     #[tokio::test]

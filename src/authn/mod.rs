@@ -9,11 +9,13 @@ mod credentials;
 mod hash;
 pub mod mschap;
 mod pool;
+mod throttle;
 
 pub use cache::{CredentialCache, Fingerprint};
 pub use credentials::Credentials;
 pub use hash::{HashError, PasswordCheck, check_hash, verify_blocking};
 pub use pool::{Argon2Pool, Door, PoolMetrics};
+pub use throttle::{Key as ThrottleKey, Lockout, Throttle, ThrottleSettings};
 
 use std::collections::HashSet;
 use std::hash::BuildHasher;
@@ -74,6 +76,8 @@ pub enum AuthnError {
     Overloaded,
     #[error("stored password hash could not be used")]
     BadHash,
+    #[error("too many failed logins; locked out for a while")]
+    Throttled,
 }
 
 impl AuthnError {
@@ -85,6 +89,7 @@ impl AuthnError {
             Self::NoCleartext => "no_cleartext",
             Self::Overloaded => "overloaded",
             Self::BadHash => "bad_hash",
+            Self::Throttled => "throttled",
         }
     }
 }
@@ -100,6 +105,7 @@ pub struct LocalUsers {
     text: Box<str>,
     /// `server.credential_cache_ttl` of this generation; zero disables.
     cache_ttl: Duration,
+    throttle: ThrottleSettings,
 }
 
 impl std::fmt::Debug for LocalUsers {
@@ -153,6 +159,17 @@ impl LocalUsers {
             return Err(AuthnError::Disabled);
         }
         Ok(user)
+    }
+
+    /// This generation's failed-login throttling.
+    pub fn throttle(&self) -> &ThrottleSettings {
+        &self.throttle
+    }
+
+    /// The same users under `throttle`.
+    pub fn with_throttle(mut self, throttle: ThrottleSettings) -> Self {
+        self.throttle = throttle;
+        self
     }
 
     /// How long a verified credential is remembered; zero: not at all.
@@ -292,6 +309,7 @@ impl LocalUsersBuilder {
             hashes: self.hashes.finish(),
             text: self.text.into(),
             cache_ttl,
+            throttle: ThrottleSettings::default(),
         }
     }
 }

@@ -21,6 +21,7 @@ pub struct PoolMetrics {
     verifications: Counter,
     shed: Counter,
     waiting: Gauge,
+    throttled: Counter,
 }
 
 impl PoolMetrics {
@@ -47,6 +48,11 @@ impl PoolMetrics {
             m.shed.clone(),
         );
         reg.register(
+            "login_throttled",
+            "Password checks refused without argon2 because the name or the source is locked out after failed logins",
+            m.throttled.clone(),
+        );
+        reg.register(
             "argon2_waiting",
             "Password checks waiting for an argon2 thread",
             m.waiting.clone(),
@@ -57,6 +63,10 @@ impl PoolMetrics {
     /// argon2 verifications run so far.
     pub fn verifications(&self) -> u64 {
         self.verifications.get()
+    }
+
+    pub(crate) fn throttled(&self) {
+        self.throttled.inc();
     }
 
     pub(crate) fn cache_hit(&self) {

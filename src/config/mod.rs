@@ -45,6 +45,7 @@ pub struct ServerSettings {
     pub credential_cache_ttl: Duration,
     pub argon2_threads: usize,
     pub argon2_queue: usize,
+    pub throttle: crate::authn::ThrottleSettings,
 }
 
 #[derive(Debug, Clone)]

@@ -128,6 +128,14 @@ pub struct RawServer {
     pub argon2_threads: Option<Spanned<i64>>,
     /// Verifications that may wait for a thread before new ones are shed.
     pub argon2_queue: Option<Spanned<i64>>,
+    /// Failed logins for one name before lockouts start (0: never).
+    pub login_failures: Option<Spanned<i64>>,
+    /// Failed web logins from one address before it is locked out (0: never).
+    pub login_failures_per_source: Option<Spanned<i64>>,
+    /// Seconds of the first lockout; each further failure doubles it.
+    pub lockout: Option<Spanned<i64>>,
+    /// Seconds of the longest lockout.
+    pub lockout_max: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -17,7 +17,7 @@ mod saml;
 mod web;
 use super::raw::*;
 use super::*;
-use crate::authn::{LocalUsersBuilder, NewUser};
+use crate::authn::{LocalUsersBuilder, NewUser, ThrottleSettings};
 use crate::client::Client;
 use crate::policy::{
     Action, CommandPattern, CommandRule, CommandRules, GroupId, Mapping, PolicyTable, Role, RoleId,
@@ -222,7 +222,9 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Loaded, ConfigErrors> 
         path: path.to_path_buf(),
         generation: 0,
         listen,
-        users: users.finish(server.credential_cache_ttl),
+        users: users
+            .finish(server.credential_cache_ttl)
+            .with_throttle(server.throttle),
         server,
         radius,
         tacacs,
@@ -306,6 +308,24 @@ fn server(cx: &mut Ctx<'_>, raw: &RawServer) -> ServerSettings {
         argon2_threads: cx.int(&raw.argon2_threads, "server.argon2_threads", 1..1025, cores)
             as usize,
         argon2_queue: cx.int(&raw.argon2_queue, "server.argon2_queue", 0..1_000_001, 256) as usize,
+        throttle: ThrottleSettings {
+            failures: cx.int(
+                &raw.login_failures,
+                "server.login_failures",
+                0..1_000_001,
+                5,
+            ) as u32,
+            source_failures: cx.int(
+                &raw.login_failures_per_source,
+                "server.login_failures_per_source",
+                0..1_000_001,
+                20,
+            ) as u32,
+            base: Duration::from_secs(cx.int(&raw.lockout, "server.lockout", 1..86_401, 2) as u64),
+            max: Duration::from_secs(
+                cx.int(&raw.lockout_max, "server.lockout_max", 1..604_801, 300) as u64,
+            ),
+        },
     }
 }
 

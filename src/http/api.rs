@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::state::Web;
+use crate::authn::ThrottleKey;
 
 /// The caller's resolved identity if they may administer, else the answer.
 async fn admin(web: &Web, headers: &HeaderMap) -> Result<(), Response> {
@@ -135,4 +136,55 @@ pub(super) async fn mappings(State(web): State<Arc<Web>>, headers: HeaderMap) ->
         })
         .collect();
     Json(out).into_response()
+}
+
+/// GET /api/lockouts: names and addresses locked out after failed logins.
+pub(super) async fn lockouts(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    if let Err(r) = admin(&web, &headers).await {
+        return r;
+    }
+    let out: Vec<Value> = web
+        .credentials
+        .lockouts()
+        .into_iter()
+        .map(|l| {
+            let (kind, who) = match l.key {
+                ThrottleKey::User(u) => ("user", u.to_string()),
+                ThrottleKey::Source(a) => ("source", a.to_string()),
+            };
+            json!({kind: who, "failures": l.failures, "remaining_seconds": l.remaining.as_secs()})
+        })
+        .collect();
+    Json(out).into_response()
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct Clear {
+    user: Option<String>,
+    source: Option<std::net::IpAddr>,
+}
+
+/// POST /api/lockouts/clear?user=NAME or ?source=ADDRESS: ends a lockout.
+pub(super) async fn clear_lockout(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<Clear>,
+) -> Response {
+    if let Err(r) = admin(&web, &headers).await {
+        return r;
+    }
+    let key = match (q.user, q.source) {
+        (Some(u), None) => ThrottleKey::User(u.into()),
+        (None, Some(a)) => ThrottleKey::Source(a),
+        _ => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": "give exactly one of user or source"})),
+            )
+                .into_response();
+        }
+    };
+    let cleared = web.credentials.clear_lockout(&key);
+    tracing::info!(?key, cleared, "lockout cleared by an administrator");
+    Json(json!({"cleared": cleared})).into_response()
 }

@@ -48,6 +48,8 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/api/groups", get(api::groups))
         .route("/api/roles", get(api::roles))
         .route("/api/mappings", get(api::mappings))
+        .route("/api/lockouts", get(api::lockouts))
+        .route("/api/lockouts/clear", post(api::clear_lockout))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(web)
 }

@@ -123,7 +123,12 @@ pub(super) async fn local_login(
     }
     match web
         .credentials
-        .password(&config.users, &f.username, f.password.as_bytes())
+        .password_from(
+            &config.users,
+            &f.username,
+            f.password.as_bytes(),
+            Some(from.ip()),
+        )
         .await
     {
         Ok(u) => {
@@ -132,6 +137,13 @@ pub(super) async fn local_login(
                 name: u.name.to_string(),
             });
             ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+        }
+        Err(crate::authn::AuthnError::Throttled) => {
+            warn!(user = %f.username, %from, "web login (local) refused: locked out after failed logins");
+            Redirect::to(
+                "/login?local=1&error=Too%20many%20failed%20logins%3B%20try%20again%20later",
+            )
+            .into_response()
         }
         Err(e) => {
             info!(user = %f.username, reason = e.label(), "web login (local) refused");

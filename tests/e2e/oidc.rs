@@ -624,3 +624,69 @@ async fn hidden_local_login_takes_passwords_only_on_the_break_glass_path() {
     assert_eq!(post("/login").await, 403);
     assert_eq!(post("/login?local=1").await, 200);
 }
+
+/// Wrong passwords lock the name out after the configured count; an
+/// administrator sees the lockout and ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_web_logins_are_throttled_and_an_admin_can_clear_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = demo_config(dir.path()).replace("[server]\n", "[server]\nlogin_failures = 3\n");
+    let s = Running::start_in(dir, &text);
+    let http = s.addrs.http.unwrap();
+    let login = |user: &'static str, password: &'static str| async move {
+        let b = browser();
+        let r = b
+            .post(format!("http://{http}/login"))
+            .form(&[("username", user), ("password", password)])
+            .send()
+            .await
+            .unwrap();
+        let path = r.url().path().to_string();
+        let body = r.text().await.unwrap();
+        (b, path, body)
+    };
+    for _ in 0..3 {
+        let (_, path, body) = login("bob", "guess").await;
+        assert_eq!(path, "/login");
+        assert!(body.contains("Login failed"), "{body}");
+    }
+    // Locked: the right password too, with the reason shown.
+    let (_, path, body) = login("bob", "bob-pass-2").await;
+    assert_eq!(path, "/login");
+    assert!(body.contains("Too many failed logins"), "{body}");
+    // Another person is not affected; alice administers.
+    let (admin, path, _) = login("alice", "alice-pass-1").await;
+    assert_eq!(path, "/");
+    let locked: Value = admin
+        .get(format!("http://{http}/api/lockouts"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        locked
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["user"] == "bob"),
+        "{locked}"
+    );
+    let cleared: Value = admin
+        .post(format!("http://{http}/api/lockouts/clear?user=bob"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cleared["cleared"], true);
+    let (_, path, _) = login("bob", "bob-pass-2").await;
+    assert_eq!(path, "/");
+    let (_, m) = s.http_get("/metrics");
+    assert!(
+        metric(&m, "portcullis_login_throttled_total").unwrap_or(0.0) >= 1.0,
+        "{m}"
+    );
+}
