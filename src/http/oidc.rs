@@ -8,11 +8,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use tracing::{info, warn};
+use tracing::warn;
 
-use super::pages::{escape, idp_unavailable, no_role, page};
-use super::session::{LOGIN_COOKIE, SessionUser};
-use super::state::{MAX_PENDING, Web};
+use super::pages::{escape, idp_unavailable, page};
+use super::session::LOGIN_COOKIE;
+use super::state::{ExternalLogin, MAX_PENDING, Via, Web};
 
 /// GET /auth/oidc/{provider}/start: to the IdP with state, nonce and PKCE.
 pub(super) async fn oidc_start(State(web): State<Arc<Web>>, Path(name): Path<String>) -> Response {
@@ -142,30 +142,18 @@ pub(super) async fn oidc_callback(
                 .into_response();
         }
     };
-    let user = match web
-        .store_external(
-            &name,
-            &login.sub,
-            &login.username,
-            login.email.as_deref(),
-            login.full_name.as_deref(),
-            login.groups.as_deref(),
-        )
-        .await
-    {
-        Ok(u) => u,
+    let external = ExternalLogin {
+        provider: &name,
+        subject: &login.sub,
+        username: &login.username,
+        email: login.email.as_deref(),
+        full_name: login.full_name.as_deref(),
+        groups: login.groups.as_deref(),
+    };
+    let who = match web.admit_external(Via::Oidc, &external).await {
+        Ok(who) => who,
         Err(r) => return r,
     };
-    let who = SessionUser::External {
-        provider: user.provider.clone(),
-        subject: user.subject.clone(),
-    };
-    if !web.grants_role(&who).await {
-        warn!(provider = %user.provider, user = %user.username, groups = ?user.groups, "web login (oidc) refused: no role");
-        web.metrics.login(&name, "no_role");
-        return no_role(LOGIN_COOKIE);
-    }
-    info!(provider = %user.provider, user = %user.username, groups = ?user.groups, "web login (oidc)");
     let session = web.start_session(who);
     let mut h = HeaderMap::new();
     h.append(header::SET_COOKIE, session);

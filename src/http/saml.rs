@@ -9,11 +9,11 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use tracing::{info, warn};
+use tracing::warn;
 
-use super::pages::{escape, idp_unavailable, no_role, page};
-use super::session::{SAML_COOKIE, SamlSession, SessionUser};
-use super::state::Web;
+use super::pages::{escape, idp_unavailable, page};
+use super::session::{SAML_COOKIE, SamlSession};
+use super::state::{ExternalLogin, Via, Web};
 
 /// GET /auth/saml/{provider}/start: to the IdP with a fresh AuthnRequest
 /// (HTTP-Redirect binding), its ID bound to this browser.
@@ -98,31 +98,19 @@ pub(super) async fn saml_acs(
             return refused(reason);
         }
     };
-    let user = match web
-        .store_external(
-            &name,
-            &v.name_id,
-            &v.username,
-            v.email.as_deref(),
-            v.full_name.as_deref(),
-            v.groups.as_deref(),
-        )
-        .await
-    {
-        Ok(u) => u,
+    let external = ExternalLogin {
+        provider: &name,
+        subject: &v.name_id,
+        username: &v.username,
+        email: v.email.as_deref(),
+        full_name: v.full_name.as_deref(),
+        groups: v.groups.as_deref(),
+    };
+    let who = match web.admit_external(Via::Saml, &external).await {
+        Ok(who) => who,
         Err(r) => return r,
     };
-    let who = SessionUser::External {
-        provider: user.provider.clone(),
-        subject: user.subject.clone(),
-    };
-    if !web.grants_role(&who).await {
-        warn!(provider = %user.provider, user = %user.username, groups = ?user.groups, "web login (saml) refused: no role");
-        web.saml_metrics.login(&name, "no_role");
-        return no_role(SAML_COOKIE);
-    }
     web.saml_metrics.login(&name, "success");
-    info!(provider = %user.provider, user = %user.username, groups = ?user.groups, "web login (saml)");
     let session = web.start_session_with(
         who,
         Some(SamlSession {

@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use tracing::warn;
+use tracing::{info, warn};
 
-use super::session::{SessionTable, SessionUser};
+use super::pages::no_role;
+use super::session::{LOGIN_COOKIE, SAML_COOKIE, SessionTable, SessionUser};
 use crate::authn::Credentials;
 use crate::config::{Config, ConfigHandle};
 use crate::identity::{IdentityStore, Profile};
@@ -181,18 +182,55 @@ impl Web {
     }
 }
 
+/// A person an identity provider vouched for, as the login gives them.
+pub(super) struct ExternalLogin<'a> {
+    pub provider: &'a str,
+    pub subject: &'a str,
+    pub username: &'a str,
+    pub email: Option<&'a str>,
+    pub full_name: Option<&'a str>,
+    pub groups: Option<&'a [String]>,
+}
+
+/// Which kind of identity provider a login came through.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Via {
+    Oidc,
+    Saml,
+}
+
 impl Web {
+    /// Stores an external login and says who its session is for, if the
+    /// table grants them a role; otherwise the refusal page (counted as
+    /// `no_role`) and no session.
+    pub(super) async fn admit_external(
+        &self,
+        via: Via,
+        login: &ExternalLogin<'_>,
+    ) -> Result<SessionUser, Response> {
+        let user = self.store_external(login).await?;
+        let (kind, metrics, cookie) = match via {
+            Via::Oidc => ("oidc", &self.metrics, LOGIN_COOKIE),
+            Via::Saml => ("saml", &self.saml_metrics, SAML_COOKIE),
+        };
+        let who = SessionUser::External {
+            provider: user.provider.clone(),
+            subject: user.subject.clone(),
+        };
+        if !self.grants_role(&who).await {
+            warn!(kind, provider = %user.provider, user = %user.username, groups = ?user.groups, "web login refused: no role");
+            metrics.login(login.provider, "no_role");
+            return Err(no_role(cookie));
+        }
+        info!(kind, provider = %user.provider, user = %user.username, groups = ?user.groups, "web login");
+        Ok(who)
+    }
+
     /// Creates or updates an external user with their groups (synced against
     /// the table's groups, built-ins untouched), off the runtime.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn store_external(
+    async fn store_external(
         &self,
-        provider: &str,
-        subject: &str,
-        username: &str,
-        email: Option<&str>,
-        full_name: Option<&str>,
-        groups: Option<&[String]>,
+        login: &ExternalLogin<'_>,
     ) -> Result<crate::identity::ExternalUser, Response> {
         let failed = || {
             (
@@ -202,7 +240,10 @@ impl Web {
                 .into_response()
         };
         let Some(store) = self.identity.clone() else {
-            warn!(provider, "no identity store: external login refused");
+            warn!(
+                provider = login.provider,
+                "no identity store: external login refused"
+            );
             return Err(failed());
         };
         let config = self.config.load_full();
@@ -214,12 +255,13 @@ impl Web {
             .map(|g| g.to_string())
             .collect();
         let (provider, subject, username) = (
-            provider.to_string(),
-            subject.to_string(),
-            username.to_string(),
+            login.provider.to_string(),
+            login.subject.to_string(),
+            login.username.to_string(),
         );
-        let (email, full_name) = (email.map(str::to_string), full_name.map(str::to_string));
-        let groups = groups.map(<[String]>::to_vec);
+        let email = login.email.map(str::to_string);
+        let full_name = login.full_name.map(str::to_string);
+        let groups = login.groups.map(<[String]>::to_vec);
         let stored = tokio::task::spawn_blocking(move || {
             let p = Profile {
                 provider: &provider,

@@ -36,6 +36,27 @@ pub(super) fn sp_key() -> SpKey {
     SpKey::from_pem(&read("sp-key.pem")).unwrap()
 }
 
+/// What this SP expects of the corpus's IdP at `now`.
+fn expectations<'a>(
+    certs: &'a [IdpCert],
+    key: Option<&'a SpKey>,
+    names: &'a AttributeNames,
+    now: SystemTime,
+) -> Expect<'a> {
+    Expect {
+        idp_entity_id: IDP,
+        sp_entity_id: SP,
+        acs_url: ACS,
+        certs,
+        now,
+        skew: std::time::Duration::from_secs(60),
+        allow_sha1: false,
+        allow_idp_initiated: false,
+        sp_key: key,
+        attributes: names,
+    }
+}
+
 /// Runs one manifest entry; `Ok(())` when the outcome is the expected one.
 fn run(entry: &Value, certs: &[IdpCert], key: &SpKey) -> Result<(), String> {
     let file = entry["file"].as_str().unwrap();
@@ -52,16 +73,14 @@ fn run(entry: &Value, certs: &[IdpCert], key: &SpKey) -> Result<(), String> {
         .unwrap_or_else(|| vec!["_req-0001".to_string()]);
     let names = AttributeNames::default();
     let ex = Expect {
-        idp_entity_id: IDP,
-        sp_entity_id: SP,
-        acs_url: ACS,
-        certs,
-        now,
-        skew: std::time::Duration::from_secs(60),
         allow_sha1: o["allow_sha1"].as_bool().unwrap_or(false),
         allow_idp_initiated: o["allow_idp_initiated"].as_bool().unwrap_or(false),
-        sp_key: o["decrypt_key"].is_string().then_some(key),
-        attributes: &names,
+        ..expectations(
+            certs,
+            o["decrypt_key"].is_string().then_some(key),
+            &names,
+            now,
+        )
     };
     let bytes = std::fs::read(dir().join(file)).map_err(|e| format!("{file}: {e}"))?;
     let got = verify(&bytes, &ex).and_then(|v| match &v.in_response_to {
@@ -230,18 +249,7 @@ fn altered_ciphertext_in_an_unsigned_response_always_reads_encrypted() {
     use base64::engine::general_purpose::STANDARD;
     let (certs, key) = (idp_certs(), sp_key());
     let names = AttributeNames::default();
-    let ex = Expect {
-        idp_entity_id: IDP,
-        sp_entity_id: SP,
-        acs_url: ACS,
-        certs: &certs,
-        now: time::parse(NOW).unwrap(),
-        skew: std::time::Duration::from_secs(60),
-        allow_sha1: false,
-        allow_idp_initiated: false,
-        sp_key: Some(&key),
-        attributes: &names,
-    };
+    let ex = expectations(&certs, Some(&key), &names, time::parse(NOW).unwrap());
     let good = read("good-encrypted-cbc.xml");
     assert!(verify(good.as_bytes(), &ex).is_ok());
     // The data's CipherValue is the document's last.
