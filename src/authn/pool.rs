@@ -78,6 +78,19 @@ impl PoolMetrics {
     }
 }
 
+/// One check in the waiting queue, until it leaves it whichever way.
+struct Queued<'a> {
+    waiting: &'a AtomicUsize,
+    gauge: &'a Gauge,
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        self.gauge.dec();
+    }
+}
+
 /// Where a password check came from: the web side gets only a share of the
 /// pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +137,17 @@ impl Argon2Pool {
         &self.metrics
     }
 
+    /// Takes every thread, as if that many checks were running; for tests
+    /// that need a check to stay in flight.
+    #[cfg(test)]
+    pub(crate) fn occupy(&self) -> OwnedSemaphorePermit {
+        let n = self.permits.available_permits() as u32;
+        self.permits
+            .clone()
+            .try_acquire_many_owned(n)
+            .expect("idle pool")
+    }
+
     /// Bytes of argon2 working memory the pool holds for reuse.
     pub fn memory_held(&self) -> usize {
         let m = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
@@ -146,10 +170,17 @@ impl Argon2Pool {
             return Err(AuthnError::Overloaded);
         }
         self.metrics.waiting.inc();
-        let p = sem.clone().acquire_owned().await;
-        waiting.fetch_sub(1, Ordering::AcqRel);
-        self.metrics.waiting.dec();
-        p.map_err(|_| AuthnError::Overloaded)
+        // Counted out however the wait ends, also when the request waiting
+        // is dropped (a TACACS+ connection closing mid-login): otherwise the
+        // queue would fill with ghosts and shed every check.
+        let _queued = Queued {
+            waiting,
+            gauge: &self.metrics.waiting,
+        };
+        sem.clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| AuthnError::Overloaded)
     }
 
     /// Checks `password` against a stored hash off the async workers.
@@ -220,6 +251,24 @@ mod tests {
         assert_eq!(pool.verify(check_of(b"pw", 2), b"pw").await, Ok(true));
         drop(running);
         assert_eq!(web.await, Ok(true));
+    }
+
+    #[tokio::test]
+    async fn a_check_dropped_while_waiting_leaves_the_queue() {
+        let pool = Argon2Pool::new(1, 1, PoolMetrics::default());
+        let busy = pool.occupy();
+        for _ in 0..3 {
+            let mut waiting = Box::pin(pool.verify(check_of(b"pw", 1), b"pw"));
+            assert!(poll_once(&mut waiting).is_none());
+            assert_eq!(pool.waiting.load(Ordering::Acquire), 1);
+            drop(waiting);
+            assert_eq!(pool.waiting.load(Ordering::Acquire), 0);
+            assert_eq!(pool.metrics.waiting.get(), 0);
+        }
+        drop(busy);
+        // The queue of one has room: nothing was shed.
+        assert_eq!(pool.verify(check_of(b"pw", 1), b"pw").await, Ok(true));
+        assert_eq!(pool.metrics.shed.get(), 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
