@@ -12,7 +12,8 @@ use tracing::warn;
 
 use super::pages::{escape, idp_unavailable, page};
 use super::session::LOGIN_COOKIE;
-use super::state::{ExternalLogin, MAX_PENDING, Via, Web};
+use super::state::{MAX_PENDING, Via, Web};
+use crate::identity::Profile;
 
 /// GET /auth/oidc/{provider}/start: to the IdP with state, nonce and PKCE.
 pub(super) async fn oidc_start(State(web): State<Arc<Web>>, Path(name): Path<String>) -> Response {
@@ -142,7 +143,7 @@ pub(super) async fn oidc_callback(
                 .into_response();
         }
     };
-    let external = ExternalLogin {
+    let external = Profile {
         provider: &name,
         subject: &login.sub,
         username: &login.username,

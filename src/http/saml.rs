@@ -13,7 +13,8 @@ use tracing::warn;
 
 use super::pages::{escape, idp_unavailable, page};
 use super::session::{SAML_COOKIE, SamlSession};
-use super::state::{ExternalLogin, Via, Web};
+use super::state::{Via, Web};
+use crate::identity::Profile;
 
 /// GET /auth/saml/{provider}/start: to the IdP with a fresh AuthnRequest
 /// (HTTP-Redirect binding), its ID bound to this browser.
@@ -98,7 +99,7 @@ pub(super) async fn saml_acs(
             return refused(reason);
         }
     };
-    let external = ExternalLogin {
+    let external = Profile {
         provider: &name,
         subject: &v.name_id,
         username: &v.username,

@@ -182,16 +182,6 @@ impl Web {
     }
 }
 
-/// A person an identity provider vouched for, as the login gives them.
-pub(super) struct ExternalLogin<'a> {
-    pub provider: &'a str,
-    pub subject: &'a str,
-    pub username: &'a str,
-    pub email: Option<&'a str>,
-    pub full_name: Option<&'a str>,
-    pub groups: Option<&'a [String]>,
-}
-
 /// Which kind of identity provider a login came through.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Via {
@@ -206,7 +196,7 @@ impl Web {
     pub(super) async fn admit_external(
         &self,
         via: Via,
-        login: &ExternalLogin<'_>,
+        login: &Profile<'_>,
     ) -> Result<SessionUser, Response> {
         let user = self.store_external(login).await?;
         let (kind, metrics, cookie) = match via {
@@ -230,7 +220,7 @@ impl Web {
     /// the table's groups, built-ins untouched), off the runtime.
     async fn store_external(
         &self,
-        login: &ExternalLogin<'_>,
+        login: &Profile<'_>,
     ) -> Result<crate::identity::ExternalUser, Response> {
         let failed = || {
             (
