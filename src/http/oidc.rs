@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tracing::warn;
 
-use super::pages::{escape, idp_unavailable, page};
+use super::pages::{idp_unavailable, login_refused};
 use super::session::LOGIN_COOKIE;
 use super::state::{MAX_PENDING, Via, Web};
 use crate::identity::Profile;
@@ -80,15 +80,7 @@ pub(super) async fn oidc_callback(
     let refuse = |reason: &'static str, detail: &str| {
         warn!(provider = %name, reason, detail, "oidc login refused");
         web.metrics.login(&name, reason);
-        (
-            StatusCode::UNAUTHORIZED,
-            [(header::SET_COOKIE, Web::clear_cookie(LOGIN_COOKIE))],
-            page(
-                "Login refused",
-                "<p>The login could not be completed. <a href=\"/login\">Start again</a>.</p>",
-            ),
-        )
-            .into_response()
+        login_refused(LOGIN_COOKIE, None)
     };
     if let Some(e) = &q.error {
         let detail = format!("{e}: {}", q.error_description.as_deref().unwrap_or(""));
@@ -128,20 +120,7 @@ pub(super) async fn oidc_callback(
     // Logged and counted by the provider, with the reason.
     let login = match provider.complete(code, state, &pending).await {
         Ok(l) => l,
-        Err(e) => {
-            return (
-                StatusCode::UNAUTHORIZED,
-                [(header::SET_COOKIE, Web::clear_cookie(LOGIN_COOKIE))],
-                page(
-                    "Login refused",
-                    &format!(
-                        "<p>The login could not be completed ({}). <a href=\"/login\">Start again</a>.</p>",
-                        escape(e.reason())
-                    ),
-                ),
-            )
-                .into_response();
-        }
+        Err(e) => return login_refused(LOGIN_COOKIE, Some(e.reason())),
     };
     let external = Profile {
         provider: &name,

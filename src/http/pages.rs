@@ -152,6 +152,23 @@ pub(super) async fn local_login(
     }
 }
 
+/// A login through an identity provider that could not be completed: 401,
+/// the login-binding `cookie` cleared, and the reason when it may be shown.
+pub(super) fn login_refused(cookie: &str, reason: Option<&str>) -> Response {
+    let why = reason.map_or_else(String::new, |r| format!(" ({})", escape(r)));
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::SET_COOKIE, Web::clear_cookie(cookie))],
+        page(
+            "Login refused",
+            &format!(
+                "<p>The login could not be completed{why}. <a href=\"/login\">Start again</a>.</p>"
+            ),
+        ),
+    )
+        .into_response()
+}
+
 /// An identity provider vouched for the person, but the table gives them no
 /// role: a clear answer and no session.
 pub(super) fn no_role(cookie: &str) -> Response {

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tracing::warn;
 
-use super::pages::{escape, idp_unavailable, page};
+use super::pages::{idp_unavailable, login_refused};
 use super::session::{SAML_COOKIE, SamlSession};
 use super::state::{Via, Web};
 use crate::identity::Profile;
@@ -57,20 +57,7 @@ pub(super) async fn saml_acs(
     headers: HeaderMap,
     Form(f): Form<AcsForm>,
 ) -> Response {
-    let refused = |reason: &str| {
-        (
-            StatusCode::UNAUTHORIZED,
-            [(header::SET_COOKIE, Web::clear_cookie(SAML_COOKIE))],
-            page(
-                "Login refused",
-                &format!(
-                    "<p>The login could not be completed ({}). <a href=\"/login\">Start again</a>.</p>",
-                    escape(reason)
-                ),
-            ),
-        )
-            .into_response()
-    };
+    let refused = |reason: &str| login_refused(SAML_COOKIE, Some(reason));
     let config = web.config.load_full();
     let Some(provider) = web.saml_provider(&config, &name) else {
         return (StatusCode::NOT_FOUND, "no such identity provider").into_response();
