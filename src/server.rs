@@ -20,6 +20,7 @@ use crate::accounting::{AccountingMetrics, AccountingSink, Archive};
 use crate::authn::{Argon2Pool, Credentials, PoolMetrics};
 use crate::clock::System;
 use crate::config::{self, Config, ConfigErrors, ConfigHandle};
+use crate::http::HttpMetrics;
 use crate::http::{Web, WebParts};
 use crate::identity::IdentityStore;
 use crate::metrics::{Exposition, ResultLabel};
@@ -42,6 +43,7 @@ pub struct Metrics {
     pub accounting: AccountingMetrics,
     pub oidc: OidcMetrics,
     pub saml: OidcMetrics,
+    pub http: HttpMetrics,
 }
 
 impl Default for Metrics {
@@ -84,6 +86,7 @@ impl Metrics {
             accounting: AccountingMetrics::register(&mut registry),
             oidc: OidcMetrics::register(&mut registry),
             saml: OidcMetrics::register_saml(&mut registry),
+            http: HttpMetrics::register(&mut registry),
             registry,
             reload_success,
             reload_failure,
@@ -105,6 +108,7 @@ pub struct Server {
     tacacs: TacacsMetrics,
     oidc: OidcMetrics,
     saml: OidcMetrics,
+    http: HttpMetrics,
     reload_success: Counter,
     reload_failure: Counter,
     config_generation: Gauge,
@@ -145,6 +149,7 @@ impl Server {
             tacacs: metrics.tacacs,
             oidc: metrics.oidc,
             saml: metrics.saml,
+            http: metrics.http,
             reload_success: metrics.reload_success,
             reload_failure: metrics.reload_failure,
             config_generation: metrics.config_generation,
@@ -185,6 +190,7 @@ impl Server {
             exposition: self.exposition.clone(),
             oidc_metrics: self.oidc.clone(),
             saml_metrics: self.saml.clone(),
+            http_metrics: self.http.clone(),
         })
     }
 

@@ -92,6 +92,32 @@ pub struct WebSettings {
     pub secure_cookies: bool,
     /// `web.public_url` without a trailing `/`: the base of SAML defaults.
     pub public_url: Option<String>,
+    /// Read at start: connection limits and timeouts bind to the listener.
+    pub limits: HttpLimits,
+}
+
+/// What one HTTP connection and one request may hold and take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    /// To send a request's headers, or to sit idle between requests.
+    pub header_timeout: Duration,
+    /// For a whole request: its body read and its answer made.
+    pub request_timeout: Duration,
+    pub max_body: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            max_connections_per_address: 64,
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_body: 1 << 20,
+        }
+    }
 }
 
 /// A validated configuration, ready to serve.

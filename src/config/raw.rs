@@ -54,6 +54,17 @@ pub struct RawWeb {
     pub break_glass_cidrs: Option<Vec<Spanned<String>>>,
     /// The URL browsers use to reach us; `https://` marks cookies Secure.
     pub public_url: Option<Spanned<String>>,
+    /// Open HTTP connections at most; beyond it new ones wait in the backlog.
+    pub max_connections: Option<Spanned<i64>>,
+    /// Open HTTP connections from one address at most; beyond it, closed.
+    pub max_connections_per_address: Option<Spanned<i64>>,
+    /// Seconds a connection may take to send a request's headers, or sit
+    /// idle between requests.
+    pub header_timeout: Option<Spanned<i64>>,
+    /// Seconds a request may take, body and answer included.
+    pub request_timeout: Option<Spanned<i64>>,
+    /// Bytes a request body may have.
+    pub max_body: Option<Spanned<i64>>,
 }
 
 /// `[[oidc]]`: one OpenID Provider.

@@ -170,6 +170,10 @@ pub(super) async fn clear_lockout(
     headers: HeaderMap,
     axum::extract::Query(q): axum::extract::Query<Clear>,
 ) -> Response {
+    // Changes state under the caller's cookie: not from another site's page.
+    if !super::csrf::same_origin(&headers) {
+        return super::csrf::refused("lockouts/clear");
+    }
     if let Err(r) = admin(&web, &headers).await {
         return r;
     }

@@ -4,6 +4,8 @@
 //! - `state`: what the routes share ([`Web`]), who a session user is now;
 //! - `session`: sessions and signed cookies;
 //! - `pages`: login page, local login, home, logout, `/api/me`;
+//! - `csrf`: the token and origin checks every state-changing form passes;
+//! - `listen`: the listener, its connection caps and header deadline;
 //! - `oidc`, `saml`: the routes toward the organisation's identity provider;
 //! - `api`: the administration API.
 //!
@@ -11,19 +13,24 @@
 //! server, JWT issuer, SAML IdP) goes beside these as its own files.
 
 mod api;
+mod csrf;
+mod listen;
+mod metrics;
 mod oidc;
 mod pages;
 mod saml;
 mod session;
 mod state;
 
+pub use metrics::HttpMetrics;
 pub use session::SessionUser;
 pub use state::{Decision, Resolved, Web, WebParts};
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -31,12 +38,14 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub fn router(web: Arc<Web>) -> Router {
+    let limits = web.config.load().web.limits;
+    let timed_out = web.http_metrics.timed_out.clone();
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/", get(pages::home))
         .route("/login", get(pages::login_page).post(pages::local_login))
-        .route("/logout", get(pages::logout).post(pages::logout))
+        .route("/logout", get(pages::logout_page).post(pages::logout))
         .route("/auth/oidc/{provider}/start", get(oidc::oidc_start))
         .route("/auth/oidc/{provider}/callback", get(oidc::oidc_callback))
         .route("/auth/saml/{provider}/start", get(saml::saml_start))
@@ -50,8 +59,29 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/api/mappings", get(api::mappings))
         .route("/api/lockouts", get(api::lockouts))
         .route("/api/lockouts/clear", post(api::clear_lockout))
+        .layer(DefaultBodyLimit::max(limits.max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            (limits.request_timeout, timed_out),
+            deadline,
+        ))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(web)
+}
+
+/// A request, body and answer included, gets `web.request_timeout`: a
+/// client trickling its body cannot hold a handler (and what it holds).
+async fn deadline(
+    State((limit, timed_out)): State<(Duration, prometheus_client::metrics::counter::Counter)>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => {
+            timed_out.inc();
+            (StatusCode::REQUEST_TIMEOUT, "request took too long").into_response()
+        }
+    }
 }
 
 /// On every answer: no framing (clickjacking of the login form), no MIME
@@ -103,13 +133,13 @@ async fn healthz(State(web): State<Arc<Web>>) -> impl IntoResponse {
 }
 
 /// Serves until `stop` is cancelled; open requests are allowed to finish.
+/// The `[web]` connection limits and timeouts are read here, at start.
 pub async fn serve(
     listener: TcpListener,
     web: Arc<Web>,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = router(web).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
+    let limits = web.config.load().web.limits;
+    let metrics = web.http_metrics.clone();
+    listen::serve(listener, router(web), limits, metrics, stop).await
 }

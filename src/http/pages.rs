@@ -8,11 +8,12 @@ use axum::Form;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tracing::{info, warn};
 
+use super::csrf;
 use super::session::{SESSION_COOKIE, SessionUser};
 use super::state::Web;
 
@@ -45,8 +46,9 @@ pub(super) struct LoginQuery {
 /// (`web.local_login = false`); `?local=1` always shows it, for break-glass.
 pub(super) async fn login_page(
     State(web): State<Arc<Web>>,
+    headers: HeaderMap,
     Query(q): Query<LoginQuery>,
-) -> Html<String> {
+) -> Response {
     let config = web.config.load();
     let mut body = String::new();
     if let Some(e) = &q.error {
@@ -66,6 +68,7 @@ pub(super) async fn login_page(
             n = escape(&p.name)
         );
     }
+    let mut set = None;
     if config.web.local_login || q.local.is_some() {
         // The break-glass form posts back to the break-glass path.
         let action = if config.web.local_login {
@@ -73,7 +76,14 @@ pub(super) async fn login_page(
         } else {
             "/login?local=1"
         };
-        let _ = write!(body, "<form method=\"post\" action=\"{action}\">");
+        let (token, cookie) = web.csrf_token(&headers);
+        set = cookie;
+        let _ = write!(
+            body,
+            "<form method=\"post\" action=\"{action}\">\
+             <input type=\"hidden\" name=\"{}\" value=\"{token}\">",
+            csrf::FIELD
+        );
         body.push_str(
             "<label>User name\
              <input name=\"username\" autocomplete=\"username\" required></label>\
@@ -84,13 +94,23 @@ pub(super) async fn login_page(
     } else {
         body.push_str("<p><a href=\"/login?local=1\">Local account (break-glass)</a></p>");
     }
-    page("portcullis", &body)
+    with_cookie(set, page("portcullis", &body))
+}
+
+/// A page, with the CSRF cookie its form needs when the browser had none.
+fn with_cookie(set: Option<HeaderValue>, page: Html<String>) -> Response {
+    match set {
+        Some(c) => ([(header::SET_COOKIE, c)], page).into_response(),
+        None => page.into_response(),
+    }
 }
 
 #[derive(Deserialize)]
 pub(super) struct LocalLogin {
     username: String,
     password: String,
+    #[serde(default)]
+    csrf: String,
 }
 
 /// POST /login: a local user of the table, argon2 off the runtime. With
@@ -99,9 +119,15 @@ pub(super) struct LocalLogin {
 pub(super) async fn local_login(
     State(web): State<Arc<Web>>,
     ConnectInfo(from): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Query(q): Query<LoginQuery>,
     Form(f): Form<LocalLogin>,
 ) -> Response {
+    // Before the password is looked at: a forged login must not even count
+    // as a failure against the user's lockout.
+    if !web.csrf_ok(&headers, &f.csrf) {
+        return csrf::refused("login");
+    }
     let config = web.config.load_full();
     if !config.web.local_login {
         let nets = &config.web.break_glass_cidrs;
@@ -196,10 +222,42 @@ pub(super) fn idp_unavailable() -> Response {
         .into_response()
 }
 
-/// GET/POST /logout.
+/// GET /logout: a button that posts the logout, so a link or an image on
+/// another site cannot log anyone out.
+pub(super) async fn logout_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    if web.session(&headers).is_none() {
+        return Redirect::to("/login").into_response();
+    }
+    let (token, set) = web.csrf_token(&headers);
+    with_cookie(set, page("Log out", &logout_form(&token)))
+}
+
+fn logout_form(token: &str) -> String {
+    format!(
+        "<form method=\"post\" action=\"/logout\">\
+         <input type=\"hidden\" name=\"{}\" value=\"{token}\">\
+         <button type=\"submit\">Log out</button></form>",
+        csrf::FIELD
+    )
+}
+
+#[derive(Deserialize)]
+pub(super) struct LogoutForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// POST /logout.
 /// A SAML session continues to the IdP's single-logout endpoint (when it
 /// has one) after ours has ended.
-pub(super) async fn logout(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+pub(super) async fn logout(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Form(f): Form<LogoutForm>,
+) -> Response {
+    if !web.csrf_ok(&headers, &f.csrf) {
+        return csrf::refused("logout");
+    }
     let ended = web.end_session(&headers);
     let mut to = "/login".to_string();
     if let Some(saml) = ended.and_then(|s| s.saml) {
@@ -229,23 +287,32 @@ pub(super) async fn home(State(web): State<Arc<Web>>, headers: HeaderMap) -> Res
         return Redirect::to("/login").into_response();
     };
     let Some(r) = web.resolve(&user).await else {
-        return Redirect::to("/logout").into_response();
+        // Disabled, removed, or their provider gone: the session ends.
+        web.end_session(&headers);
+        return (
+            [(header::SET_COOKIE, Web::clear_cookie(SESSION_COOKIE))],
+            Redirect::to("/login"),
+        )
+            .into_response();
     };
     let role = r.decision.as_ref().map_or_else(
         || "no role".to_string(),
         |d| format!("{} (priv-lvl {})", d.role, d.priv_lvl),
     );
-    page(
-        "portcullis",
-        &format!(
-            "<p>Logged in as <b>{}</b> ({}), role {}.</p><p><a href=\"/api/me\">/api/me</a> · \
-             <a href=\"/logout\">Log out</a></p>",
-            escape(&r.user),
-            r.source.as_str(),
-            escape(&role)
+    let (token, set) = web.csrf_token(&headers);
+    with_cookie(
+        set,
+        page(
+            "portcullis",
+            &format!(
+                "<p>Logged in as <b>{}</b> ({}), role {}.</p><p><a href=\"/api/me\">/api/me</a></p>{}",
+                escape(&r.user),
+                r.source.as_str(),
+                escape(&role),
+                logout_form(&token)
+            ),
         ),
     )
-    .into_response()
 }
 
 /// GET /api/me: the caller as the table sees them.

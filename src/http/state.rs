@@ -32,6 +32,7 @@ pub struct WebParts {
     pub exposition: Exposition,
     pub oidc_metrics: OidcMetrics,
     pub saml_metrics: OidcMetrics,
+    pub http_metrics: super::HttpMetrics,
 }
 
 /// The state the web routes share.
@@ -49,6 +50,7 @@ pub struct Web {
     saml_providers: ByGeneration<SamlProvider>,
     pub(super) saml_state: LoginState,
     pub(super) saml_metrics: OidcMetrics,
+    pub(super) http_metrics: super::HttpMetrics,
 }
 
 impl Web {
@@ -68,6 +70,7 @@ impl Web {
             saml_providers: ByGeneration::default(),
             saml_state: LoginState::default(),
             saml_metrics: parts.saml_metrics,
+            http_metrics: parts.http_metrics,
         }
     }
 
@@ -405,6 +408,7 @@ redirect_uri = "http://127.0.0.1:8080/auth/oidc/okta/callback"
             exposition: Exposition::new(Default::default()),
             oidc_metrics: OidcMetrics::default(),
             saml_metrics: OidcMetrics::default(),
+            http_metrics: Default::default(),
         })
     }
 

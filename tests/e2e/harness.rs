@@ -270,6 +270,51 @@ pub fn browser() -> reqwest::Client {
         .unwrap()
 }
 
+/// The CSRF token of the form on `page`, as this browser gets it (the page
+/// also sets the cookie the token must match).
+pub async fn csrf_token(b: &reqwest::Client, http: SocketAddr, page: &str) -> String {
+    let html = b
+        .get(format!("http://{http}{page}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .unwrap_or_else(|| panic!("no CSRF token on {page}: {html}"))
+        + "name=\"csrf\" value=\"".len();
+    html[at..].split('"').next().unwrap().to_string()
+}
+
+/// The local login form, posted as a browser does: the page first, then the
+/// form with its token. `path` is `/login` or `/login?local=1`.
+pub async fn post_login(
+    b: &reqwest::Client,
+    http: SocketAddr,
+    path: &str,
+    user: &str,
+    password: &str,
+) -> reqwest::Response {
+    let token = csrf_token(b, http, path).await;
+    b.post(format!("http://{http}{path}"))
+        .form(&[("username", user), ("password", password), ("csrf", &token)])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Logs this browser out with the button on `/logout`.
+pub async fn logout(b: &reqwest::Client, http: SocketAddr) -> reqwest::Response {
+    let token = csrf_token(b, http, "/logout").await;
+    b.post(format!("http://{http}/logout"))
+        .form(&[("csrf", &token)])
+        .send()
+        .await
+        .unwrap()
+}
+
 /// A JSON array of strings.
 pub fn strs(v: &serde_json::Value) -> Vec<&str> {
     v.as_array()

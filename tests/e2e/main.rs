@@ -9,3 +9,4 @@ mod radius;
 mod reload;
 mod saml;
 mod tacacs;
+mod web_limits;

@@ -175,11 +175,7 @@ async fn real_provider_login_syncs_groups_into_the_one_table() {
     assert!(strs(&me["groups"]).contains(&"helpdesk"));
 
     // Logout ends the session.
-    let r = dave_browser
-        .get(format!("http://{http}/logout"))
-        .send()
-        .await
-        .unwrap();
+    let r = logout(&dave_browser, http).await;
     assert_eq!(r.url().path(), "/login");
     let r = dave_browser
         .get(format!("http://{http}/api/me"))
@@ -236,12 +232,7 @@ async fn local_users_log_in_with_the_form_and_get_the_same_role() {
     let s = Running::start_demo();
     let http = s.addrs.http.unwrap();
     let b = browser();
-    let r = b
-        .post(format!("http://{http}/login"))
-        .form(&[("username", "bob"), ("password", "bob-pass-2")])
-        .send()
-        .await
-        .unwrap();
+    let r = post_login(&b, http, "/login", "bob", "bob-pass-2").await;
     assert_eq!(r.url().path(), "/");
     let me = api_me(&b, http).await;
     assert_eq!(
@@ -249,23 +240,15 @@ async fn local_users_log_in_with_the_form_and_get_the_same_role() {
         (Some("local"), Some("helpdesk"))
     );
     assert_eq!(me["rbac-aag"], "Asia-Admin");
-    let wrong = browser()
-        .post(format!("http://{http}/login"))
-        .form(&[("username", "bob"), ("password", "nope")])
-        .send()
-        .await
-        .unwrap();
+    let wrong = post_login(&browser(), http, "/login", "bob", "nope").await;
     assert_eq!(wrong.url().path(), "/login");
     // Session cookies are HttpOnly and SameSite=Lax.
     let raw = reqwest::Client::builder()
+        .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .unwrap()
-        .post(format!("http://{http}/login"))
-        .form(&[("username", "alice"), ("password", "alice-pass-1")])
-        .send()
-        .await
         .unwrap();
+    let raw = post_login(&raw, http, "/login", "alice", "alice-pass-1").await;
     let cookie = raw.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
@@ -593,10 +576,17 @@ async fn hidden_local_login_takes_passwords_only_on_the_break_glass_path() {
     assert!(text.contains("break_glass_cidrs"));
     let s = Running::start_in(dir, &text);
     let http = s.addrs.http.unwrap();
+    // The plain form's token comes from the break-glass page: the plain
+    // page no longer has a form.
     let post = |path: &'static str| async move {
-        browser()
-            .post(format!("http://{http}{path}"))
-            .form(&[("username", "bob"), ("password", "bob-pass-2")])
+        let b = browser();
+        let token = csrf_token(&b, http, "/login?local=1").await;
+        b.post(format!("http://{http}{path}"))
+            .form(&[
+                ("username", "bob"),
+                ("password", "bob-pass-2"),
+                ("csrf", &token),
+            ])
             .send()
             .await
             .unwrap()
@@ -635,12 +625,7 @@ async fn failed_web_logins_are_throttled_and_an_admin_can_clear_them() {
     let http = s.addrs.http.unwrap();
     let login = |user: &'static str, password: &'static str| async move {
         let b = browser();
-        let r = b
-            .post(format!("http://{http}/login"))
-            .form(&[("username", user), ("password", password)])
-            .send()
-            .await
-            .unwrap();
+        let r = post_login(&b, http, "/login", user, password).await;
         let path = r.url().path().to_string();
         let body = r.text().await.unwrap();
         (b, path, body)

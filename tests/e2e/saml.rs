@@ -216,11 +216,7 @@ async fn real_saml_idp_login_syncs_groups_into_the_one_table() {
     assert!(strs(&me["groups"]).contains(&"helpdesk"), "{me}");
 
     // Logout ends our session, then sends the browser to the IdP's SLO.
-    let r = dave_browser
-        .get(format!("http://{http}/logout"))
-        .send()
-        .await
-        .unwrap();
+    let r = logout(&dave_browser, http).await;
     assert!(
         r.url().as_str().starts_with(idp.get("slo_url")),
         "logout ended at {}",

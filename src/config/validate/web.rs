@@ -4,8 +4,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::Ctx;
-use crate::config::WebSettings;
 use crate::config::raw::{RawOidc, RawWeb};
+use crate::config::{HttpLimits, WebSettings};
 use crate::oidc::{ClientAuth, ClientSecret, IssuerSource, ProviderSettings};
 
 pub(super) fn web(cx: &mut Ctx<'_>, raw: &RawWeb) -> WebSettings {
@@ -64,6 +64,44 @@ pub(super) fn web(cx: &mut Ctx<'_>, raw: &RawWeb) -> WebSettings {
             .public_url
             .as_ref()
             .map(|u| u.get_ref().trim_end_matches('/').to_string()),
+        limits: limits(cx, raw),
+    }
+}
+
+fn limits(cx: &mut Ctx<'_>, raw: &RawWeb) -> HttpLimits {
+    let d = HttpLimits::default();
+    let max_connections = cx.int(
+        &raw.max_connections,
+        "web.max_connections",
+        1..1_000_001,
+        d.max_connections as i64,
+    ) as usize;
+    HttpLimits {
+        max_connections,
+        max_connections_per_address: cx.int(
+            &raw.max_connections_per_address,
+            "web.max_connections_per_address",
+            1..1_000_001,
+            d.max_connections_per_address as i64,
+        ) as usize,
+        header_timeout: Duration::from_secs(cx.int(
+            &raw.header_timeout,
+            "web.header_timeout",
+            1..3601,
+            d.header_timeout.as_secs() as i64,
+        ) as u64),
+        request_timeout: Duration::from_secs(cx.int(
+            &raw.request_timeout,
+            "web.request_timeout",
+            1..3601,
+            d.request_timeout.as_secs() as i64,
+        ) as u64),
+        max_body: cx.int(
+            &raw.max_body,
+            "web.max_body",
+            1024..1_073_741_825,
+            d.max_body as i64,
+        ) as usize,
     }
 }
 
