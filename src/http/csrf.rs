@@ -49,10 +49,10 @@ impl Web {
 /// `Origin` whose host is not the `Host` asked for. Clients that send
 /// neither (scripts, curl) pass; they hold no victim's cookies.
 pub(super) fn same_origin(headers: &HeaderMap) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site") {
-        if !matches!(site.as_bytes(), b"same-origin" | b"none") {
-            return false;
-        }
+    if let Some(site) = headers.get("sec-fetch-site")
+        && !matches!(site.as_bytes(), b"same-origin" | b"none")
+    {
+        return false;
     }
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
