@@ -29,6 +29,7 @@
 //! - [`identity`]: external users (IdP logins) and their synced groups.
 //! - [`oidc`]: the OpenID Connect relying party (web login through the IdP).
 //! - [`saml`]: the SAML 2.0 service provider (web login through the IdP).
+//! - [`pending`]: started logins awaiting the browser, bounded per source.
 //! - [`http`]: `/metrics`, `/healthz`, browser logins and sessions,
 //!   `/api/me`, the admin API.
 //! - [`explain`]: what the table grants a user and why (`portcullis explain`).
@@ -52,6 +53,7 @@ pub mod http;
 pub mod identity;
 pub mod metrics;
 pub mod oidc;
+pub mod pending;
 pub mod policy;
 pub mod profile;
 pub mod radius;

@@ -2,9 +2,10 @@
 //! nonce and PKCE) and callback (code exchanged, ID token verified, groups
 //! synced, a session).
 
-use std::sync::{Arc, PoisonError};
+use std::net::SocketAddr;
+use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -12,11 +13,15 @@ use tracing::warn;
 
 use super::pages::{idp_unavailable, login_refused};
 use super::session::LOGIN_COOKIE;
-use super::state::{MAX_PENDING, Via, Web};
+use super::state::{Via, Web};
 use crate::identity::Profile;
 
 /// GET /auth/oidc/{provider}/start: to the IdP with state, nonce and PKCE.
-pub(super) async fn oidc_start(State(web): State<Arc<Web>>, Path(name): Path<String>) -> Response {
+pub(super) async fn oidc_start(
+    State(web): State<Arc<Web>>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+) -> Response {
     let config = web.config.load_full();
     let Some(provider) = web.provider(&config, &name) else {
         return (StatusCode::NOT_FOUND, "no such identity provider").into_response();
@@ -25,20 +30,8 @@ pub(super) async fn oidc_start(State(web): State<Arc<Web>>, Path(name): Path<Str
         Ok((url, pending)) => {
             let state = pending.state.clone();
             let ttl = provider.settings().login_timeout;
-            {
-                let mut p = web.pending.lock().unwrap_or_else(PoisonError::into_inner);
-                if p.len() >= MAX_PENDING {
-                    p.retain(|_, (_, l)| l.created.elapsed() < ttl);
-                    if p.len() >= MAX_PENDING {
-                        // Still full of fresh ones: someone is flooding us.
-                        // Make room rather than refuse every real user.
-                        if let Some(k) = p.keys().next().cloned() {
-                            p.remove(&k);
-                        }
-                    }
-                }
-                p.insert(state.clone(), (name, pending));
-            }
+            web.pending
+                .insert(state.clone(), from.ip(), (name, pending), ttl);
             (
                 [(
                     header::SET_COOKIE,
@@ -102,12 +95,8 @@ pub(super) async fn oidc_callback(
     }
     // ...and one we issued and have not used yet: taking it out makes a
     // replayed callback fail.
-    let taken = web
-        .pending
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .remove(state.as_str());
-    let Some((for_provider, pending)) = taken else {
+    let taken = web.pending.take(state.as_str());
+    let Some(((for_provider, pending), _)) = taken else {
         return refuse("state", "unknown or already used state");
     };
     if for_provider != name {

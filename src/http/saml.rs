@@ -2,10 +2,11 @@
 //! the assertion consumer service, our SP metadata, and the return from
 //! single logout.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -18,12 +19,16 @@ use crate::identity::Profile;
 
 /// GET /auth/saml/{provider}/start: to the IdP with a fresh AuthnRequest
 /// (HTTP-Redirect binding), its ID bound to this browser.
-pub(super) async fn saml_start(State(web): State<Arc<Web>>, Path(name): Path<String>) -> Response {
+pub(super) async fn saml_start(
+    State(web): State<Arc<Web>>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+) -> Response {
     let config = web.config.load_full();
     let Some(provider) = web.saml_provider(&config, &name) else {
         return (StatusCode::NOT_FOUND, "no such identity provider").into_response();
     };
-    match provider.begin(&web.saml_state).await {
+    match provider.begin(&web.saml_state, from.ip()).await {
         Ok((url, id)) => {
             let ttl = provider.settings().login_timeout;
             (

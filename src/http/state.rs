@@ -17,11 +17,9 @@ use crate::config::{Config, ConfigHandle};
 use crate::identity::{IdentityStore, Profile};
 use crate::metrics::Exposition;
 use crate::oidc::{OidcMetrics, PendingLogin, Provider};
+use crate::pending::Pending;
 use crate::policy::{ALL_USERS, ClientCtx, GroupId, Identity, Source};
 use crate::saml::{LoginState, SamlProvider};
-
-/// Started logins kept at once; beyond it the oldest are forgotten.
-pub(super) const MAX_PENDING: usize = 10_000;
 
 /// What the web side is built from.
 #[derive(Debug)]
@@ -44,7 +42,8 @@ pub struct Web {
     /// Signs cookies; random per process, so a restart ends every session.
     pub(super) key: [u8; 32],
     pub(super) sessions: Mutex<SessionTable>,
-    pub(super) pending: Mutex<HashMap<String, (String, PendingLogin)>>,
+    /// Started OIDC logins by `state`: (provider, what the callback needs).
+    pub(super) pending: Pending<(String, PendingLogin)>,
     providers: ByGeneration<Provider>,
     pub(super) metrics: OidcMetrics,
     saml_providers: ByGeneration<SamlProvider>,
@@ -64,7 +63,7 @@ impl Web {
             exposition: parts.exposition,
             key,
             sessions: Mutex::new(HashMap::new()),
-            pending: Mutex::new(HashMap::new()),
+            pending: Pending::default(),
             providers: ByGeneration::default(),
             metrics: parts.oidc_metrics,
             saml_providers: ByGeneration::default(),

@@ -4,6 +4,7 @@
 //! (InResponseTo) and assertion IDs already used (replay).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -16,6 +17,7 @@ use super::request::{AuthnRequest, LogoutRequest, new_id, redirect_url};
 use super::response::{Expect, Verified, verify};
 use super::settings::{IdpSource, SamlSettings};
 use super::xml::{MAX_XML, b64};
+use crate::pending::Pending;
 
 /// SAML responses verified at once, process-wide; more wait their turn, so
 /// hostile posts cannot take every blocking thread or core.
@@ -23,7 +25,6 @@ const MAX_VERIFYING: usize = 2;
 static VERIFYING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_VERIFYING);
 
 /// Bounds on the shared maps, so a flood of starts cannot grow memory.
-const MAX_PENDING: usize = 10_000;
 const MAX_SEEN: usize = 100_000;
 /// A failed metadata fetch is not retried sooner than this.
 const REFETCH_BACKOFF: Duration = Duration::from_secs(30);
@@ -74,37 +75,29 @@ pub enum IdpError {
 /// Login state shared by every provider and kept across reloads.
 #[derive(Default)]
 pub struct LoginState {
-    /// AuthnRequest ID → (provider, when sent).
-    pending: Mutex<HashMap<String, (String, Instant)>>,
+    /// AuthnRequest ID → provider (and when sent).
+    pending: Pending<String>,
     /// (provider, assertion ID) → until when it could be replayed.
     seen: Mutex<HashMap<(String, String), SystemTime>>,
 }
 
 impl LoginState {
-    fn add_pending(&self, id: String, provider: &str, ttl: Duration) {
-        let mut p = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        if p.len() >= MAX_PENDING {
-            p.retain(|_, (_, t)| t.elapsed() < ttl);
-            if p.len() >= MAX_PENDING
-                && let Some(k) = p.keys().next().cloned()
-            {
-                // Still full of fresh ones: someone is flooding starts.
-                p.remove(&k);
-            }
-        }
-        p.insert(id, (provider.to_string(), Instant::now()));
+    fn add_pending(&self, id: String, source: IpAddr, provider: &str, ttl: Duration) {
+        self.pending.insert(id, source, provider.to_string(), ttl);
     }
 
     #[cfg(test)]
     pub(crate) fn add_pending_for_test(&self, id: &str, provider: &str) {
-        self.add_pending(id.to_string(), provider, Duration::from_secs(600));
+        self.add_pending(
+            id.to_string(),
+            IpAddr::from([127, 0, 0, 1]),
+            provider,
+            Duration::from_secs(600),
+        );
     }
 
     fn take_pending(&self, id: &str) -> Option<(String, Instant)> {
-        self.pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(id)
+        self.pending.take(id)
     }
 
     /// Records an assertion ID; false when it was already used.
@@ -211,7 +204,11 @@ impl SamlProvider {
     }
 
     /// A redirect to the IdP carrying a new AuthnRequest, and its ID.
-    pub async fn begin(&self, state: &LoginState) -> Result<(String, String), IdpError> {
+    pub async fn begin(
+        &self,
+        state: &LoginState,
+        source: IpAddr,
+    ) -> Result<(String, String), IdpError> {
         let idp = self.idp().await?;
         let s = &self.settings;
         let id = new_id();
@@ -226,7 +223,7 @@ impl SamlProvider {
         .xml();
         let key = self.request_key();
         let url = redirect_url(&idp.sso_url, &xml, None, key);
-        state.add_pending(id.clone(), &s.name, s.login_timeout);
+        state.add_pending(id.clone(), source, &s.name, s.login_timeout);
         Ok((url, id))
     }
 
