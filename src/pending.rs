@@ -181,6 +181,6 @@ mod tests {
         p.insert("b".into(), ip(1), 2, TTL);
         p.insert("c".into(), ip(2), 3, TTL);
         assert_eq!(p.len(), 2);
-        assert!(p.is_empty() == false);
+        assert!(!p.is_empty());
     }
 }
