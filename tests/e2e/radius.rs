@@ -29,8 +29,8 @@ const DROP_WAIT: u32 = 1;
 /// What radclient received: the reply code ("Access-Accept", ...) or None
 /// when nothing valid came back, and the reply's Cisco-AVPair values.
 #[derive(Debug)]
-struct Radclient {
-    code: Option<String>,
+pub(crate) struct Radclient {
+    pub(crate) code: Option<String>,
     avpairs: Vec<String>,
     attrs: Vec<String>,
     output: String,
@@ -92,7 +92,7 @@ fn radclient(
 }
 
 /// A PAP Access-Request with Message-Authenticator through radclient.
-fn radclient_pap(addr: SocketAddr, user: &str, password: &str) -> Radclient {
+pub(crate) fn radclient_pap(addr: SocketAddr, user: &str, password: &str) -> Radclient {
     radclient(
         addr,
         "auth",
