@@ -24,6 +24,13 @@ pub struct Fingerprint {
     stored: u64,
 }
 
+impl Fingerprint {
+    /// The MAC part alone: names (user, password) whatever hash they meet.
+    pub fn mac(&self) -> [u8; 16] {
+        self.mac
+    }
+}
+
 pub struct CredentialCache {
     mac: HmacSha256,
     entries: papaya::HashMap<Fingerprint, Instant>,

@@ -101,14 +101,26 @@ impl Credentials {
         let t = users.throttle();
         let throttle = &self.shared.throttle;
         let now = Instant::now();
-        let name_key = ThrottleKey::User(name.into());
-        let source_key = source.map(ThrottleKey::Source);
-        if throttle.locked(&name_key, now)
-            || source_key.as_ref().is_some_and(|k| throttle.locked(k, now))
-        {
+        // Names the attempt, so identical checks running at once count once.
+        let attempt = self.shared.cache.fingerprint(name, password, 0).mac();
+        let Some(by_name) =
+            throttle.begin(ThrottleKey::User(name.into()), attempt, t.failures, t, now)
+        else {
             self.pool.metrics().throttled();
             return Err(AuthnError::Throttled);
-        }
+        };
+        let by_source = match source {
+            Some(ip) => {
+                match throttle.begin(ThrottleKey::Source(ip), attempt, t.source_failures, t, now) {
+                    Some(r) => Some(r),
+                    None => {
+                        self.pool.metrics().throttled();
+                        return Err(AuthnError::Throttled);
+                    }
+                }
+            }
+            None => None,
+        };
         self.pool.metrics().cache_miss();
         let verdict = match user {
             Ok(user) => {
@@ -130,14 +142,9 @@ impl Credentials {
             }
         };
         let now = Instant::now();
-        match &verdict {
-            Ok(_) => throttle.succeeded(&name_key),
-            Err(_) => {
-                throttle.failed(name_key, t.failures, t, now);
-                if let Some(k) = source_key {
-                    throttle.failed(k, t.source_failures, t, now);
-                }
-            }
+        by_name.finish(verdict.is_ok(), t.failures, t, now);
+        if let Some(r) = by_source {
+            r.finish(verdict.is_ok(), t.source_failures, t, now);
         }
         verdict
     }

@@ -3,6 +3,7 @@
 mod accounting;
 mod cli;
 mod config;
+mod guessing;
 mod harness;
 mod oidc;
 mod radius;
