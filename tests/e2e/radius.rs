@@ -31,7 +31,7 @@ const DROP_WAIT: u32 = 1;
 #[derive(Debug)]
 pub(crate) struct Radclient {
     pub(crate) code: Option<String>,
-    avpairs: Vec<String>,
+    pub(crate) avpairs: Vec<String>,
     attrs: Vec<String>,
     output: String,
 }
