@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod guessing;
 mod harness;
+mod memory;
 mod oidc;
 mod radius;
 mod reload;
