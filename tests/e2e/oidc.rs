@@ -211,7 +211,7 @@ async fn real_provider_login_syncs_groups_into_the_one_table() {
 fn unknown_provider_paths_are_404s_that_leave_the_metrics_alone() {
     let s = Running::start_demo();
     let (_, before) = s.http_get("/metrics");
-    for i in 0..300 {
+    for i in 0..2_000 {
         for path in [
             format!("/auth/oidc/nope{i}/callback?code=x&state=y"),
             format!("/auth/oidc/nope{i}/callback?error=access_denied"),
