@@ -44,7 +44,14 @@ fn ten_thousand_cold_logins_stay_within_the_memory_bound() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis-load"))
         .args(["radius", "--server", &radius.to_string()])
         .args(["--users", &USERS.to_string(), "--warmup", "0"])
-        .args(["--rate", "4000", "--outstanding", "512", "--duration", "3.5"])
+        .args([
+            "--rate",
+            "4000",
+            "--outstanding",
+            "512",
+            "--duration",
+            "3.5",
+        ])
         .args(["--timeout-ms", "2000", "--retries", "2"])
         .output()
         .unwrap();
@@ -59,7 +66,10 @@ fn ten_thousand_cold_logins_stay_within_the_memory_bound() {
         load["ok"]
     );
     assert_eq!(load["lost"], 0, "{load}");
-    assert!(argon2 >= f64::from(USERS), "every user logged in cold: {argon2}");
+    assert!(
+        argon2 >= f64::from(USERS),
+        "every user logged in cold: {argon2}"
+    );
     // What the pool may hold: a working buffer per argon2 thread, at most
     // the demo users' 19 MiB each (the decoy for unknown names uses theirs).
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;

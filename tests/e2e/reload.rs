@@ -121,7 +121,11 @@ fn load_through_ten_reloads_loses_nothing() {
     assert_eq!(load["bad"], 0, "{load}");
     assert!(load["ok"].as_u64().unwrap() >= 12_000, "{load}");
     let (_, m) = s.http_get("/metrics");
-    assert_eq!(metric(&m, "portcullis_config_generation"), Some(10.0), "{m}");
+    assert_eq!(
+        metric(&m, "portcullis_config_generation"),
+        Some(10.0),
+        "{m}"
+    );
     assert_eq!(
         metric(&m, "portcullis_config_reloads_total{result=\"failure\"}"),
         Some(1.0)
@@ -134,7 +138,9 @@ fn load_through_ten_reloads_loses_nothing() {
     );
     let bob = crate::radius::radclient_pap(radius, "bob", "bob-pass-2");
     assert!(
-        bob.avpairs.iter().any(|a| a == "LOGIN:rbac-aag=Asia-Admin-10"),
+        bob.avpairs
+            .iter()
+            .any(|a| a == "LOGIN:rbac-aag=Asia-Admin-10"),
         "{bob:?}"
     );
 }
