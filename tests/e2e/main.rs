@@ -3,9 +3,7 @@
 mod accounting;
 mod cli;
 mod config;
-mod guessing;
 mod harness;
-mod memory;
 mod oidc;
 mod radius;
 mod reload;

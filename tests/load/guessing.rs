@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
+use crate::{load_report, serial};
 
 /// A browser that does not follow redirects, so the login's answer (where
 /// it sends the browser) is read directly.
@@ -40,6 +41,7 @@ async fn attempt(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_wrong_passwords_are_throttled_and_radius_keeps_its_latency() {
+    let _serial = serial();
     let s = Running::start_demo();
     let http = s.addrs.http.unwrap();
     let radius = s.addrs.radius_auth.unwrap();
@@ -51,11 +53,7 @@ async fn a_thousand_wrong_passwords_are_throttled_and_radius_keeps_its_latency()
             .args(["--rate", "200", "--outstanding", "16", "--duration", "4"])
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let json = text.lines().last().unwrap_or_default().to_string();
-        let v: serde_json::Value = serde_json::from_str(&json)
-            .unwrap_or_else(|e| panic!("{e}: {text}{}", String::from_utf8_lossy(&out.stderr)));
-        v
+        load_report(&out)
     });
     let b = raw_browser();
     let token = csrf_token(&b, http, "/login").await;
@@ -117,6 +115,7 @@ async fn a_thousand_wrong_passwords_are_throttled_and_radius_keeps_its_latency()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusal_takes_as_long_for_an_unknown_name_as_for_a_wrong_password() {
+    let _serial = serial();
     // No lockouts here: every attempt must reach the password check.
     let dir = tempfile::tempdir().unwrap();
     let text = demo_config(dir.path()).replace(
@@ -127,26 +126,38 @@ async fn a_refusal_takes_as_long_for_an_unknown_name_as_for_a_wrong_password() {
     let http = s.addrs.http.unwrap();
     let b = raw_browser();
     let token = csrf_token(&b, http, "/login").await;
-    let (mut unknown, mut known) = (Vec::new(), Vec::new());
-    // Interleaved, so a change in machine load touches both alike; every
-    // password distinct, so none is answered from the credential cache.
-    for i in 0..40 {
-        let t = Instant::now();
-        let to = attempt(&b, http, &token, &format!("nobody-{i}"), &format!("pw-{i}")).await;
-        unknown.push(t.elapsed());
-        assert!(to.contains("Login%20failed"), "{to}");
-        let t = Instant::now();
-        let to = attempt(&b, http, &token, "bob", &format!("pw-{i}")).await;
-        known.push(t.elapsed());
-        assert!(to.contains("Login%20failed"), "{to}");
+    // A round is 40 refusals of each kind, interleaved so a change in the
+    // machine's load touches both alike, every password distinct so none
+    // is answered from the credential cache. A timing oracle (the old
+    // microseconds against an argon2's milliseconds) fails every round; a
+    // round spoiled by a burst of other work on the machine is run again,
+    // up to three.
+    let mut rounds = Vec::new();
+    for round in 0..3 {
+        let (mut unknown, mut known) = (Vec::new(), Vec::new());
+        for i in 0..40 {
+            let pw = format!("pw-{round}-{i}");
+            let t = Instant::now();
+            let to = attempt(&b, http, &token, &format!("nobody-{round}-{i}"), &pw).await;
+            unknown.push(t.elapsed());
+            assert!(to.contains("Login%20failed"), "{to}");
+            let t = Instant::now();
+            let to = attempt(&b, http, &token, "bob", &pw).await;
+            known.push(t.elapsed());
+            assert!(to.contains("Login%20failed"), "{to}");
+        }
+        unknown.sort();
+        known.sort();
+        let (u, k) = (unknown[20].as_secs_f64(), known[20].as_secs_f64());
+        eprintln!(
+            "median refusal: unknown name {:.1} ms, wrong password {:.1} ms",
+            u * 1e3,
+            k * 1e3
+        );
+        if (u - k).abs() / k < 0.10 {
+            return;
+        }
+        rounds.push((u, k));
     }
-    unknown.sort();
-    known.sort();
-    let (u, k) = (unknown[20].as_secs_f64(), known[20].as_secs_f64());
-    eprintln!(
-        "median refusal: unknown name {:.1} ms, wrong password {:.1} ms",
-        u * 1e3,
-        k * 1e3
-    );
-    assert!((u - k).abs() / k < 0.10, "unknown {u:.4} s, known {k:.4} s");
+    panic!("medians (unknown, known) in seconds differ by 10 % or more in every round: {rounds:?}");
 }
