@@ -351,7 +351,15 @@ fn serve(path: PathBuf, format: LogFormat, print_addresses: bool) -> anyhow::Res
         let sink: Arc<dyn AccountingSink> = store.clone();
         let identity = IdentityStore::open(&loaded.config.server.data_dir)
             .context("opening the identity store")?;
-        let server = Server::new(loaded.config, metrics, Some(sink), Some(identity));
+        let idp = portcullis::idp::SqliteIdpStore::open(&loaded.config.server.data_dir)
+            .context("opening the console provider's store")?;
+        let server = Server::new(
+            loaded.config,
+            metrics,
+            Some(sink),
+            Some(identity),
+            Some(Arc::new(idp)),
+        );
         let pruner = server::spawn_pruner(server.clone(), store.archive()?);
         let addrs = bound.addrs();
         info!(

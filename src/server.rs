@@ -42,6 +42,7 @@ pub struct Metrics {
     pub accounting: AccountingMetrics,
     pub oidc: OidcMetrics,
     pub saml: OidcMetrics,
+    pub idp: crate::idp::IdpMetrics,
 }
 
 impl Default for Metrics {
@@ -84,6 +85,7 @@ impl Metrics {
             accounting: AccountingMetrics::register(&mut registry),
             oidc: OidcMetrics::register(&mut registry),
             saml: OidcMetrics::register_saml(&mut registry),
+            idp: crate::idp::IdpMetrics::register(&mut registry),
             registry,
             reload_success,
             reload_failure,
@@ -105,6 +107,7 @@ pub struct Server {
     tacacs: TacacsMetrics,
     oidc: OidcMetrics,
     saml: OidcMetrics,
+    idp: Option<Arc<crate::idp::Provider>>,
     reload_success: Counter,
     reload_failure: Counter,
     config_generation: Gauge,
@@ -128,6 +131,7 @@ impl Server {
         metrics: Metrics,
         accounting: Option<Arc<dyn AccountingSink>>,
         identity: Option<IdentityStore>,
+        idp: Option<Arc<dyn crate::idp::IdpStore>>,
     ) -> Arc<Self> {
         let pool = Argon2Pool::new(
             config.server.argon2_threads,
@@ -145,6 +149,7 @@ impl Server {
             tacacs: metrics.tacacs,
             oidc: metrics.oidc,
             saml: metrics.saml,
+            idp: idp.map(|s| Arc::new(crate::idp::Provider::new(s, metrics.idp))),
             reload_success: metrics.reload_success,
             reload_failure: metrics.reload_failure,
             config_generation: metrics.config_generation,
@@ -185,6 +190,7 @@ impl Server {
             exposition: self.exposition.clone(),
             oidc_metrics: self.oidc.clone(),
             saml_metrics: self.saml.clone(),
+            idp: self.idp.clone(),
         })
     }
 

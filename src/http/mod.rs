@@ -11,6 +11,7 @@
 //! server, JWT issuer, SAML IdP) goes beside these as its own files.
 
 mod api;
+mod console;
 mod oidc;
 mod pages;
 mod saml;
@@ -50,6 +51,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/api/mappings", get(api::mappings))
         .route("/api/lockouts", get(api::lockouts))
         .route("/api/lockouts/clear", post(api::clear_lockout))
+        .merge(console::routes())
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(web)
 }

@@ -32,6 +32,8 @@ pub struct WebParts {
     pub exposition: Exposition,
     pub oidc_metrics: OidcMetrics,
     pub saml_metrics: OidcMetrics,
+    /// The provider side for appliance consoles, when it runs.
+    pub idp: Option<Arc<crate::idp::Provider>>,
 }
 
 /// The state the web routes share.
@@ -49,6 +51,8 @@ pub struct Web {
     saml_providers: ByGeneration<SamlProvider>,
     pub(super) saml_state: LoginState,
     pub(super) saml_metrics: OidcMetrics,
+    pub(super) idp: Option<Arc<crate::idp::Provider>>,
+    pub(super) console: super::console::ConsoleState,
 }
 
 impl Web {
@@ -68,6 +72,8 @@ impl Web {
             saml_providers: ByGeneration::default(),
             saml_state: LoginState::default(),
             saml_metrics: parts.saml_metrics,
+            idp: parts.idp,
+            console: Default::default(),
         }
     }
 
@@ -405,6 +411,7 @@ redirect_uri = "http://127.0.0.1:8080/auth/oidc/okta/callback"
             exposition: Exposition::new(Default::default()),
             oidc_metrics: OidcMetrics::default(),
             saml_metrics: OidcMetrics::default(),
+            idp: None,
         })
     }
 

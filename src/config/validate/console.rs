@@ -79,7 +79,10 @@ pub(super) fn consoles(
             .as_ref()
             .map_or_else(|| name.clone(), |i| i.get_ref().clone());
         if !client_ids.insert(client_id.clone()) {
-            let span = c.client_id.as_ref().map_or(c.name.span(), Spanned::span);
+            let span = c
+                .client_id
+                .as_ref()
+                .map_or_else(|| c.name.span(), Spanned::span);
             cx.err(span, key("client_id"), "another console has this client id");
         }
         let client_secret = c
@@ -147,7 +150,7 @@ pub(super) fn consoles(
                     ),
                 }
                 if let Some(r) = &c.redirect_uris {
-                    let span = r.first().map_or(c.name.span(), Spanned::span);
+                    let span = r.first().map_or_else(|| c.name.span(), Spanned::span);
                     cx.err(span, key("redirect_uris"), "only for `mode = \"oauth\"`");
                 }
                 let hmac = !matches!(jwt_alg, JwtAlg::Rs256);
@@ -173,7 +176,7 @@ pub(super) fn consoles(
             None => DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect(),
             Some(list) => {
                 if !list.iter().any(|s| s.get_ref() == "openid") {
-                    let span = list.first().map_or(c.name.span(), Spanned::span);
+                    let span = list.first().map_or_else(|| c.name.span(), Spanned::span);
                     cx.err(span, key("scopes"), "must include `openid`");
                 }
                 for s in list {
