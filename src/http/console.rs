@@ -651,7 +651,7 @@ async fn token(State(web): State<Arc<Web>>, headers: HeaderMap, body: Bytes) -> 
                 .await
                 .and_then(|r| person(&rec.subject, &r))
             else {
-                return fail(Reason::AccessDenied, "the table refuses the user");
+                return fail(Reason::UserRefused, "the table refuses the user");
             };
             let refresh = if scope.iter().any(|s| s == "offline_access") {
                 let token = oauth::random_token();
@@ -734,7 +734,7 @@ async fn token(State(web): State<Arc<Web>>, headers: HeaderMap, body: Bytes) -> 
             else {
                 revoke(p.clone(), fam.id.clone()).await;
                 return fail(
-                    Reason::AccessDenied,
+                    Reason::UserRefused,
                     "refresh: the table refuses the user now",
                 );
             };

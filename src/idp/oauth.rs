@@ -26,6 +26,9 @@ pub enum Reason {
     UnsupportedGrantType,
     InvalidScope,
     AccessDenied,
+    /// At the token endpoint: the table refuses the person now (disabled,
+    /// no role, gone upstream).
+    UserRefused,
     LoginMethod,
     RefreshReplayed,
     InvalidGrant,
@@ -48,6 +51,7 @@ impl Reason {
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::InvalidScope => "scope_not_allowed",
             Self::AccessDenied => "access_denied",
+            Self::UserRefused => "user_refused",
             Self::LoginMethod => "login_method_not_allowed",
             Self::RefreshReplayed => "refresh_replayed",
             Self::InvalidGrant => "invalid_grant",
@@ -65,6 +69,7 @@ impl Reason {
             | Self::WrongPkce
             | Self::CodeExpired
             | Self::RefreshReplayed
+            | Self::UserRefused
             | Self::InvalidGrant => "invalid_grant",
             Self::UnsupportedResponseType => "unsupported_response_type",
             Self::UnsupportedGrantType => "unsupported_grant_type",
