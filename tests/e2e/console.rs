@@ -234,3 +234,323 @@ fn jwt_mode_tokens_verify_with_pyjwt_by_hmac_secret_and_by_the_jwks() {
     );
     assert_eq!(m["page"]["status"], 403, "{m}");
 }
+
+/// A browser that shows each redirect instead of following it.
+fn manual_browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(WAIT)
+        .build()
+        .unwrap()
+}
+
+fn location(r: &reqwest::Response) -> Option<String> {
+    r.headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_string())
+}
+
+fn query(u: &str) -> std::collections::HashMap<String, String> {
+    url::Url::parse(u)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+/// The code the console at `redirect` gets after alice logs in (once per
+/// browser; later requests ride the session).
+async fn code(
+    b: &reqwest::Client,
+    http: SocketAddr,
+    client: &str,
+    redirect: &str,
+    extra: &str,
+) -> String {
+    let mut url = format!(
+        "http://{http}/oauth2/authorize?response_type=code&client_id={client}&scope=openid+offline_access+email&state=st&nonce=n&redirect_uri={}{extra}",
+        url::form_urlencoded::byte_serialize(redirect.as_bytes()).collect::<String>()
+    );
+    for _ in 0..5 {
+        let r = b.get(&url).send().await.unwrap();
+        let to = location(&r).unwrap_or_else(|| panic!("no redirect from {url}: {}", r.status()));
+        if to.starts_with(redirect) {
+            let q = query(&to);
+            assert_eq!(q.get("state").map(String::as_str), Some("st"), "{to}");
+            return q.get("code").unwrap_or_else(|| panic!("{to}")).clone();
+        }
+        if to.starts_with("/oauth2/login") {
+            let page = b
+                .get(format!("http://{http}{to}"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let rid = page
+                .split("name=\"rid\" value=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            let r = b
+                .post(format!("http://{http}/oauth2/login"))
+                .form(&[
+                    ("rid", rid),
+                    ("username", "alice"),
+                    ("password", "alice-pass-1"),
+                ])
+                .send()
+                .await
+                .unwrap();
+            url = format!("http://{http}{}", location(&r).expect("back to authorize"));
+            continue;
+        }
+        panic!("unexpected redirect to {to}");
+    }
+    panic!("no code")
+}
+
+async fn token(http: SocketAddr, client: (&str, &str), form: &[(&str, &str)]) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("http://{http}/oauth2/token"))
+        .basic_auth(client.0, Some(client.1))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+const ORCH: (&str, &str) = ("orchestrator", "orchestrator-secret-1");
+const OTHER: (&str, &str) = ("other", "other-console-secret-0123456789");
+const OTHER_REDIRECT: &str = "http://127.0.0.1:9604/cb";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_is_answered_counted_and_logged_and_never_redirects_elsewhere() {
+    let s = Running::start_demo();
+    let http = s.addrs.http.unwrap();
+    add_to_config(
+        &s,
+        &format!(
+            "\n[[console]]\nname = \"other\"\nmode = \"oauth\"\nclient_id = \"other\"\n\
+             client_secret = \"{}\"\nredirect_uris = [\"{OTHER_REDIRECT}\"]\ncode_ttl = 1\n",
+            OTHER.1
+        ),
+    );
+    let b = manual_browser();
+    let enc = |u: &str| url::form_urlencoded::byte_serialize(u.as_bytes()).collect::<String>();
+    let authorize = |q: String| {
+        let b = b.clone();
+        async move {
+            b.get(format!("http://{http}/oauth2/authorize?{q}"))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+
+    // Unknown client, unregistered redirect URI: a page here, no redirect.
+    for (q, console, reason) in [
+        (
+            format!(
+                "response_type=code&scope=openid&client_id=nobody&redirect_uri={}",
+                enc(REDIRECT)
+            ),
+            "unknown",
+            "unknown_client",
+        ),
+        (
+            format!(
+                "response_type=code&scope=openid&client_id=orchestrator&redirect_uri={}",
+                enc("http://127.0.0.1:9600/elsewhere")
+            ),
+            "orchestrator",
+            "unregistered_redirect_uri",
+        ),
+        (
+            format!(
+                "response_type=code&scope=openid&client_id=orchestrator&redirect_uri={}",
+                enc(OTHER_REDIRECT)
+            ),
+            "orchestrator",
+            "unregistered_redirect_uri",
+        ),
+    ] {
+        let before = refusals(&s, console, reason);
+        let r = authorize(q.clone()).await;
+        assert_eq!(r.status(), 400, "{q}");
+        assert!(location(&r).is_none(), "{q}: redirected");
+        assert!(r.text().await.unwrap().contains(reason));
+        assert_eq!(refusals(&s, console, reason), before + 1.0, "{q}");
+        s.wait_log(reason);
+    }
+
+    // Unsupported response_type, a scope not allowed: back to the
+    // registered URI with the error and the state.
+    for (q, error, reason) in [
+        (
+            "response_type=token&scope=openid",
+            "unsupported_response_type",
+            "unsupported_response_type",
+        ),
+        (
+            "response_type=code&scope=openid+admin",
+            "invalid_scope",
+            "scope_not_allowed",
+        ),
+    ] {
+        let r = authorize(format!(
+            "{q}&client_id=orchestrator&state=xyz&redirect_uri={}",
+            enc(REDIRECT)
+        ))
+        .await;
+        let to = location(&r).expect("redirect");
+        assert!(to.starts_with(REDIRECT), "{to}");
+        let got = query(&to);
+        assert_eq!(
+            (got["error"].as_str(), got["state"].as_str()),
+            (error, "xyz")
+        );
+        assert!(!got.contains_key("code"));
+        assert_eq!(refusals(&s, "orchestrator", reason), 1.0);
+        s.wait_log(reason);
+    }
+
+    // Wrong secret, unknown client at the token endpoint.
+    let c = code(&b, http, "orchestrator", REDIRECT, "").await;
+    let (st, v) = token(
+        http,
+        ("orchestrator", "wrong-secret"),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &c),
+            ("redirect_uri", REDIRECT),
+        ],
+    )
+    .await;
+    assert_eq!((st, v["error"].as_str()), (401, Some("invalid_client")));
+    assert_eq!(refusals(&s, "orchestrator", "wrong_secret"), 1.0);
+    let (st, _) = token(
+        http,
+        ("nobody", "x"),
+        &[("grant_type", "authorization_code"), ("code", &c)],
+    )
+    .await;
+    assert_eq!(st, 401);
+    s.wait_log("wrong_secret");
+
+    // Unsupported grant.
+    let (st, v) = token(
+        http,
+        ORCH,
+        &[("grant_type", "password"), ("username", "alice")],
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (400, Some("unsupported_grant_type"))
+    );
+    assert_eq!(refusals(&s, "orchestrator", "unsupported_grant_type"), 1.0);
+
+    // A code used twice: the second use fails and the refresh token the
+    // first gave is revoked.
+    let ok_form = |c: &str| {
+        vec![
+            ("grant_type", "authorization_code".to_string()),
+            ("code", c.to_string()),
+            ("redirect_uri", REDIRECT.to_string()),
+        ]
+    };
+    let form = ok_form(&c);
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (st, first) = token(http, ORCH, &form).await;
+    assert_eq!(st, 200, "{first}");
+    let rt = first["refresh_token"].as_str().unwrap().to_string();
+    let (st, v) = token(http, ORCH, &form).await;
+    assert_eq!((st, v["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(refusals(&s, "orchestrator", "code_reused"), 1.0);
+    let (_, v) = token(
+        http,
+        ORCH,
+        &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+    )
+    .await;
+    assert_eq!(
+        v["error"], "invalid_grant",
+        "the reused code's refresh token is revoked"
+    );
+    s.wait_log("code_reused");
+
+    // A code of one client presented by another.
+    let c = code(&b, http, "orchestrator", REDIRECT, "").await;
+    let (_, v) = token(
+        http,
+        OTHER,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &c),
+            ("redirect_uri", REDIRECT),
+        ],
+    )
+    .await;
+    assert_eq!(v["error"], "invalid_grant");
+    assert_eq!(refusals(&s, "other", "code_other_client"), 1.0);
+    s.wait_log("code_other_client");
+
+    // PKCE: the wrong verifier fails, the right one (on a fresh code) works.
+    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    let pkce =
+        "&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256";
+    let c = code(&b, http, "orchestrator", REDIRECT, pkce).await;
+    let (_, v) = token(
+        http,
+        ORCH,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &c),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier.replace('k', "K")),
+        ],
+    )
+    .await;
+    assert_eq!(v["error"], "invalid_grant");
+    assert_eq!(refusals(&s, "orchestrator", "wrong_pkce_verifier"), 1.0);
+    let c = code(&b, http, "orchestrator", REDIRECT, pkce).await;
+    let (st, v) = token(
+        http,
+        ORCH,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &c),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier),
+        ],
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    s.wait_log("wrong_pkce_verifier");
+
+    // An expired code (this console's codes live one second).
+    let c = code(&b, http, "other", OTHER_REDIRECT, "").await;
+    let issued = Instant::now();
+    while issued.elapsed() < Duration::from_millis(2100) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, v) = token(
+        http,
+        OTHER,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &c),
+            ("redirect_uri", OTHER_REDIRECT),
+        ],
+    )
+    .await;
+    assert_eq!(v["error"], "invalid_grant");
+    assert_eq!(refusals(&s, "other", "code_expired"), 1.0);
+    s.wait_log("code_expired");
+}

@@ -278,7 +278,7 @@ pub(super) fn consoles(
                 300..31_536_001,
                 86_400,
             ),
-            code_ttl: secs(cx, &c.code_ttl, "code_ttl", 10..601, 60),
+            code_ttl: secs(cx, &c.code_ttl, "code_ttl", 1..601, 60),
             jwt_alg,
             login_methods,
         });
