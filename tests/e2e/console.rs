@@ -554,3 +554,146 @@ async fn every_refusal_is_answered_counted_and_logged_and_never_redirects_elsewh
     assert_eq!(refusals(&s, "other", "code_expired"), 1.0);
     s.wait_log("code_expired");
 }
+
+#[test]
+fn a_restart_keeps_refresh_tokens_valid_and_the_jwks() {
+    let addrs = restartable_addrs();
+    let dir = tempfile::tempdir().unwrap();
+    let text = demo_config_at(dir.path(), &addrs);
+    let s = Running::start_in(dir, &text);
+    let http = s.addrs.http.unwrap();
+    let (_, jwks) = s.http_get("/oauth2/jwks");
+    let alice = login(http, "alice", "alice-pass-1");
+    let dir = s.sigkill();
+    let s = Running::start_in(dir, &text);
+    assert_eq!(s.addrs.http, Some(http));
+    let (_, again) = s.http_get("/oauth2/jwks");
+    assert_eq!(
+        serde_json::from_str::<Value>(&again).unwrap(),
+        serde_json::from_str::<Value>(&jwks).unwrap()
+    );
+    let refreshed = console(
+        http,
+        &[
+            "refresh",
+            "--token",
+            alice["refresh_token"].as_str().unwrap(),
+        ],
+    );
+    assert_claims(&refreshed, "alice@example.net", "OverlayAdmin", "Global");
+    // The ID token from before the restart still verifies against the JWKS.
+    let keys: Value = serde_json::from_str(&again).unwrap();
+    let kid = jsonwebtoken::decode_header(alice["id_token"].as_str().unwrap())
+        .unwrap()
+        .kid
+        .unwrap();
+    assert!(
+        keys["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kid"] == kid)
+    );
+}
+
+#[test]
+fn userinfo_revoke_and_logout() {
+    let s = Running::start_demo();
+    let http = s.addrs.http.unwrap();
+    let bob = login(http, "bob", "bob-pass-2");
+    let at = bob["access_token"].as_str().unwrap();
+    let info = console(http, &["userinfo", "--token", at]);
+    assert_eq!(info["status"], 200, "{info}");
+    assert_eq!(info["body"]["ec-roles"], "Helpdesk", "{info}");
+    assert_eq!(info["body"]["email"], "bob@example.net", "{info}");
+    // RFC 7009: the access token is refused from then on...
+    assert_eq!(console(http, &["revoke", "--token", at])["status"], 200);
+    assert_eq!(console(http, &["userinfo", "--token", at])["status"], 401);
+    // ...and a revoked refresh token takes its family with it.
+    let rt = bob["refresh_token"].as_str().unwrap();
+    assert_eq!(console(http, &["revoke", "--token", rt])["status"], 200);
+    assert_eq!(
+        console(http, &["refresh", "--token", rt])["error"],
+        "invalid_grant"
+    );
+    // Unknown tokens are not an error (RFC 7009 2.2).
+    assert_eq!(
+        console(http, &["revoke", "--token", "no-such-token"])["status"],
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rp_initiated_logout_ends_the_session_and_returns_only_to_a_registered_uri() {
+    let s = Running::start_demo();
+    let http = s.addrs.http.unwrap();
+    let b = manual_browser();
+    let c = code(&b, http, "orchestrator", REDIRECT, "").await;
+    let (_, t) = token(
+        http,
+        ORCH,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &c),
+            ("redirect_uri", REDIRECT),
+        ],
+    )
+    .await;
+    let id = t["id_token"].as_str().unwrap();
+    // Without a hint, nothing ends: a link alone cannot log anyone out.
+    let r = b
+        .get(format!("http://{http}/oauth2/logout"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("method=\"post\""));
+    let me = b.get(format!("http://{http}/api/me")).send().await.unwrap();
+    assert_eq!(me.status(), 200, "still logged in");
+    // An unregistered post-logout URI: logged out, not sent there.
+    let r = b
+        .get(logout_url(
+            http,
+            &[
+                ("id_token_hint", id),
+                ("post_logout_redirect_uri", "http://evil.example/"),
+            ],
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(location(&r).is_none());
+    let me = b.get(format!("http://{http}/api/me")).send().await.unwrap();
+    assert_eq!(me.status(), 401, "logged out");
+    // A registered one, with state.
+    let c = code(&b, http, "orchestrator", REDIRECT, "").await;
+    let (_, t) = token(
+        http,
+        ORCH,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &c),
+            ("redirect_uri", REDIRECT),
+        ],
+    )
+    .await;
+    let r = b
+        .get(logout_url(
+            http,
+            &[
+                ("id_token_hint", t["id_token"].as_str().unwrap()),
+                ("post_logout_redirect_uri", REDIRECT),
+                ("state", "bye"),
+            ],
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&r).unwrap(), format!("{REDIRECT}?state=bye"));
+}
+
+fn logout_url(http: SocketAddr, q: &[(&str, &str)]) -> String {
+    let mut u = url::Url::parse(&format!("http://{http}/oauth2/logout")).unwrap();
+    u.query_pairs_mut().extend_pairs(q);
+    u.to_string()
+}
