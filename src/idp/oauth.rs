@@ -598,4 +598,24 @@ mod tests {
             json!({"email": "alice@example.net", "roles": "OverlayAdmin"})
         );
     }
+
+    #[test]
+    fn hostile_requests_do_not_panic() {
+        for raw in [
+            &b""[..],
+            b"&&&==&=",
+            b"client_id=c&client_id=c",
+            b"authorization=Basic%20%FF%FE&client_id=c",
+            b"authorization=Basic%20Og%3D%3D",
+            b"authorization=basic&code_challenge=%00&code_verifier=%00",
+            b"client_id=c&redirect_uri=http%3A%2F%2F127.0.0.1%2Fcb&response_type=code&scope=%20%20openid%20&code_challenge=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa&code_challenge_method=S256",
+            b"\xff\xfe%ZZ%",
+        ] {
+            fuzz_requests(raw);
+        }
+        let long = format!("state={}", "a".repeat(MAX_VALUE + 1));
+        assert!(Params::parse(long.as_bytes()).is_none());
+        let many: String = (0..=MAX_PARAMS).map(|i| format!("k{i}=v&")).collect();
+        assert!(Params::parse(many.as_bytes()).is_none());
+    }
 }
