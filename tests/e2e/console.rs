@@ -697,3 +697,67 @@ fn logout_url(http: SocketAddr, q: &[(&str, &str)]) -> String {
     u.query_pairs_mut().extend_pairs(q);
     u.to_string()
 }
+
+fn kids(jwks: &str) -> Vec<String> {
+    let v: Value = serde_json::from_str(jwks).unwrap();
+    v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn kid_of(token: &Value) -> String {
+    jsonwebtoken::decode_header(token.as_str().unwrap())
+        .unwrap()
+        .kid
+        .unwrap()
+}
+
+#[test]
+fn a_rotated_key_was_published_before_it_signs_and_the_old_one_stays() {
+    let s = Running::start_demo();
+    let http = s.addrs.http.unwrap();
+    let before = kids(&s.http_get("/oauth2/jwks").1);
+    assert_eq!(before.len(), 2, "the signing key and the next one");
+    let old = kid_of(&login(http, "alice", "alice-pass-1")["id_token"]);
+    let next = before.iter().find(|k| **k != old).unwrap().clone();
+    let (code, out, err) = run(&[
+        "console",
+        "rotate-key",
+        "--config",
+        s.config.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&next), "{out}");
+    s.signal(libc::SIGHUP);
+    s.wait_log("configuration reloaded");
+    let after = kids(&s.http_get("/oauth2/jwks").1);
+    assert_eq!(after.len(), 3, "old, current, and a new next key");
+    assert!(after.contains(&old) && after.contains(&next));
+    let new = login(http, "bob", "bob-pass-2");
+    assert_eq!(kid_of(&new["id_token"]), next);
+}
+
+#[test]
+fn explain_shows_what_each_console_receives() {
+    let demo = repo().join("examples/portcullis.toml");
+    let (code, out, _) = run(&[
+        "explain",
+        "--config",
+        demo.to_str().unwrap(),
+        "--user",
+        "bob",
+    ]);
+    assert_eq!(code, 0);
+    let section = out.split("console `orchestrator` (oauth").nth(1).unwrap();
+    for want in [
+        "ec-roles = \"Helpdesk\"",
+        "ec-aag = \"Asia-Admin\"",
+        "email = \"bob@example.net\"",
+    ] {
+        assert!(section.contains(want), "{want} not in {out}");
+    }
+    assert!(out.contains("console `orchestrator-jwt` (jwt, aud orchestrator-jwt)"));
+}
