@@ -761,3 +761,56 @@ fn explain_shows_what_each_console_receives() {
     }
     assert!(out.contains("console `orchestrator-jwt` (jwt, aud orchestrator-jwt)"));
 }
+
+/// The chain: the console sends the person to portcullis, portcullis logs
+/// them in through the upstream OpenID Provider (npm oidc-provider), and
+/// the console's ID token carries the role their upstream groups map to.
+#[test]
+fn a_console_login_through_the_upstream_oidc_provider_carries_the_mapped_role() {
+    use crate::oidc::{provider_block, start_idp, write_accounts};
+    let s = Running::start_demo();
+    let http = s.addrs.http.unwrap();
+    let accounts = s.dir.path().join("accounts.json");
+    write_accounts(
+        &accounts,
+        "u-dave",
+        serde_json::json!([{"sub": "u-dave", "preferred_username": "dave", "email": "dave@example.com",
+                 "name": "Dave", "groups": ["helpdesk", "Everyone"]}]),
+    );
+    let idp = start_idp(&format!("http://{http}/auth/oidc/corp/callback"), &accounts);
+    add_to_config(&s, &provider_block("corp", idp.get("issuer"), http));
+    let dave = console(http, &["login", "--via", "/auth/oidc/corp/start"]);
+    assert_eq!(dave["claims"]["email"], "dave@example.com", "{dave}");
+    assert_eq!(dave["claims"]["ec-roles"], "Helpdesk", "{dave}");
+    assert_eq!(dave["claims"]["ec-aag"], "Asia-Admin", "{dave}");
+    assert_eq!(dave["claims"]["sub"], "corp:u-dave", "{dave}");
+
+    // A console that allows only the local form does not take the
+    // upstream session: the person is asked to log in locally.
+    add_to_config(
+        &s,
+        "\n[[console]]\nname = \"local-only\"\nmode = \"oauth\"\nclient_secret = \"local-only-secret-0123456789\"\n\
+         redirect_uris = [\"http://127.0.0.1:9605/cb\"]\nlogin_methods = [\"local\"]\n",
+    );
+    let page = console(
+        http,
+        &[
+            "login",
+            "--via",
+            "/auth/oidc/corp/start",
+            "--client-id",
+            "local-only",
+            "--client-secret",
+            "local-only-secret-0123456789",
+            "--redirect-uri",
+            "http://127.0.0.1:9605/cb",
+            "--scope",
+            "openid email",
+        ],
+    );
+    let text = page["page"]["page"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("name=\"password\"") && !text.contains("/auth/oidc/corp/start"),
+        "{page}"
+    );
+}
