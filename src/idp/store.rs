@@ -635,15 +635,24 @@ impl IdpStore for SqliteIdpStore {
                 "SELECT client_id, kind, provider, subject, scope, expires FROM access_tokens
                   WHERE hash = ?1 AND expires > ?2",
                 params![&hash[..], now],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                },
             )
             .optional()
             .map_err(self.db())?;
         let Some((client_id, kind, provider, subject, scope, expires)) = row else {
             return Ok(None);
         };
-        let subject =
-            Subject::decode(&kind, provider, subject).ok_or_else(|| self.corrupt("access subject"))?;
+        let subject = Subject::decode(&kind, provider, subject)
+            .ok_or_else(|| self.corrupt("access subject"))?;
         Ok(Some(AccessRecord {
             client_id,
             subject,
@@ -766,5 +775,39 @@ mod tests {
             s.rotate_refresh(&[20; 32], &[21; 32], 60, 1000).unwrap(),
             RefreshTake::Invalid
         ));
+    }
+
+    #[test]
+    fn the_store_is_private_to_the_server() {
+        use std::os::unix::fs::PermissionsExt;
+        let top = tempfile::tempdir().unwrap();
+        let dir = top.path().join("data");
+        let s = SqliteIdpStore::open(&dir).unwrap();
+        s.put_code(&code(1, 100)).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join(DB_FILE)), 0o600);
+    }
+
+    #[test]
+    fn access_tokens_are_found_by_hash_until_they_expire_or_are_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteIdpStore::open(dir.path()).unwrap();
+        let rec = AccessRecord {
+            client_id: "c".into(),
+            subject: Subject::Local { name: "bob".into() },
+            scope: "openid".into(),
+            expires: 100,
+        };
+        s.put_access(&[5; 32], &rec).unwrap();
+        assert!(s.get_access(&[5; 32], 99).unwrap().is_some());
+        assert!(s.get_access(&[5; 32], 100).unwrap().is_none(), "expired");
+        assert!(
+            !s.revoke_access(&[5; 32], "other").unwrap(),
+            "only its own client revokes it"
+        );
+        assert!(s.revoke_access(&[5; 32], "c").unwrap());
+        assert!(s.get_access(&[5; 32], 99).unwrap().is_none());
+        s.prune(1000).unwrap();
     }
 }
