@@ -209,14 +209,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Loaded, ConfigErrors> 
     let web_settings = web::web(&mut cx, &raw.web);
     let oidc = web::oidc(&mut cx, &raw.oidc);
     let saml = saml::saml(&mut cx, &raw.saml, &web_settings, &oidc);
-    let (consoles, idp) = console::consoles(
-        &mut cx,
-        &raw.consoles,
-        &raw.idp,
-        &oidc,
-        &saml,
-        &web_settings,
-    );
+    let (consoles, idp) = console::consoles(&mut cx, &raw.consoles, &raw.idp, &oidc, &saml);
 
     if !cx.errors.is_empty() {
         return Err(ConfigErrors(cx.errors));

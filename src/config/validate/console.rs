@@ -26,7 +26,6 @@ pub(super) fn consoles(
     idp: &RawIdp,
     oidc: &[ProviderSettings],
     saml: &[SamlSettings],
-    web: &crate::config::WebSettings,
 ) -> (Vec<ConsoleSettings>, IdpSettings) {
     let mut settings = IdpSettings::default();
     if let Some(i) = &idp.issuer {
@@ -283,18 +282,6 @@ pub(super) fn consoles(
             jwt_alg,
             login_methods,
         });
-    }
-    if let Some(first) = raw.first()
-        && settings.issuer.is_none()
-        && web.public_url.is_none()
-    {
-        cx.warn(
-            first.name.span(),
-            "idp.issuer",
-            "consoles are registered but neither `[idp] issuer` nor `web.public_url` is set: \
-             tokens name the address each request came to as their issuer (fine for a test, \
-             not for production)",
-        );
     }
     (out, settings)
 }
