@@ -1105,3 +1105,32 @@ async fn jwt_login(
     info!(console = %console.name, user = %person.name, "console tokens issued (jwt)");
     Redirect::to(&with_query(consume, &pairs)).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_encoded_and_appended() {
+        assert_eq!(
+            with_query("http://h/cb", &[("code", "a b&c"), ("state", "x=y")]),
+            "http://h/cb?code=a+b%26c&state=x%3Dy"
+        );
+        assert_eq!(
+            with_query("http://h/cb?k=1", &[("e", "v")]),
+            "http://h/cb?k=1&e=v"
+        );
+    }
+
+    #[test]
+    fn the_issuer_is_the_configured_one_else_a_sane_host() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
+        let c = crate::testkit::config_from("");
+        assert_eq!(issuer(&c, &h), "http://127.0.0.1:8080");
+        h.insert(header::HOST, HeaderValue::from_static("evil/path?x"));
+        assert_eq!(issuer(&c, &h), "http://localhost");
+        let c = crate::testkit::config_from("[idp]\nissuer = \"https://aaa.example.com\"\n");
+        assert_eq!(issuer(&c, &h), "https://aaa.example.com");
+    }
+}
