@@ -135,8 +135,45 @@ pub fn explain(
     for a in client.profile.tacacs_args(role) {
         let _ = writeln!(out, "  {a}");
     }
+    consoles(&mut out, config, u, role);
     Explanation {
         text: out,
         granted: true,
+    }
+}
+
+/// What each registered appliance console would receive: the claims its
+/// ID token (OAuth mode) or tokens (JWT mode) carry beyond the standard ones.
+fn consoles(
+    out: &mut String,
+    config: &Config,
+    u: &crate::authn::LocalUser,
+    role: &crate::policy::Role,
+) {
+    use crate::idp::oauth::{Person, console_claims, profile_claims};
+    let email = config.users.email(u);
+    let full_name = config.users.full_name(u);
+    let person = Person {
+        sub: u.name.to_string(),
+        name: u.name.to_string(),
+        email: (!email.is_empty()).then(|| email.to_string()),
+        full_name: (!full_name.is_empty()).then(|| full_name.to_string()),
+        rbac_roles: role.rbac_roles.to_string(),
+        rbac_aag: role.rbac_aag.to_string(),
+    };
+    for c in &config.consoles {
+        let mut m = serde_json::Map::new();
+        profile_claims(&person, &c.scopes, &mut m);
+        console_claims(c, &person, &mut m);
+        let _ = writeln!(
+            out,
+            "console `{}` ({}, aud {}):",
+            c.name,
+            c.mode.as_str(),
+            c.audience
+        );
+        for (k, v) in &m {
+            let _ = writeln!(out, "  {k} = {v}");
+        }
     }
 }

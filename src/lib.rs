@@ -27,6 +27,8 @@
 //! - [`accounting`]: the durable accounting store (SQLite, group commit)
 //!   behind the `AccountingSink` trait; an in-memory sink.
 //! - [`identity`]: external users (IdP logins) and their synced groups.
+//! - [`idp`]: toward appliance web consoles: the OAuth/OIDC provider and
+//!   JWT issuer (keys, codes, refresh families), claims from the table.
 //! - [`oidc`]: the OpenID Connect relying party (web login through the IdP).
 //! - [`saml`]: the SAML 2.0 service provider (web login through the IdP).
 //! - [`pending`]: started logins awaiting the browser, bounded per source.
@@ -51,6 +53,7 @@ pub mod dict;
 pub mod explain;
 pub mod http;
 pub mod identity;
+pub mod idp;
 pub mod metrics;
 pub mod oidc;
 pub mod pending;

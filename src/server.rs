@@ -44,6 +44,7 @@ pub struct Metrics {
     pub oidc: OidcMetrics,
     pub saml: OidcMetrics,
     pub http: HttpMetrics,
+    pub idp: crate::idp::IdpMetrics,
 }
 
 impl Default for Metrics {
@@ -87,6 +88,7 @@ impl Metrics {
             oidc: OidcMetrics::register(&mut registry),
             saml: OidcMetrics::register_saml(&mut registry),
             http: HttpMetrics::register(&mut registry),
+            idp: crate::idp::IdpMetrics::register(&mut registry),
             registry,
             reload_success,
             reload_failure,
@@ -109,6 +111,7 @@ pub struct Server {
     oidc: OidcMetrics,
     saml: OidcMetrics,
     http: HttpMetrics,
+    idp: Option<Arc<crate::idp::Provider>>,
     reload_success: Counter,
     reload_failure: Counter,
     config_generation: Gauge,
@@ -132,6 +135,7 @@ impl Server {
         metrics: Metrics,
         accounting: Option<Arc<dyn AccountingSink>>,
         identity: Option<IdentityStore>,
+        idp: Option<Arc<dyn crate::idp::IdpStore>>,
     ) -> Arc<Self> {
         let pool = Argon2Pool::new(
             config.server.argon2_threads,
@@ -150,6 +154,7 @@ impl Server {
             oidc: metrics.oidc,
             saml: metrics.saml,
             http: metrics.http,
+            idp: idp.map(|s| Arc::new(crate::idp::Provider::new(s, metrics.idp))),
             reload_success: metrics.reload_success,
             reload_failure: metrics.reload_failure,
             config_generation: metrics.config_generation,
@@ -191,6 +196,7 @@ impl Server {
             oidc_metrics: self.oidc.clone(),
             saml_metrics: self.saml.clone(),
             http_metrics: self.http.clone(),
+            idp: self.idp.clone(),
         })
     }
 

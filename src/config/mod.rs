@@ -143,6 +143,9 @@ pub struct Config {
     pub oidc: Vec<crate::oidc::ProviderSettings>,
     /// SAML identity providers, in file order.
     pub saml: Vec<crate::saml::SamlSettings>,
+    /// Appliance web consoles, in file order.
+    pub consoles: Vec<crate::idp::ConsoleSettings>,
+    pub idp: crate::idp::IdpSettings,
 }
 
 /// A validated configuration and the warnings found on the way.

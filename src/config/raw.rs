@@ -37,6 +37,11 @@ pub struct RawConfig {
     pub oidc: Vec<RawOidc>,
     #[serde(default)]
     pub saml: Vec<RawSaml>,
+    /// Appliance web consoles portcullis issues tokens to.
+    #[serde(default, rename = "console")]
+    pub consoles: Vec<RawConsole>,
+    #[serde(default)]
+    pub idp: RawIdp,
 }
 
 /// `[web]`: the browser side (login page, sessions).
@@ -299,4 +304,42 @@ pub struct RawUser {
     pub email: String,
     /// Opt-in: a cleartext-equivalent kept so CHAP and MS-CHAP can work.
     pub cleartext_password: Option<Spanned<RawSecret>>,
+}
+
+/// `[[console]]`: one appliance web console portcullis logs people in to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsole {
+    pub name: Spanned<String>,
+    /// `oauth` or `jwt`.
+    pub mode: Spanned<String>,
+    pub client_id: Option<Spanned<String>>,
+    pub client_secret: Option<Spanned<RawSecret>>,
+    pub redirect_uris: Option<Vec<Spanned<String>>>,
+    pub consume_url: Option<Spanned<String>>,
+    pub audience: Option<Spanned<String>>,
+    pub scopes: Option<Vec<Spanned<String>>>,
+    pub username_claim: Option<Spanned<String>>,
+    /// `email` or `name`.
+    pub username_from: Option<Spanned<String>>,
+    pub roles_claim: Option<Spanned<String>>,
+    pub aag_claim: Option<Spanned<String>>,
+    /// Seconds.
+    pub id_token_ttl: Option<Spanned<i64>>,
+    pub access_token_ttl: Option<Spanned<i64>>,
+    pub refresh_token_ttl: Option<Spanned<i64>>,
+    pub code_ttl: Option<Spanned<i64>>,
+    /// JWT mode: HS256, HS384, HS512 (the secret) or RS256 (the JWKS).
+    pub jwt_alg: Option<Spanned<String>>,
+    /// `local`, `oidc:NAME`, `saml:NAME`.
+    pub login_methods: Option<Vec<Spanned<String>>>,
+}
+
+/// `[idp]`: portcullis as the provider for consoles.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdp {
+    pub issuer: Option<Spanned<String>>,
+    /// RS256 (default) or ES256.
+    pub signing_alg: Option<Spanned<String>>,
 }

@@ -13,6 +13,7 @@ use toml::Spanned;
 
 use super::error::Locator;
 
+mod console;
 mod saml;
 mod web;
 use super::raw::*;
@@ -208,6 +209,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Loaded, ConfigErrors> 
     let web_settings = web::web(&mut cx, &raw.web);
     let oidc = web::oidc(&mut cx, &raw.oidc);
     let saml = saml::saml(&mut cx, &raw.saml, &web_settings, &oidc);
+    let (consoles, idp) = console::consoles(&mut cx, &raw.consoles, &raw.idp, &oidc, &saml);
 
     if !cx.errors.is_empty() {
         return Err(ConfigErrors(cx.errors));
@@ -236,6 +238,8 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Loaded, ConfigErrors> 
         web: web_settings,
         oidc,
         saml,
+        consoles,
+        idp,
     };
     Ok(Loaded {
         config,

@@ -16,6 +16,7 @@ mod api;
 mod csrf;
 mod listen;
 mod metrics;
+mod console;
 mod oidc;
 mod pages;
 mod saml;
@@ -59,6 +60,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/api/mappings", get(api::mappings))
         .route("/api/lockouts", get(api::lockouts))
         .route("/api/lockouts/clear", post(api::clear_lockout))
+        .merge(console::routes())
         .layer(DefaultBodyLimit::max(limits.max_body))
         .layer(axum::middleware::from_fn_with_state(
             (limits.request_timeout, timed_out),

@@ -127,5 +127,5 @@ pub(super) async fn oidc_callback(
     let mut h = HeaderMap::new();
     h.append(header::SET_COOKIE, session);
     h.append(header::SET_COOKIE, Web::clear_cookie(LOGIN_COOKIE));
-    (h, Redirect::to("/")).into_response()
+    (h, Redirect::to(&web.after_login(&headers))).into_response()
 }

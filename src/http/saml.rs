@@ -116,7 +116,7 @@ pub(super) async fn saml_acs(
     let mut h = HeaderMap::new();
     h.append(header::SET_COOKIE, session);
     h.append(header::SET_COOKIE, Web::clear_cookie(SAML_COOKIE));
-    (h, Redirect::to("/")).into_response()
+    (h, Redirect::to(&web.after_login(&headers))).into_response()
 }
 
 /// GET /auth/saml/{provider}/metadata: our SP metadata for the IdP admin.

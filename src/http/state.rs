@@ -31,6 +31,8 @@ pub struct WebParts {
     pub oidc_metrics: OidcMetrics,
     pub saml_metrics: OidcMetrics,
     pub http_metrics: super::HttpMetrics,
+    /// The provider side for appliance consoles, when it runs.
+    pub idp: Option<Arc<crate::idp::Provider>>,
 }
 
 /// The state the web routes share.
@@ -50,6 +52,8 @@ pub struct Web {
     pub(super) saml_state: LoginState,
     pub(super) saml_metrics: OidcMetrics,
     pub(super) http_metrics: super::HttpMetrics,
+    pub(super) idp: Option<Arc<crate::idp::Provider>>,
+    pub(super) console: super::console::ConsoleState,
 }
 
 impl Web {
@@ -70,6 +74,8 @@ impl Web {
             saml_state: LoginState::default(),
             saml_metrics: parts.saml_metrics,
             http_metrics: parts.http_metrics,
+            idp: parts.idp,
+            console: Default::default(),
         }
     }
 
@@ -408,6 +414,7 @@ redirect_uri = "http://127.0.0.1:8080/auth/oidc/okta/callback"
             oidc_metrics: OidcMetrics::default(),
             saml_metrics: OidcMetrics::default(),
             http_metrics: Default::default(),
+            idp: None,
         })
     }
 

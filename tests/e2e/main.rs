@@ -3,6 +3,7 @@
 mod accounting;
 mod cli;
 mod config;
+mod console;
 mod harness;
 mod oidc;
 mod radius;

@@ -1,0 +1,233 @@
+//! portcullis as the provider for appliance web consoles: an OAuth 2.0 /
+//! OpenID Connect server and a JWT issuer whose tokens carry the username,
+//! roles and access group the one table gives the person. The HTTP routes
+//! are in `http::console`; the rules, keys and state are here.
+
+pub mod keys;
+pub mod oauth;
+pub mod settings;
+pub mod store;
+
+pub use keys::{KeyError, KeyRing, StoredKey};
+pub use settings::{ConsoleSettings, IdpSettings, JwtAlg, KeyAlg, LoginMethod, Mode};
+pub use store::{IdpStore, SqliteIdpStore, StoreError, Subject};
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+use crate::config::Config;
+
+type Labels = Vec<(String, String)>;
+
+/// `portcullis_console_refusals_total{console,reason}` and
+/// `portcullis_console_tokens_total{console,grant}`. `console` is a
+/// configured name or `unknown`; `reason` and `grant` are closed sets.
+#[derive(Debug, Default, Clone)]
+pub struct IdpMetrics {
+    refusals: Family<Labels, Counter>,
+    tokens: Family<Labels, Counter>,
+}
+
+impl IdpMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "console_refusals",
+            "Console logins and token requests refused, by console and reason",
+            m.refusals.clone(),
+        );
+        registry.register(
+            "console_tokens",
+            "Tokens issued to consoles, by console and grant",
+            m.tokens.clone(),
+        );
+        m
+    }
+
+    pub fn refused(&self, console: Option<&str>, reason: oauth::Reason) {
+        self.refusals
+            .get_or_create(&vec![
+                ("console".into(), console.unwrap_or("unknown").into()),
+                ("reason".into(), reason.label().into()),
+            ])
+            .inc();
+    }
+
+    /// `grant`: `authorization_code`, `refresh_token` or `jwt`.
+    pub fn issued(&self, console: &str, grant: &'static str) {
+        self.tokens
+            .get_or_create(&vec![
+                ("console".into(), console.into()),
+                ("grant".into(), grant.into()),
+            ])
+            .inc();
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdpError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("idp task failed: {0}")]
+    Task(String),
+}
+
+/// The provider's state handle: the store and the key ring of the current
+/// configuration generation (re-read from the store on reload, so a key
+/// rotated by `portcullis console rotate-key` takes effect on SIGHUP).
+#[derive(Debug)]
+pub struct Provider {
+    store: Arc<dyn IdpStore>,
+    ring: Mutex<Option<(u64, Arc<KeyRing>)>>,
+    pub metrics: IdpMetrics,
+}
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// How long a retired key stays published: the longest token lifetime.
+fn keep_retired(config: &Config) -> i64 {
+    config
+        .consoles
+        .iter()
+        .map(|c| c.id_token_ttl.max(c.access_token_ttl).as_secs() as i64)
+        .max()
+        .unwrap_or(3600)
+}
+
+impl Provider {
+    pub fn new(store: Arc<dyn IdpStore>, metrics: IdpMetrics) -> Self {
+        Self {
+            store,
+            ring: Mutex::new(None),
+            metrics,
+        }
+    }
+
+    pub fn store(&self) -> Arc<dyn IdpStore> {
+        self.store.clone()
+    }
+
+    /// Runs a blocking store call off the async runtime.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn IdpStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, IdpError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|e| IdpError::Task(e.to_string()))?
+            .map_err(IdpError::from)
+    }
+
+    /// The keys in force for `config`'s generation; the first call makes
+    /// the signing and next keys when the store has none.
+    pub async fn ring(&self, config: &Config) -> Result<Arc<KeyRing>, IdpError> {
+        if let Some((g, r)) = &*self.ring.lock().unwrap_or_else(PoisonError::into_inner)
+            && *g == config.generation
+        {
+            return Ok(r.clone());
+        }
+        let (alg, keep) = (config.idp.signing_alg, keep_retired(config));
+        let store = self.store.clone();
+        let ring =
+            tokio::task::spawn_blocking(move || ensure_keys(store.as_ref(), alg, now(), keep))
+                .await
+                .map_err(|e| IdpError::Task(e.to_string()))??;
+        let ring = Arc::new(ring);
+        *self.ring.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((config.generation, ring.clone()));
+        Ok(ring)
+    }
+}
+
+/// Loads the key ring, generating what is missing: a signing key on first
+/// start, and always a published next key of the configured algorithm.
+pub fn ensure_keys(
+    store: &dyn IdpStore,
+    alg: KeyAlg,
+    now: i64,
+    keep: i64,
+) -> Result<KeyRing, IdpError> {
+    let keys = store.keys()?;
+    let has_active = keys
+        .iter()
+        .any(|k| k.activated.is_some() && k.retired.is_none());
+    if !has_active {
+        let mut k = StoredKey::generate(alg, now)?;
+        k.activated = Some(now);
+        store.add_key(&k)?;
+    }
+    let has_next = keys
+        .iter()
+        .any(|k| k.alg == alg && k.activated.is_none() && k.retired.is_none());
+    if !has_next {
+        store.add_key(&StoredKey::generate(alg, now)?)?;
+    }
+    let keys = store.keys()?;
+    KeyRing::from_stored(&keys, now, keep)?
+        .ok_or_else(|| IdpError::Task("no signing key after generating one".into()))
+}
+
+/// `portcullis console rotate-key`: the published next key of `alg` starts
+/// signing (the one signing now is retired, and stays published until its
+/// tokens expire), and a new next key is published. Returns the new signing
+/// key's id; the server takes it on its next reload.
+pub fn rotate_key(store: &dyn IdpStore, alg: KeyAlg, now: i64) -> Result<String, IdpError> {
+    // Make sure a next key exists (and was published) before promoting.
+    ensure_keys(store, alg, now, 0)?;
+    let fresh = StoredKey::generate(alg, now)?;
+    store
+        .rotate(alg, now, &fresh)?
+        .ok_or_else(|| IdpError::Task("no next key to rotate to".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_start_makes_a_signing_key_and_a_next_one_that_rotation_promotes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteIdpStore::open(dir.path()).unwrap();
+        let r1 = ensure_keys(&store, KeyAlg::Rs256, 100, 3600).unwrap();
+        assert_eq!(r1.published.len(), 2);
+        let next = r1
+            .published
+            .iter()
+            .find(|k| k.kid != r1.active.kid)
+            .unwrap()
+            .kid
+            .clone();
+        // A restart finds the same keys.
+        let again = ensure_keys(&store, KeyAlg::Rs256, 200, 3600).unwrap();
+        assert_eq!(again.active.kid, r1.active.kid);
+        assert_eq!(again.jwks(), r1.jwks());
+        let promoted = rotate_key(&store, KeyAlg::Rs256, 300).unwrap();
+        assert_eq!(
+            promoted, next,
+            "the key that signs next was published first"
+        );
+        let r2 = ensure_keys(&store, KeyAlg::Rs256, 301, 3600).unwrap();
+        assert_eq!(r2.active.kid, next);
+        assert_eq!(r2.published.len(), 3, "old, current and a new next key");
+        let token = r1.active.sign("JWT", &serde_json::json!({"a": 1})).unwrap();
+        assert!(r2.verify(&token).is_some(), "old tokens still verify");
+        let r3 = ensure_keys(&store, KeyAlg::Rs256, 300 + 3600, 3600).unwrap();
+        assert_eq!(
+            r3.published.len(),
+            2,
+            "the retired key left after its tokens expired"
+        );
+        assert!(r3.verify(&token).is_none());
+    }
+}
