@@ -22,12 +22,16 @@ use crate::dict::{self, DictError, Dictionary, DictionaryBuilder};
 use crate::policy::PolicyTable;
 use crate::profile::Renderings;
 
-/// Which credential source is asked first. Only local users exist today;
-/// upstream sources plug in behind this switch.
+/// Which credential source is asked first: the configuration's users or
+/// the `[[directory]]`s (see `authn::Login`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthOrder {
     LocalFirst,
+    /// Directories first; local users only when every directory is
+    /// unreachable (the break-glass account keeps working in an outage).
     RemoteFirst,
+    /// Directories only.
+    RemoteOnly,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -117,6 +121,8 @@ pub struct Config {
     pub oidc: Vec<crate::oidc::ProviderSettings>,
     /// SAML identity providers, in file order.
     pub saml: Vec<crate::saml::SamlSettings>,
+    /// `[[directory]]`s and `server.auth_order`.
+    pub directories: crate::authn::Directories,
 }
 
 /// A validated configuration and the warnings found on the way.

@@ -13,6 +13,7 @@ use toml::Spanned;
 
 use super::error::Locator;
 
+mod directory;
 mod saml;
 mod web;
 use super::raw::*;
@@ -208,6 +209,20 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Loaded, ConfigErrors> 
     let web_settings = web::web(&mut cx, &raw.web);
     let oidc = web::oidc(&mut cx, &raw.oidc);
     let saml = saml::saml(&mut cx, &raw.saml, &web_settings, &oidc);
+    let directories = crate::authn::Directories {
+        order: server.auth_order,
+        list: directory::directories(&mut cx, &raw.directories, &group_ids),
+    };
+    if server.auth_order != AuthOrder::LocalFirst
+        && directories.is_empty()
+        && let Some(v) = &raw.server.auth_order
+    {
+        cx.warn(
+            v.span(),
+            "server.auth_order",
+            "no [[directory]] is configured: local users answer whatever the order",
+        );
+    }
 
     if !cx.errors.is_empty() {
         return Err(ConfigErrors(cx.errors));
@@ -236,6 +251,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Loaded, ConfigErrors> 
         web: web_settings,
         oidc,
         saml,
+        directories,
     };
     Ok(Loaded {
         config,
@@ -282,11 +298,12 @@ fn server(cx: &mut Ctx<'_>, raw: &RawServer) -> ServerSettings {
         Some(v) => match v.get_ref().as_str() {
             "local-first" => AuthOrder::LocalFirst,
             "remote-first" => AuthOrder::RemoteFirst,
+            "remote-only" => AuthOrder::RemoteOnly,
             other => {
                 cx.err(
                     v.span(),
                     "server.auth_order",
-                    format!("`{other}`: expected `local-first` or `remote-first`"),
+                    format!("`{other}`: expected `local-first`, `remote-first` or `remote-only`"),
                 );
                 AuthOrder::LocalFirst
             }
