@@ -3,9 +3,11 @@
 mod accounting;
 mod cli;
 mod config;
+mod directory;
 mod harness;
 mod oidc;
 mod radius;
 mod reload;
 mod saml;
+mod slapd;
 mod tacacs;

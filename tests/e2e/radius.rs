@@ -19,26 +19,26 @@ use serde_json::Value;
 
 use crate::harness::{Running, demo_config, metric, repo};
 
-const SECRET: &str = "testing123";
+pub(crate) const SECRET: &str = "testing123";
 /// Client timeout when an answer is expected (argon2 in a debug build on a
 /// busy machine can take a few seconds).
-const ANSWER_WAIT: u32 = 15;
+pub(crate) const ANSWER_WAIT: u32 = 15;
 /// Client timeout when silence is expected.
 const DROP_WAIT: u32 = 1;
 
 /// What radclient received: the reply code ("Access-Accept", ...) or None
 /// when nothing valid came back, and the reply's Cisco-AVPair values.
 #[derive(Debug)]
-struct Radclient {
-    code: Option<String>,
-    avpairs: Vec<String>,
-    attrs: Vec<String>,
-    output: String,
+pub(crate) struct Radclient {
+    pub(crate) code: Option<String>,
+    pub(crate) avpairs: Vec<String>,
+    pub(crate) attrs: Vec<String>,
+    pub(crate) output: String,
 }
 
 /// Runs `radclient -x` once: `command` is `auth` or `status`, `input` the
 /// request's attribute list. One send, `timeout` seconds.
-fn radclient(
+pub(crate) fn radclient(
     addr: SocketAddr,
     command: &str,
     secret: &str,
@@ -92,7 +92,7 @@ fn radclient(
 }
 
 /// A PAP Access-Request with Message-Authenticator through radclient.
-fn radclient_pap(addr: SocketAddr, user: &str, password: &str) -> Radclient {
+pub(crate) fn radclient_pap(addr: SocketAddr, user: &str, password: &str) -> Radclient {
     radclient(
         addr,
         "auth",
@@ -105,7 +105,7 @@ fn radclient_pap(addr: SocketAddr, user: &str, password: &str) -> Radclient {
 }
 
 /// Runs `pyrad_client.py` once and returns its JSON verdict.
-fn pyrad(
+pub(crate) fn pyrad(
     addr: SocketAddr,
     secret: &str,
     bind: Option<&str>,
@@ -137,7 +137,7 @@ fn strs(v: &Value) -> Vec<String> {
         .collect()
 }
 
-fn metrics(s: &Running) -> String {
+pub(crate) fn metrics(s: &Running) -> String {
     let (status, body) = s.http_get("/metrics");
     assert_eq!(status, 200);
     body
@@ -147,17 +147,17 @@ fn count(m: &str, series: &str) -> f64 {
     metric(m, series).unwrap_or(0.0)
 }
 
-const ADMIN: [&str; 3] = [
+pub(crate) const ADMIN: [&str; 3] = [
     "LOGIN:priv-lvl=15",
     "LOGIN:rbac-roles=OverlayAdmin",
     "LOGIN:rbac-aag=Global",
 ];
-const HELPDESK: [&str; 3] = [
+pub(crate) const HELPDESK: [&str; 3] = [
     "LOGIN:priv-lvl=7",
     "LOGIN:rbac-roles=Helpdesk",
     "LOGIN:rbac-aag=Asia-Admin",
 ];
-const READ_ONLY: [&str; 3] = [
+pub(crate) const READ_ONLY: [&str; 3] = [
     "LOGIN:priv-lvl=1",
     "LOGIN:rbac-roles=Monitor",
     "LOGIN:rbac-aag=Global",
