@@ -67,16 +67,19 @@ impl Credentials {
                 self.password(users, name, password).await.map(Login::Local)
             }
             AuthOrder::LocalFirst | AuthOrder::RemoteOnly => self
-                .from_directories(users, dirs, policy, name, password)
+                .ask_directories(users, dirs, policy, name, password)
                 .await
                 .map(Login::Directory),
             AuthOrder::RemoteFirst => {
                 match self
-                    .from_directories(users, dirs, policy, name, password)
+                    .ask_directories(users, dirs, policy, name, password)
                     .await
                 {
                     Err(AuthnError::DirectoryUnavailable) => {
-                        warn!(user = name, "no directory answered; local users answer instead (remote-first)");
+                        warn!(
+                            user = name,
+                            "no directory answered; local users answer instead (remote-first)"
+                        );
                         self.password(users, name, password).await.map(Login::Local)
                     }
                     r => r.map(Login::Directory),
@@ -126,7 +129,7 @@ impl Credentials {
         None
     }
 
-    async fn from_directories(
+    async fn ask_directories(
         &self,
         users: &LocalUsers,
         dirs: &Directories,
@@ -154,10 +157,10 @@ impl Credentials {
         let mut unavailable = false;
         for s in &dirs.list {
             let d = self.directories.get(s);
-            let fp = self
-                .shared
-                .cache
-                .fingerprint(name, password.as_bytes(), directory_tag(&s.name));
+            let fp =
+                self.shared
+                    .cache
+                    .fingerprint(name, password.as_bytes(), directory_tag(&s.name));
             let outcome = if !s.cache_ttl.is_zero() && self.shared.cache.contains(&fp) {
                 self.pool.metrics().cache_hit();
                 match d.cached(name) {
@@ -221,7 +224,9 @@ impl Credentials {
         }
         match self.directory_entry(dirs, policy, name).await {
             Ok(d) => Ok(Login::Directory(d)),
-            Err(AuthnError::DirectoryUnavailable) if dirs.order == AuthOrder::RemoteFirst => local(),
+            Err(AuthnError::DirectoryUnavailable) if dirs.order == AuthOrder::RemoteFirst => {
+                local()
+            }
             Err(e) => Err(e),
         }
     }

@@ -16,8 +16,8 @@ mod throttle;
 pub use cache::{CredentialCache, Fingerprint};
 pub use credentials::Credentials;
 pub use directory::{Directories, DirectoryMetrics, DirectoryUser};
-pub use login::Login;
 pub use hash::{HashError, PasswordCheck, check_hash, verify_blocking};
+pub use login::Login;
 pub use pool::{Argon2Pool, Door, PoolMetrics};
 pub use throttle::{Key as ThrottleKey, Lockout, Throttle, ThrottleSettings};
 

@@ -38,18 +38,34 @@ fn directory_users_get_their_groups_roles_over_radius_and_tacacs() {
     thread::scope(|sc| {
         let alice = sc.spawn(|| radclient_pap(a, "alice", password("alice")));
         let bob = sc.spawn(|| {
-            pyrad(a, SECRET, None, ANSWER_WAIT, &["pap", "bob", password("bob")])
+            pyrad(
+                a,
+                SECRET,
+                None,
+                ANSWER_WAIT,
+                &["pap", "bob", password("bob")],
+            )
         });
         let dave = sc.spawn(|| radclient_pap(a, "dave", password("dave")));
         let erin = sc.spawn(|| {
-            pyrad(a, SECRET, None, ANSWER_WAIT, &["pap", "erin", password("erin")])
+            pyrad(
+                a,
+                SECRET,
+                None,
+                ANSWER_WAIT,
+                &["pap", "erin", password("erin")],
+            )
         });
         let alice = alice.join().unwrap();
         assert!(accepted(&alice), "{}", alice.output);
         assert_eq!(alice.avpairs, ADMIN, "netadmins: {}", alice.output);
         let bob = bob.join().unwrap();
         assert_eq!(bob["result"], "accept", "{bob}");
-        assert_eq!(crate::harness::strs(&bob["cisco_avpair"]), HELPDESK, "{bob}");
+        assert_eq!(
+            crate::harness::strs(&bob["cisco_avpair"]),
+            HELPDESK,
+            "{bob}"
+        );
         // dave is in both groups: the mapping listed first wins.
         let dave = dave.join().unwrap();
         assert!(accepted(&dave), "{}", dave.output);
@@ -57,7 +73,11 @@ fn directory_users_get_their_groups_roles_over_radius_and_tacacs() {
         // erin is in no group: the default role.
         let erin = erin.join().unwrap();
         assert_eq!(erin["result"], "accept", "{erin}");
-        assert_eq!(crate::harness::strs(&erin["cisco_avpair"]), READ_ONLY, "{erin}");
+        assert_eq!(
+            crate::harness::strs(&erin["cisco_avpair"]),
+            READ_ONLY,
+            "{erin}"
+        );
     });
 
     // TACACS+: ASCII and PAP logins, then authorization from the groups.
@@ -124,8 +144,11 @@ fn directory_users_get_their_groups_roles_over_radius_and_tacacs() {
     s.wait_log("directory users log in with PAP or ASCII only");
     let m = metrics(&s);
     assert!(
-        metric(&m, "portcullis_directory_binds_total{directory=\"corp\",result=\"ok\"}")
-            .unwrap_or(0.0)
+        metric(
+            &m,
+            "portcullis_directory_binds_total{directory=\"corp\",result=\"ok\"}"
+        )
+        .unwrap_or(0.0)
             >= 5.0,
         "{m}"
     );
@@ -162,10 +185,18 @@ fn a_user_moved_between_groups_gets_the_new_role_once_the_group_cache_expires() 
         assert!(Instant::now() < deadline, "bob never became network-admin");
     }
     // The same over TACACS+ authorization, with no reload.
-    let r = tacacs(s.addrs.tacacs.unwrap(), KEY, &["author", "bob", "service=shell", "cmd="]);
+    let r = tacacs(
+        s.addrs.tacacs.unwrap(),
+        KEY,
+        &["author", "bob", "service=shell", "cmd="],
+    );
     assert_eq!(r["status"], "PASS", "{r}");
     assert!(
-        r["args"].as_array().unwrap().iter().any(|v| v == "priv-lvl=15"),
+        r["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "priv-lvl=15"),
         "{r}"
     );
     let (_, body) = s.http_get("/metrics");
@@ -208,7 +239,9 @@ fn with_the_directory_down_remote_first_falls_back_to_local_users_in_time() {
         .map(|r| {
             metric(
                 &m,
-                &format!("portcullis_directory_failures_total{{directory=\"corp\",reason=\"{r}\"}}"),
+                &format!(
+                    "portcullis_directory_failures_total{{directory=\"corp\",reason=\"{r}\"}}"
+                ),
             )
             .unwrap_or(0.0)
         })
@@ -259,8 +292,11 @@ timeout = 2
     assert!(line.contains("tls"), "{line}");
     let m = metrics(&s);
     assert!(
-        metric(&m, "portcullis_directory_failures_total{directory=\"bad\",reason=\"tls\"}")
-            .unwrap_or(0.0)
+        metric(
+            &m,
+            "portcullis_directory_failures_total{directory=\"bad\",reason=\"tls\"}"
+        )
+        .unwrap_or(0.0)
             >= 1.0,
         "{m}"
     );

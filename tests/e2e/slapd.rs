@@ -66,7 +66,14 @@ fn make_ca(dir: &Path, name: &str, server: bool) -> PathBuf {
     let ca_key = dir.join(format!("{name}.key"));
     let ca = dir.join(format!("{name}.pem"));
     sh(Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
         .args(["-nodes", "-days", "2", "-subj"])
         .arg(format!("/CN=portcullis test {name}"))
         .arg("-keyout")
@@ -83,7 +90,13 @@ fn make_ca(dir: &Path, name: &str, server: bool) -> PathBuf {
         )
         .unwrap();
         sh(Command::new("openssl")
-            .args(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+            .args([
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
             .args(["-nodes", "-subj", "/CN=localhost", "-keyout"])
             .arg(dir.join("server.key"))
             .arg("-out")
@@ -125,7 +138,10 @@ fn ldif() -> String {
              mail: {cn}@example.org\nuserPassword: {pw}\nemployeeNumber: {i}\n\n"
         );
     }
-    for (group, members) in [("netadmins", ["alice", "dave"]), ("helpdesk", ["bob", "dave"])] {
+    for (group, members) in [
+        ("netadmins", ["alice", "dave"]),
+        ("helpdesk", ["bob", "dave"]),
+    ] {
         s += &format!("dn: cn={group},ou=groups,{BASE}\nobjectClass: groupOfNames\ncn: {group}\n");
         for m in members {
             s += &format!("member: uid={m},ou=people,{BASE}\n");

@@ -219,7 +219,11 @@ impl DirectoryUser {
             directory: settings.name.clone(),
             dn: found.dn.clone(),
             groups: groups.into(),
-            directory_groups: found.groups.iter().map(|(g, _)| g.as_str().into()).collect(),
+            directory_groups: found
+                .groups
+                .iter()
+                .map(|(g, _)| g.as_str().into())
+                .collect(),
             email: found.email.clone(),
             full_name: found.full_name.clone(),
         }

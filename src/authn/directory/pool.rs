@@ -353,7 +353,10 @@ impl Directory {
                     }
                     conn.bound = Bound::Service;
                 }
-                let entry = self.find_user(conn, name).await?.ok_or(DirError::NotFound)?;
+                let entry = self
+                    .find_user(conn, name)
+                    .await?
+                    .ok_or(DirError::NotFound)?;
                 let found = self.found(conn, name, entry).await?;
                 if verify {
                     let password = password.ok_or(DirError::BadPassword)?;
@@ -402,7 +405,11 @@ impl Directory {
 
     /// The one entry the user filter finds; `None` when there is none,
     /// refused when there are several.
-    async fn find_user(&self, conn: &mut Conn, name: &str) -> Result<Option<SearchEntry>, DirError> {
+    async fn find_user(
+        &self,
+        conn: &mut Conn,
+        name: &str,
+    ) -> Result<Option<SearchEntry>, DirError> {
         let s = &self.settings;
         let filter = fill_filter(&s.user_filter, name);
         let mut attrs = vec![s.email_attribute.as_str(), s.name_attribute.as_str()];
@@ -439,7 +446,12 @@ impl Directory {
         Ok(first)
     }
 
-    async fn found(&self, conn: &mut Conn, name: &str, entry: SearchEntry) -> Result<Found, DirError> {
+    async fn found(
+        &self,
+        conn: &mut Conn,
+        name: &str,
+        entry: SearchEntry,
+    ) -> Result<Found, DirError> {
         let s = &self.settings;
         let attr = |e: &SearchEntry, a: &str| -> Vec<String> {
             e.attrs
@@ -484,14 +496,22 @@ impl Directory {
                 }
                 r.0.into_iter()
                     .map(SearchEntry::construct)
-                    .map(|g| match attr(&g, &s.group_name_attribute).into_iter().next() {
-                        Some(n) => (n, false),
-                        None => (g.dn, true),
-                    })
+                    .map(
+                        |g| match attr(&g, &s.group_name_attribute).into_iter().next() {
+                            Some(n) => (n, false),
+                            None => (g.dn, true),
+                        },
+                    )
                     .collect()
             }
         };
-        let first = |a: &str| -> Arc<str> { attr(&entry, a).into_iter().next().unwrap_or_default().into() };
+        let first = |a: &str| -> Arc<str> {
+            attr(&entry, a)
+                .into_iter()
+                .next()
+                .unwrap_or_default()
+                .into()
+        };
         Ok(Found {
             email: first(&s.email_attribute),
             full_name: first(&s.name_attribute),

@@ -40,7 +40,10 @@ pub fn check_name(name: &str) -> Result<(), NameError> {
 /// RFC 4515 §3: a value inside a filter, with `*`, `(`, `)`, `\` and NUL
 /// written as `\XX`, so a name can never add a clause or a wildcard.
 pub fn filter_value(v: &str) -> Cow<'_, str> {
-    if !v.bytes().any(|b| matches!(b, b'*' | b'(' | b')' | b'\\' | 0)) {
+    if !v
+        .bytes()
+        .any(|b| matches!(b, b'*' | b'(' | b')' | b'\\' | 0))
+    {
         return Cow::Borrowed(v);
     }
     let mut out = String::with_capacity(v.len() + 8);
@@ -224,7 +227,9 @@ mod tests {
 
     #[test]
     fn the_fuzz_entry_takes_odd_input() {
-        for s in ["", "\\", "cn=\\", "cn=\\4", "=", "cn=,", "\0", "cn= ,", "é=é"] {
+        for s in [
+            "", "\\", "cn=\\", "cn=\\4", "=", "cn=,", "\0", "cn= ,", "é=é",
+        ] {
             fuzz_directory_text(s.as_bytes());
         }
     }

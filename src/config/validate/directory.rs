@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Ctx;
-use crate::authn::directory::{
-    BindMethod, DirectorySettings, GroupLookup, ServerUrl, Transport,
-};
+use crate::authn::directory::{BindMethod, DirectorySettings, GroupLookup, ServerUrl, Transport};
 use crate::config::raw::RawDirectory;
 use crate::metrics::Name;
 
@@ -23,7 +21,12 @@ pub(super) fn directories(
     for d in raw {
         let name = d.name.get_ref();
         let key = |k: &str| format!("directory[{name}].{k}");
-        if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
             cx.err(
                 d.name.span(),
                 key("name"),
@@ -32,14 +35,22 @@ pub(super) fn directories(
             continue;
         }
         if !names.insert(name.clone()) {
-            cx.err(d.name.span(), key("name"), format!("directory `{name}` is defined twice"));
+            cx.err(
+                d.name.span(),
+                key("name"),
+                format!("directory `{name}` is defined twice"),
+            );
             continue;
         }
         let starttls = d.starttls.as_ref().is_none_or(|s| *s.get_ref());
         let allow_plaintext = d.allow_plaintext.as_ref().is_some_and(|s| *s.get_ref());
         let mut servers = Vec::new();
         if d.urls.get_ref().is_empty() {
-            cx.err(d.urls.span(), key("urls"), "at least one server URL is needed");
+            cx.err(
+                d.urls.span(),
+                key("urls"),
+                "at least one server URL is needed",
+            );
         }
         for u in d.urls.get_ref() {
             let parsed = url::Url::parse(u.get_ref());
@@ -49,7 +60,10 @@ pub(super) fn directories(
                     cx.err(
                         u.span(),
                         key("urls"),
-                        format!("`{}` is not an ldap:// or ldaps:// URL with a host", u.get_ref()),
+                        format!(
+                            "`{}` is not an ldap:// or ldaps:// URL with a host",
+                            u.get_ref()
+                        ),
                     );
                     continue;
                 }
@@ -110,7 +124,11 @@ pub(super) fn directories(
                 Some(BindMethod::Template(t.get_ref().clone()))
             }
             (None, None, Some(t)) => {
-                cx.err(t.span(), key("bind_template"), "the template needs `{user}`");
+                cx.err(
+                    t.span(),
+                    key("bind_template"),
+                    "the template needs `{user}`",
+                );
                 None
             }
             _ => {
@@ -126,8 +144,13 @@ pub(super) fn directories(
             .user_filter
             .as_ref()
             .map_or_else(|| "(uid={user})".to_string(), |f| f.get_ref().clone());
-        if !user_filter.contains("{user}") || ldap3::parse_filter(user_filter.replace("{user}", "x")).is_err() {
-            let span = d.user_filter.as_ref().map_or(d.name.span(), |f| f.span());
+        if !user_filter.contains("{user}")
+            || ldap3::parse_filter(user_filter.replace("{user}", "x")).is_err()
+        {
+            let span = d
+                .user_filter
+                .as_ref()
+                .map_or_else(|| d.name.span(), |f| f.span());
             cx.err(
                 span,
                 key("user_filter"),
@@ -158,7 +181,10 @@ pub(super) fn directories(
                 cx.warn(
                     to.span(),
                     key("group_rename"),
-                    format!("group `{}` is not defined; this rename gives nothing", to.get_ref()),
+                    format!(
+                        "group `{}` is not defined; this rename gives nothing",
+                        to.get_ref()
+                    ),
                 );
             }
             rename.insert(from.to_lowercase(), to.get_ref().clone());
