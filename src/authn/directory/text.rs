@@ -180,7 +180,7 @@ mod tests {
         assert_eq!(dn_value("#x"), "\\#x");
         assert_eq!(
             fill_bind("uid={user},ou=people,dc=example", "evil,dc=x"),
-            "uid=evil\\,dc=x,ou=people,dc=example"
+            "uid=evil\\,dc\\=x,ou=people,dc=example"
         );
         assert_eq!(
             fill_bind("{user}@corp.example", "alice"),

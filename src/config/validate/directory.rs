@@ -255,3 +255,120 @@ fn client_config(path: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, St
         .with_no_client_auth();
     Ok(Arc::new(config))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{AuthOrder, from_str};
+
+    const OK: &str = r#"
+[server]
+auth_order = "remote-only"
+
+[[group]]
+name = "netadmins"
+
+[[directory]]
+name = "corp"
+urls = ["ldaps://dc1.corp.example", "ldap://127.0.0.1:3389"]
+bind_template = "{user}@corp.example"
+user_base = "dc=corp,dc=example"
+user_filter = "(sAMAccountName={user})"
+group_lookup = "ad-nested"
+group_base = "ou=groups,dc=corp,dc=example"
+group_rename = { "CN=NetAdmins,OU=Groups,DC=corp,DC=example" = "netadmins" }
+"#;
+
+    #[test]
+    fn a_directory_is_read_with_its_defaults() {
+        let l = from_str(Path::new("t.toml"), OK).unwrap();
+        let d = &l.config.directories;
+        assert_eq!(d.order, AuthOrder::RemoteOnly);
+        let s = &d.list[0];
+        assert_eq!(&*s.name, "corp");
+        assert_eq!(s.servers.len(), 2);
+        assert_eq!(s.servers[1].transport, super::Transport::StartTls);
+        assert_eq!(s.timeout.as_secs(), 5);
+        assert_eq!(s.group_cache_ttl.as_secs(), 60);
+        assert_eq!(
+            s.table_name("cn=netadmins,ou=groups,dc=corp,dc=example", true)
+                .as_deref(),
+            Some("netadmins")
+        );
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    }
+
+    #[test]
+    fn directory_mistakes_name_their_line_and_key() {
+        for (needle, replacement, key, line, words) in [
+            (
+                "\"ldap://127.0.0.1:3389\"]",
+                "\"ldap://dc2.corp.example\"]\nstarttls = false\nallow_plaintext = true",
+                "directory[corp].urls",
+                10,
+                "in the clear",
+            ),
+            (
+                "group_lookup = \"ad-nested\"",
+                "group_lookup = \"nested\"",
+                "directory[corp].group_lookup",
+                14,
+                "expected one of",
+            ),
+            (
+                "bind_template = \"{user}@corp.example\"",
+                "bind_template = \"corp.example\"",
+                "directory[corp].bind_template",
+                11,
+                "{user}",
+            ),
+            (
+                "user_filter = \"(sAMAccountName={user})\"",
+                "user_filter = \"(sAMAccountName=x\"",
+                "directory[corp].user_filter",
+                13,
+                "LDAP filter",
+            ),
+            (
+                "[[directory]]\nname = \"corp\"",
+                "[[directory]]\nname = \"corp\"\nca_file = \"/nonexistent/ca.pem\"",
+                "directory[corp].ca_file",
+                10,
+                "cannot read CA",
+            ),
+        ] {
+            let text = OK.replace(needle, replacement);
+            let e = from_str(Path::new("t.toml"), &text).unwrap_err();
+            let e = e
+                .0
+                .iter()
+                .find(|e| e.key == key)
+                .unwrap_or_else(|| panic!("{key}: {e}"));
+            assert_eq!(e.line, line, "{key}: {e}");
+            assert!(e.message.contains(words), "{key}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn a_rename_to_an_unknown_group_and_an_order_without_directories_are_warned_about() {
+        let l = from_str(
+            Path::new("t.toml"),
+            &OK.replace("= \"netadmins\" }", "= \"netadmin\" }"),
+        )
+        .unwrap();
+        assert!(
+            l.warnings
+                .iter()
+                .any(|w| w.key == "directory[corp].group_rename"),
+            "{:?}",
+            l.warnings
+        );
+        let l = from_str(
+            Path::new("t.toml"),
+            "[server]\nauth_order = \"remote-first\"\n",
+        )
+        .unwrap();
+        assert_eq!(l.warnings[0].key, "server.auth_order");
+    }
+}
