@@ -307,3 +307,80 @@ timeout = 2
     let r = radclient_pap(a, "alice", "alice-pass-1");
     assert!(accepted(&r), "{}", r.output);
 }
+
+/// `portcullis explain` on `config`, with `password` on stdin when given.
+fn explain(config: &std::path::Path, user: &str, password: Option<&str>) -> (i32, String) {
+    use std::io::Write;
+    let mut cmd = std::process::Command::new(crate::harness::BIN);
+    cmd.arg("explain")
+        .arg("--config")
+        .arg(config)
+        .args(["--user", user]);
+    if password.is_some() {
+        cmd.arg("--password");
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    if let Some(p) = password {
+        writeln!(stdin, "{p}").unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn explain_shows_the_source_the_directory_groups_and_the_rule() {
+    let slapd = Slapd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("portcullis.toml");
+    let text = demo_config(dir.path()).replace(
+        "auth_order = \"local-first\"",
+        "auth_order = \"remote-first\"",
+    ) + &slapd.directory_block("");
+    std::fs::write(&config, text).unwrap();
+    // Without a password: the service account finds bob and his groups.
+    let (code, out) = explain(&config, "bob", None);
+    assert_eq!(code, 0, "{out}");
+    for want in [
+        "auth order:  remote-first (directories: corp)",
+        "account:     directory corp, entry uid=bob,ou=people,dc=example,dc=org",
+        "dir groups:  cn=helpdesk,ou=groups,dc=example,dc=org",
+        "groups:      helpdesk, all-users",
+        "decision:    GRANTED role `helpdesk`",
+        "rule:        mapping #2 (group `helpdesk` -> role `helpdesk`)",
+    ] {
+        assert!(out.contains(want), "{want}\n{out}");
+    }
+    // With a password: a real bind; dave's two groups, the first mapping.
+    let (code, out) = explain(&config, "dave", Some(password("dave")));
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("rule:        mapping #1 (group `netadmins`"),
+        "{out}"
+    );
+    let (code, out) = explain(&config, "dave", Some("wrong"));
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("REFUSED: wrong password"), "{out}");
+    let (code, out) = explain(&config, "erin", None);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("dir groups:  (none)"), "{out}");
+    assert!(out.contains("rule:        default role"), "{out}");
+    // local-first: alice is the local user, whatever the directory says.
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "auth_order = \"remote-first\"",
+        "auth_order = \"local-first\"",
+    );
+    std::fs::write(&config, text).unwrap();
+    let (code, out) = explain(&config, "alice", None);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("a local user of this name wins"), "{out}");
+    assert!(out.contains("account:     local, enabled"), "{out}");
+}

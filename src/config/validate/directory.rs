@@ -340,11 +340,10 @@ group_rename = { "CN=NetAdmins,OU=Groups,DC=corp,DC=example" = "netadmins" }
         ] {
             let text = OK.replace(needle, replacement);
             let e = from_str(Path::new("t.toml"), &text).unwrap_err();
-            let e = e
-                .0
-                .iter()
-                .find(|e| e.key == key)
-                .unwrap_or_else(|| panic!("{key}: {e}"));
+            let e =
+                e.0.iter()
+                    .find(|e| e.key == key)
+                    .unwrap_or_else(|| panic!("{key}: {e}"));
             assert_eq!(e.line, line, "{key}: {e}");
             assert!(e.message.contains(words), "{key}: {}", e.message);
         }
