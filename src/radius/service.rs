@@ -16,7 +16,7 @@ use super::codec::{
 };
 use super::metrics::{MethodLabels, RadiusMetrics, RequestLabels};
 use crate::accounting::{AccountingSink, Pending, StoreError};
-use crate::authn::mschap::{MsChapError, MsChapV2Success, mschapv2_verify};
+use crate::authn::mschap::{MsChapError, MsChapV2Success, mschapv1_verify, mschapv2_verify};
 use crate::authn::{AuthnError, Credentials, Login, chap};
 use crate::client::Client;
 use crate::clock::{Clock, Random};
@@ -274,6 +274,24 @@ impl Service {
                         Err(e) => return Step::Drop(DropReason::MsChap(e)),
                     }
                 }
+            }
+        } else if let (Some(challenge), Some(response)) = (
+            pkt.vsa(attr::VENDOR_MICROSOFT, attr::ms::CHAP_CHALLENGE),
+            pkt.vsa(attr::VENDOR_MICROSOFT, attr::ms::CHAP_RESPONSE),
+        ) {
+            // MS-CHAPv1 (RFC 2433, RFC 2548 §2.1.3) for local users who
+            // opted in; the NT-Response only (an LM-only response is
+            // dropped as malformed).
+            match self
+                .credentials
+                .cleartext(&config.users, &config.directories, user)
+            {
+                Err(e) => self.refuse("mschap", user, client, e),
+                Ok((u, clear)) => match mschapv1_verify(clear.expose(), challenge, response) {
+                    Ok(true) => self.grant(config, client, &Login::Local(u), None, "mschap"),
+                    Ok(false) => self.refuse("mschap", user, client, AuthnError::BadPassword),
+                    Err(e) => return Step::Drop(DropReason::MsChap(e)),
+                },
             }
         } else {
             self.metrics

@@ -119,7 +119,17 @@ fn directory_users_get_their_groups_roles_over_radius_and_tacacs() {
                 ANSWER_WAIT,
             )
         });
+        let mschap = sc.spawn(|| {
+            radclient(
+                a,
+                "auth",
+                SECRET,
+                "User-Name = \"dave\", MS-CHAP-Password = \"dave-dir-4\", Message-Authenticator = 0x00",
+                ANSWER_WAIT,
+            )
+        });
         for (what, r) in [
+            ("MS-CHAP for a directory user", mschap),
             ("wrong password", wrong),
             ("unknown user", unknown),
             ("empty password", empty),

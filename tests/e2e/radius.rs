@@ -507,3 +507,44 @@ fn sighup_reload_changes_the_answer() {
     assert_eq!(r.code.as_deref(), Some("Access-Accept"), "{}", r.output);
     assert_eq!(r.avpairs, ADMIN, "{}", r.output);
 }
+
+/// MS-CHAPv1 (radclient computes MS-CHAP-Challenge and MS-CHAP-Response
+/// from `MS-CHAP-Password`): alice opted in to a cleartext-equivalent; bob
+/// did not.
+#[test]
+fn mschapv1_is_accepted_for_opted_in_local_users_only() {
+    let s = Running::start_demo();
+    let a = s.addrs.radius_auth.unwrap();
+    let ms = |user: &str, pw: &str| {
+        radclient(
+            a,
+            "auth",
+            SECRET,
+            &format!(
+                "User-Name = \"{user}\", MS-CHAP-Password = \"{pw}\", Message-Authenticator = 0x00"
+            ),
+            ANSWER_WAIT,
+        )
+    };
+    let r = ms("alice", "alice-pass-1");
+    assert_eq!(r.code.as_deref(), Some("Access-Accept"), "{}", r.output);
+    assert_eq!(r.avpairs, ADMIN, "{}", r.output);
+    for (user, pw) in [("alice", "alice-pass-2"), ("bob", "bob-pass-2")] {
+        let r = ms(user, pw);
+        assert_eq!(
+            r.code.as_deref(),
+            Some("Access-Reject"),
+            "{user}: {}",
+            r.output
+        );
+    }
+    let m = metrics(&s);
+    assert_eq!(
+        metric(
+            &m,
+            "portcullis_radius_authentications_total{method=\"mschap\",result=\"accept\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+}
