@@ -165,6 +165,15 @@ pub fn explain_login(
         }
     }
     let _ = writeln!(out, "priv-lvl:    {}", role.priv_lvl);
+    let p = client.privilege;
+    let _ = writeln!(
+        out,
+        "appliance:   priv-lvl {} -> {} at this console (read-write from {}, read-only from {}; set the same on the console)",
+        role.priv_lvl,
+        p.reading(role.priv_lvl).as_str(),
+        p.read_write,
+        p.read_only
+    );
     let _ = writeln!(out, "rbac-roles:  {}", role.rbac_roles);
     let _ = writeln!(out, "rbac-aag:    {}", role.rbac_aag);
     let _ = writeln!(

@@ -260,6 +260,11 @@ pub struct RawClient {
     /// Accept TACACS+ packets with the UNENCRYPTED flag set.
     #[serde(default)]
     pub allow_unencrypted_tacacs: bool,
+    /// The console's "Read-Write Privilege": priv-lvl from which it gives
+    /// read-write access (default 7).
+    pub read_write_priv: Option<Spanned<i64>>,
+    /// The console's "Read-Only Privilege" (default 0).
+    pub read_only_priv: Option<Spanned<i64>>,
 }
 
 fn yes() -> bool {

@@ -14,6 +14,7 @@ use toml::Spanned;
 use super::error::Locator;
 
 mod directory;
+mod privilege;
 mod saml;
 mod web;
 use super::raw::*;
@@ -204,6 +205,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Loaded, ConfigErrors> 
         id
     });
     let clients = clients(&mut cx, &raw.clients);
+    privilege::disagreements(&mut cx, &raw.roles, &roles, &clients);
     let all_users = group_ids[crate::policy::ALL_USERS];
     let users = users(&mut cx, &raw.users, &group_ids, all_users);
     let web_settings = web::web(&mut cx, &raw.web);
@@ -662,6 +664,7 @@ fn clients(cx: &mut Ctx<'_>, raw: &[RawClient]) -> Vec<Client> {
             profile,
             require_message_authenticator: c.require_message_authenticator,
             allow_unencrypted_tacacs: c.allow_unencrypted_tacacs,
+            privilege: privilege::thresholds(cx, &key, c),
         });
     }
     for (i, (a, ca, _)) in nets.iter().enumerate() {

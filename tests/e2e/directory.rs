@@ -366,6 +366,7 @@ fn explain_shows_the_source_the_directory_groups_and_the_rule() {
         "groups:      helpdesk, all-users",
         "decision:    GRANTED role `helpdesk`",
         "rule:        mapping #2 (group `helpdesk` -> role `helpdesk`)",
+        "appliance:   priv-lvl 7 -> read-write at this console (read-write from 7, read-only from 0",
     ] {
         assert!(out.contains(want), "{want}\n{out}");
     }

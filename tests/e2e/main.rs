@@ -6,6 +6,7 @@ mod config;
 mod directory;
 mod harness;
 mod oidc;
+mod privilege;
 mod radius;
 mod reload;
 mod saml;
