@@ -395,3 +395,73 @@ fn explain_shows_the_source_the_directory_groups_and_the_rule() {
     assert!(out.contains("a local user of this name wins"), "{out}");
     assert!(out.contains("account:     local, enabled"), "{out}");
 }
+
+#[test]
+fn a_silent_directory_and_a_referral_are_refused_without_slowing_other_logins() {
+    let slapd = Slapd::start();
+    // A "server" that accepts connections and never says a word; its
+    // thread lives as long as the test process.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in silent.incoming() {
+            held.push(c);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let text = demo_config(dir.path())
+        + &format!(
+            r#"
+[[directory]]
+name = "silent"
+urls = ["ldap://{silent_addr}"]
+starttls = false
+allow_plaintext = true
+bind_template = "uid={{user}},ou=people,dc=example,dc=org"
+user_base = "ou=people,dc=example,dc=org"
+timeout = 1
+
+[[directory]]
+name = "elsewhere"
+urls = ["ldap://{ldap}"]
+ca_file = "{ca}"
+bind_dn = "{dn}"
+bind_password = "{pw}"
+user_base = "ou=people,dc=elsewhere,dc=example"
+"#,
+            ldap = slapd.ldap,
+            ca = slapd.ca.display(),
+            dn = crate::slapd::SERVICE_DN,
+            pw = crate::slapd::SERVICE_PW,
+        );
+    let s = Running::start_in(dir, &text);
+    let a = s.addrs.radius_auth.unwrap();
+    let (slow, fast) = thread::scope(|sc| {
+        let slow = sc.spawn(|| {
+            let t = Instant::now();
+            (radclient_pap(a, "dave", password("dave")), t.elapsed())
+        });
+        let fast = sc.spawn(|| {
+            let t = Instant::now();
+            (radclient_pap(a, "bob", "bob-pass-2"), t.elapsed())
+        });
+        (slow.join().unwrap(), fast.join().unwrap())
+    });
+    assert_eq!(
+        slow.0.code.as_deref(),
+        Some("Access-Reject"),
+        "{}",
+        slow.0.output
+    );
+    assert!(slow.1 < Duration::from_secs(1 + 5), "{:?}", slow.1);
+    assert!(accepted(&fast.0), "{}", fast.0.output);
+    let m = metrics(&s);
+    for series in [
+        "portcullis_directory_failures_total{directory=\"silent\",reason=\"timeout\"}",
+        "portcullis_directory_failures_total{directory=\"elsewhere\",reason=\"referral\"}",
+    ] {
+        assert!(metric(&m, series).unwrap_or(0.0) >= 1.0, "{series}\n{m}");
+    }
+    s.wait_log("referral, which is not followed");
+}

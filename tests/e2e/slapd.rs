@@ -167,6 +167,7 @@ modulepath /usr/lib/ldap
 moduleload back_mdb
 moduleload memberof
 pidfile {dir}/slapd.pid
+referral ldap://ldap.elsewhere.example/
 TLSCACertificateFile {dir}/ca.pem
 TLSCertificateFile {dir}/server.pem
 TLSCertificateKeyFile {dir}/server.key

@@ -403,6 +403,11 @@ impl Directory {
             .inc();
     }
 
+    fn referral(&self, name: &str) -> DirError {
+        info!(directory = %self.settings.name, user = name, "the directory answered with a referral, which is not followed");
+        DirError::Unavailable("referral")
+    }
+
     /// The one entry the user filter finds; `None` when there is none,
     /// refused when there are several.
     async fn find_user(
@@ -430,12 +435,11 @@ impl Directory {
                 self.metrics.failure(&self.label, "ambiguous");
                 return Err(DirError::NotFound);
             }
-            10 => return Err(DirError::Unavailable("referral")),
+            10 => return Err(self.referral(name)),
             _ => return Err(DirError::Unavailable("protocol")),
         }
         if entries.is_empty() && !res.refs.is_empty() {
-            info!(directory = %s.name, user = name, "the directory answered with a referral, which is not followed");
-            return Err(DirError::Unavailable("referral"));
+            return Err(self.referral(name));
         }
         let mut entries = entries.into_iter();
         let first = entries.next().map(SearchEntry::construct);
