@@ -194,6 +194,7 @@ impl Credentials {
                     throttle.failed(name_key, t.failures, t, Instant::now());
                     return Err(AuthnError::BadPassword);
                 }
+                Err(DirError::Busy) => return Err(AuthnError::Overloaded),
                 Err(DirError::Unavailable(reason)) => {
                     info!(user = name, directory = %s.name, reason, "directory unavailable for this login");
                     unavailable = true;
@@ -255,7 +256,7 @@ impl Credentials {
                     {
                         return Ok(DirectoryUser::resolve(s, policy, name, found));
                     }
-                    unavailable |= matches!(e, DirError::Unavailable(_));
+                    unavailable |= matches!(e, DirError::Unavailable(_) | DirError::Busy);
                 }
             }
         }

@@ -262,7 +262,7 @@ impl Runtime {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn settings(rename: &[(&str, &str)], prefix: Option<&str>) -> DirectorySettings {

@@ -34,12 +34,17 @@ pub(crate) enum DirError {
     BadPassword,
     /// The directory could not answer; the reason is a metric label.
     Unavailable(&'static str),
+    /// Too many checks already wait for a connection: shed, not queued.
+    Busy,
 }
 
 /// At most this many groups are read for one user.
 const MAX_GROUPS: i32 = 1000;
 /// Group cache entries beyond which stale ones are dropped on insert.
 const MAX_CACHED: usize = 100_000;
+/// Checks that may wait for a connection, per pooled connection; beyond,
+/// checks are shed (the appliance retransmits) rather than piling up.
+const WAITING_PER_CONNECTION: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Bound {
@@ -63,6 +68,7 @@ pub(crate) struct Directory {
     label: Name,
     idle: Mutex<Vec<Conn>>,
     permits: Semaphore,
+    waiting: std::sync::atomic::AtomicUsize,
     down_until: Mutex<Option<Instant>>,
     groups: Mutex<HashMap<Box<str>, Cached>>,
     metrics: DirectoryMetrics,
@@ -73,6 +79,16 @@ impl std::fmt::Debug for Directory {
         f.debug_struct("Directory")
             .field("name", &self.settings.name)
             .finish_non_exhaustive()
+    }
+}
+
+/// One check counted as waiting for a connection until it stops waiting,
+/// whichever way (a timeout drops it half-way).
+struct Queued<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
@@ -97,6 +113,7 @@ impl Directory {
         Self {
             label: Name(settings.name.clone()),
             permits: Semaphore::new(settings.pool_size),
+            waiting: Default::default(),
             settings,
             idle: Mutex::default(),
             down_until: Mutex::default(),
@@ -197,6 +214,7 @@ impl Directory {
                 self.metrics.failure(&self.label, "not_found");
             }
             Err(DirError::BadPassword) => self.forget(name),
+            Err(DirError::Busy) => self.metrics.failure(&self.label, "busy"),
             Err(DirError::Unavailable(reason)) => {
                 if *reason != "down" {
                     self.metrics.failure(&self.label, reason);
@@ -219,11 +237,15 @@ impl Directory {
         password: Option<&str>,
         verify: bool,
     ) -> Result<Arc<Found>, DirError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| DirError::Unavailable("busy"))?;
+        use std::sync::atomic::Ordering;
+        let limit = self.settings.pool_size * WAITING_PER_CONNECTION;
+        let queued = Queued(&self.waiting);
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= limit {
+            return Err(DirError::Busy);
+        }
+        let permit = self.permits.acquire().await;
+        drop(queued);
+        let _permit = permit.map_err(|_| DirError::Busy)?;
         self.metrics
             .pool_in_use
             .get_or_create(&DirLabel {
@@ -248,7 +270,7 @@ impl Directory {
         };
         let result = self.converse(&mut conn, name, password, verify).await;
         match result {
-            Err(DirError::Unavailable(_)) => {}
+            Err(DirError::Unavailable(_) | DirError::Busy) => {}
             _ => self
                 .idle
                 .lock()
@@ -522,5 +544,71 @@ impl Directory {
             dn: entry.dn.as_str().into(),
             groups,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::authn::directory::ServerUrl;
+
+    /// A directory on a listener that accepts and never answers.
+    fn silent(pool_size: usize, timeout: Duration) -> (Directory, std::net::TcpListener) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("ldap://{}", l.local_addr().unwrap());
+        let mut s = crate::authn::directory::tests::settings(&[], None);
+        s.servers = vec![ServerUrl {
+            label: Name(url.as_str().into()),
+            url,
+            transport: Transport::Plain,
+        }];
+        s.pool_size = pool_size;
+        s.timeout = timeout;
+        (Directory::new(Arc::new(s), DirectoryMetrics::default()), l)
+    }
+
+    #[tokio::test]
+    async fn checks_beyond_the_waiting_room_are_shed_and_a_timeout_frees_its_place() {
+        let (d, _l) = silent(1, Duration::from_secs(30));
+        let d = Arc::new(d);
+        let mut held = Vec::new();
+        // One holds the connection (talking to a silent server), 64 wait.
+        for _ in 0..=WAITING_PER_CONNECTION {
+            let d = d.clone();
+            held.push(tokio::spawn(async move { d.check("dave", "pw").await }));
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while d.waiting.load(std::sync::atomic::Ordering::Acquire) < WAITING_PER_CONNECTION {
+            assert!(Instant::now() < deadline, "the checks never queued");
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(d.check("erin", "pw").await.unwrap_err(), DirError::Busy);
+        assert_eq!(d.metrics.failures("corp", "busy"), 1);
+        // Dropped waiters leave the room.
+        for h in &held {
+            h.abort();
+        }
+        for h in held {
+            let _ = h.await;
+        }
+        assert_eq!(d.waiting.load(std::sync::atomic::Ordering::Acquire), 0);
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_costs_one_timeout_then_the_directory_is_left_alone() {
+        let (d, _l) = silent(2, Duration::from_millis(200));
+        assert_eq!(
+            d.check("dave", "pw").await.unwrap_err(),
+            DirError::Unavailable("timeout")
+        );
+        let t = Instant::now();
+        assert_eq!(
+            d.check("dave", "pw").await.unwrap_err(),
+            DirError::Unavailable("down")
+        );
+        assert!(t.elapsed() < Duration::from_millis(100));
+        assert_eq!(d.metrics.failures("corp", "timeout"), 1);
     }
 }
