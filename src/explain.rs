@@ -75,7 +75,7 @@ pub fn explain_login(
         let _ = writeln!(
             out,
             "auth order:  {} (directories: {}); {}",
-            order_name(dirs.order),
+            dirs.order.as_str(),
             names.join(", "),
             match dirs.order {
                 AuthOrder::LocalFirst => "a local user of this name wins over any directory entry",
@@ -209,13 +209,5 @@ pub fn explain_login(
     Explanation {
         text: out,
         granted: true,
-    }
-}
-
-fn order_name(o: AuthOrder) -> &'static str {
-    match o {
-        AuthOrder::LocalFirst => "local-first",
-        AuthOrder::RemoteFirst => "remote-first",
-        AuthOrder::RemoteOnly => "remote-only",
     }
 }

@@ -259,6 +259,15 @@ fn check(path: PathBuf) -> anyhow::Result<ExitCode> {
     let enabled = c.users.iter().filter(|u| u.enabled).count();
     println!("users: {} ({} enabled)", c.users.len(), enabled);
     println!(
+        "directories: {} (auth order {})",
+        c.directories.list.len(),
+        c.directories.order.as_str()
+    );
+    for d in &c.directories.list {
+        let urls: Vec<&str> = d.servers.iter().map(|s| s.url.as_str()).collect();
+        println!("  {:<16} {}", d.name, urls.join(", "));
+    }
+    println!(
         "web login: local form {}, identity providers: {}",
         if c.web.local_login {
             "shown"

@@ -34,6 +34,17 @@ pub enum AuthOrder {
     RemoteOnly,
 }
 
+impl AuthOrder {
+    /// As written in `server.auth_order`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LocalFirst => "local-first",
+            Self::RemoteFirst => "remote-first",
+            Self::RemoteOnly => "remote-only",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Listen {
     pub radius_auth: Option<SocketAddr>,
