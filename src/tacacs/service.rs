@@ -396,11 +396,8 @@ impl Service {
             }
             AuthenType::CHAP => {
                 // data = PPP id (1) || challenge || response (16), §5.4.2.3.
-                let result = match (
-                    self.credentials
-                        .cleartext(&config.users, &config.directories, &user),
-                    s.data.len(),
-                ) {
+                let clear = self.cleartext(config, &user);
+                let result = match (clear, s.data.len()) {
                     (Err(e), _) => Err(e),
                     (Ok(_), n) if n < 1 + 16 + 1 => Err(AuthnError::BadPassword),
                     (Ok((u, clear)), n) => {
@@ -428,26 +425,22 @@ impl Service {
             }
             AuthenType::MSCHAP => {
                 // data = id (1) || challenge (8) || response (49: LM 24, NT 24, flags), §5.4.2.4.
-                let result =
-                    match self
-                        .credentials
-                        .cleartext(&config.users, &config.directories, &user)
-                    {
-                        Err(e) => Err(e),
-                        Ok((u, clear)) if s.data.len() == 1 + 8 + 49 => {
-                            let challenge: &[u8; 8] =
-                                s.data[1..9].try_into().expect("length checked");
-                            let nt: &[u8; 24] =
-                                s.data[9 + 24..9 + 48].try_into().expect("length checked");
-                            let nt_hash = mschap::nt_password_hash(clear.expose());
-                            if mschap::mschapv1_verify_nt_response(challenge, &nt_hash, nt) {
-                                Ok(Login::Local(u))
-                            } else {
-                                Err(AuthnError::BadPassword)
-                            }
+                let clear = self.cleartext(config, &user);
+                let result = match clear {
+                    Err(e) => Err(e),
+                    Ok((u, clear)) if s.data.len() == 1 + 8 + 49 => {
+                        let challenge: &[u8; 8] = s.data[1..9].try_into().expect("length checked");
+                        let nt: &[u8; 24] =
+                            s.data[9 + 24..9 + 48].try_into().expect("length checked");
+                        let nt_hash = mschap::nt_password_hash(clear.expose());
+                        if mschap::mschapv1_verify_nt_response(challenge, &nt_hash, nt) {
+                            Ok(Login::Local(u))
+                        } else {
+                            Err(AuthnError::BadPassword)
                         }
-                        Ok(_) => Err(AuthnError::BadPassword),
-                    };
+                    }
+                    Ok(_) => Err(AuthnError::BadPassword),
+                };
                 self.finish_login(
                     config,
                     client,
@@ -464,28 +457,25 @@ impl Service {
             AuthenType::MSCHAPV2 => {
                 // data = id (1) || challenge (16) || response (49: peer challenge 16,
                 // reserved 8, NT 24, flags), §5.4.2.5.
-                let result =
-                    match self
-                        .credentials
-                        .cleartext(&config.users, &config.directories, &user)
-                    {
-                        Err(e) => Err(e),
-                        Ok((u, clear)) if s.data.len() == 1 + 16 + 49 => {
-                            let mut response = [0u8; 50];
-                            response[0] = s.data[0];
-                            response[2..50].copy_from_slice(&s.data[17..17 + 48]);
-                            match mschap::mschapv2_verify(
-                                s.user,
-                                clear.expose(),
-                                &s.data[1..17],
-                                &response,
-                            ) {
-                                Ok(Some(_)) => Ok(Login::Local(u)),
-                                _ => Err(AuthnError::BadPassword),
-                            }
+                let clear = self.cleartext(config, &user);
+                let result = match clear {
+                    Err(e) => Err(e),
+                    Ok((u, clear)) if s.data.len() == 1 + 16 + 49 => {
+                        let mut response = [0u8; 50];
+                        response[0] = s.data[0];
+                        response[2..50].copy_from_slice(&s.data[17..17 + 48]);
+                        match mschap::mschapv2_verify(
+                            s.user,
+                            clear.expose(),
+                            &s.data[1..17],
+                            &response,
+                        ) {
+                            Ok(Some(_)) => Ok(Login::Local(u)),
+                            _ => Err(AuthnError::BadPassword),
                         }
-                        Ok(_) => Err(AuthnError::BadPassword),
-                    };
+                    }
+                    Ok(_) => Err(AuthnError::BadPassword),
+                };
                 self.finish_login(
                     config,
                     client,
@@ -513,6 +503,17 @@ impl Service {
                 )
             }
         }
+    }
+
+    /// The stored cleartext-equivalent CHAP and MS-CHAP need (local users
+    /// who opted in; refused with the reason for directory users).
+    fn cleartext<'c>(
+        &self,
+        config: &'c Config,
+        user: &str,
+    ) -> Result<(&'c crate::authn::LocalUser, &'c crate::secret::Secret), AuthnError> {
+        self.credentials
+            .cleartext(&config.users, &config.directories, user)
     }
 
     async fn check_password<'c>(
