@@ -4,7 +4,8 @@
 # Debian FreeRADIUS dictionaries (real-world input for our dictionary loader),
 # a real OpenID Provider (npm oidc-provider, pinned by tests/idp/package-lock.json),
 # a real SAML IdP (PyPI pysaml2 with Debian's xmlsec1, tests/saml-idp/; xmlsec1
-# also signs the SAML corpus in tests/data/saml/),
+# also signs the SAML corpus in tests/data/saml/), a real LDAP server (Debian
+# slapd and ldap-utils, started by the tests themselves),
 # and cargo-fuzz for the fuzz smoke runs. Idempotent: it only installs what is
 # missing, so a second run costs seconds.
 set -euo pipefail
@@ -13,11 +14,31 @@ need_apt=()
 command -v radclient >/dev/null 2>&1 || need_apt+=(freeradius-utils)
 [ -f /usr/share/freeradius/dictionary ] || need_apt+=(freeradius-common)
 command -v xmlsec1 >/dev/null 2>&1 || need_apt+=(xmlsec1)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "install-test-deps: apt-get install ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+# A real OpenLDAP server and its tools for the directory tests, which start
+# their own slapd on loopback. The package's own server must not run: no
+# configuration is generated (debconf), and invoke-rc.d is told not to start
+# it while the package installs.
+if ! [ -x /usr/sbin/slapd ] || ! command -v ldapmodify >/dev/null 2>&1; then
+    echo "install-test-deps: apt-get install slapd ldap-utils"
+    export DEBIAN_FRONTEND=noninteractive
+    echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
+    made_policy=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        made_policy=1
+    fi
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends slapd ldap-utils >/dev/null
+    if [ -n "$made_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
 
 py_missing=()

@@ -21,6 +21,57 @@ pub struct Client {
     pub profile: Profile,
     pub require_message_authenticator: bool,
     pub allow_unencrypted_tacacs: bool,
+    /// How the appliance reads a RADIUS priv-lvl.
+    pub privilege: PrivThresholds,
+}
+
+/// The two thresholds an appliance console compares a RADIUS priv-lvl
+/// with ("Read-Write Privilege", "Read-Only Privilege"); they must match
+/// what is set on the console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrivThresholds {
+    pub read_write: u8,
+    pub read_only: u8,
+}
+
+impl Default for PrivThresholds {
+    /// The consoles' defaults: 7 and above read-write, below it read-only.
+    fn default() -> Self {
+        Self {
+            read_write: 7,
+            read_only: 0,
+        }
+    }
+}
+
+/// What access a console gives for a priv-lvl.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrivReading {
+    ReadWrite,
+    ReadOnly,
+    NoAccess,
+}
+
+impl PrivReading {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ReadWrite => "read-write",
+            Self::ReadOnly => "read-only",
+            Self::NoAccess => "no access",
+        }
+    }
+}
+
+impl PrivThresholds {
+    pub fn reading(self, priv_lvl: u8) -> PrivReading {
+        if priv_lvl >= self.read_write {
+            PrivReading::ReadWrite
+        } else if priv_lvl >= self.read_only {
+            PrivReading::ReadOnly
+        } else {
+            PrivReading::NoAccess
+        }
+    }
 }
 
 /// Clients by network; longest prefix wins.
@@ -80,6 +131,21 @@ impl ClientTable {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_console_reads_priv_lvl_against_its_two_thresholds() {
+        let d = PrivThresholds::default();
+        assert_eq!(d.reading(15), PrivReading::ReadWrite);
+        assert_eq!(d.reading(7), PrivReading::ReadWrite);
+        assert_eq!(d.reading(6), PrivReading::ReadOnly);
+        assert_eq!(d.reading(0), PrivReading::ReadOnly);
+        let t = PrivThresholds {
+            read_write: 15,
+            read_only: 5,
+        };
+        assert_eq!(t.reading(7), PrivReading::ReadOnly);
+        assert_eq!(t.reading(1), PrivReading::NoAccess);
+    }
+
     fn client(name: &str, nets: &[&str]) -> Client {
         Client {
             name: name.into(),
@@ -90,6 +156,7 @@ mod tests {
             profile: Profile::Orchestrator,
             require_message_authenticator: true,
             allow_unencrypted_tacacs: false,
+            privilege: PrivThresholds::default(),
         }
     }
 

@@ -5,8 +5,8 @@
 use std::fmt::Write;
 use std::net::IpAddr;
 
-use crate::authn::AuthnError;
-use crate::config::Config;
+use crate::authn::{AuthnError, Login};
+use crate::config::{AuthOrder, Config};
 use crate::policy::{ClientCtx, DecidedBy};
 
 /// The rendered explanation and whether the user would be let in.
@@ -16,9 +16,29 @@ pub struct Explanation {
     pub granted: bool,
 }
 
+/// The explanation for a user of the configuration file (directories are
+/// not asked; see [`explain_login`]).
 pub fn explain(
     config: &Config,
     user: &str,
+    client: Option<IpAddr>,
+    command: Option<&str>,
+) -> Explanation {
+    explain_login(
+        config,
+        user,
+        config.users.active(user).map(Login::Local),
+        client,
+        command,
+    )
+}
+
+/// The explanation for whoever the credential sources said `user` is
+/// (`Credentials::login` with a password, `Credentials::known` without).
+pub fn explain_login(
+    config: &Config,
+    user: &str,
+    found: Result<Login<'_>, AuthnError>,
     client: Option<IpAddr>,
     command: Option<&str>,
 ) -> Explanation {
@@ -49,7 +69,23 @@ pub fn explain(
         }
     }
     let client = client.expect("checked above");
-    let u = match config.users.active(user) {
+    let dirs = &config.directories;
+    if !dirs.is_empty() {
+        let names: Vec<&str> = dirs.list.iter().map(|d| &*d.name).collect();
+        let _ = writeln!(
+            out,
+            "auth order:  {} (directories: {}); {}",
+            dirs.order.as_str(),
+            names.join(", "),
+            match dirs.order {
+                AuthOrder::LocalFirst => "a local user of this name wins over any directory entry",
+                AuthOrder::RemoteFirst =>
+                    "the directories win; local users only when no directory can be reached",
+                AuthOrder::RemoteOnly => "local users are not asked",
+            }
+        );
+    }
+    let login = match found {
         Ok(u) => u,
         Err(e) => {
             if e == AuthnError::Disabled {
@@ -62,18 +98,44 @@ pub fn explain(
             };
         }
     };
-    let groups: Vec<&str> = u.groups.iter().map(|&g| t.group_name(g)).collect();
-    let _ = writeln!(
-        out,
-        "account:     local, enabled{}",
-        if u.cleartext_password.is_some() {
-            "; CHAP/MS-CHAP opt-in"
-        } else {
-            ""
+    match &login {
+        Login::Local(u) => {
+            let _ = writeln!(
+                out,
+                "account:     local, enabled{}",
+                if u.cleartext_password.is_some() {
+                    "; CHAP/MS-CHAP opt-in"
+                } else {
+                    ""
+                }
+            );
         }
-    );
+        Login::Directory(d) => {
+            let _ = writeln!(
+                out,
+                "account:     directory {}, entry {}",
+                d.directory, d.dn
+            );
+            let _ = writeln!(
+                out,
+                "methods:     PAP and ASCII only (a bind cannot serve CHAP or MS-CHAP)"
+            );
+            let raw: Vec<&str> = d.directory_groups.iter().map(|g| &**g).collect();
+            let _ = writeln!(
+                out,
+                "dir groups:  {}",
+                if raw.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    raw.join("; ")
+                }
+            );
+        }
+    }
+    let identity = login.identity();
+    let groups: Vec<&str> = identity.groups.iter().map(|&g| t.group_name(g)).collect();
     let _ = writeln!(out, "groups:      {}", groups.join(", "));
-    let grant = match t.decide(&u.identity(), &ClientCtx { name: &client.name }) {
+    let grant = match t.decide(&identity, &ClientCtx { name: &client.name }) {
         Ok(g) => g,
         Err(r) => {
             let _ = writeln!(out, "decision:    REFUSED: {r}");
@@ -103,6 +165,15 @@ pub fn explain(
         }
     }
     let _ = writeln!(out, "priv-lvl:    {}", role.priv_lvl);
+    let p = client.privilege;
+    let _ = writeln!(
+        out,
+        "appliance:   priv-lvl {} -> {} at this console (read-write from {}, read-only from {}; set the same on the console)",
+        role.priv_lvl,
+        p.reading(role.priv_lvl).as_str(),
+        p.read_write,
+        p.read_only
+    );
     let _ = writeln!(out, "rbac-roles:  {}", role.rbac_roles);
     let _ = writeln!(out, "rbac-aag:    {}", role.rbac_aag);
     let _ = writeln!(
@@ -135,7 +206,11 @@ pub fn explain(
     for a in client.profile.tacacs_args(role) {
         let _ = writeln!(out, "  {a}");
     }
-    consoles(&mut out, config, u, role);
+    let (name, email, full_name) = match &login {
+        Login::Local(u) => (&*u.name, config.users.email(u), config.users.full_name(u)),
+        Login::Directory(d) => (&*d.name, &*d.email, &*d.full_name),
+    };
+    consoles(&mut out, config, name, email, full_name, role);
     Explanation {
         text: out,
         granted: true,
@@ -144,18 +219,19 @@ pub fn explain(
 
 /// What each registered appliance console would receive: the claims its
 /// ID token (OAuth mode) or tokens (JWT mode) carry beyond the standard ones.
+/// What each registered console would receive for this person.
 fn consoles(
     out: &mut String,
     config: &Config,
-    u: &crate::authn::LocalUser,
+    name: &str,
+    email: &str,
+    full_name: &str,
     role: &crate::policy::Role,
 ) {
     use crate::idp::oauth::{Person, console_claims, profile_claims};
-    let email = config.users.email(u);
-    let full_name = config.users.full_name(u);
     let person = Person {
-        sub: u.name.to_string(),
-        name: u.name.to_string(),
+        sub: name.to_string(),
+        name: name.to_string(),
         email: (!email.is_empty()).then(|| email.to_string()),
         full_name: (!full_name.is_empty()).then(|| full_name.to_string()),
         rbac_roles: role.rbac_roles.to_string(),

@@ -66,6 +66,12 @@ enum Command {
         /// Also judge this command line against the role's command rules.
         #[arg(long)]
         command: Option<String>,
+        /// Read the user's password (no echo on a terminal, else one line
+        /// of stdin) and check it for real: argon2, or a bind for a
+        /// directory user. Without it, directories are searched with their
+        /// service account.
+        #[arg(long)]
+        password: bool,
     },
     /// Read a password (without echo on a terminal, else one line of stdin)
     /// and print an argon2id PHC string for `password_hash`.
@@ -175,7 +181,8 @@ fn main() -> ExitCode {
             user,
             client,
             command,
-        } => explain(config, &user, client, command.as_deref()),
+            password,
+        } => explain(config, &user, client, command.as_deref(), password),
         Command::HashPassword => hash_password(),
         Command::Accounting { action } => accounting_cmd(action),
         Command::Idp {
@@ -271,6 +278,15 @@ fn check(path: PathBuf) -> anyhow::Result<ExitCode> {
     let enabled = c.users.iter().filter(|u| u.enabled).count();
     println!("users: {} ({} enabled)", c.users.len(), enabled);
     println!(
+        "directories: {} (auth order {})",
+        c.directories.list.len(),
+        c.directories.order.as_str()
+    );
+    for d in &c.directories.list {
+        let urls: Vec<&str> = d.servers.iter().map(|s| s.url.as_str()).collect();
+        println!("  {:<16} {}", d.name, urls.join(", "));
+    }
+    println!(
         "web login: local form {}, identity providers: {}",
         if c.web.local_login {
             "shown"
@@ -293,11 +309,49 @@ fn explain(
     user: &str,
     client: Option<IpAddr>,
     command: Option<&str>,
+    password: bool,
 ) -> anyhow::Result<ExitCode> {
     let Some(loaded) = load_or_report(&path) else {
         return Ok(ExitCode::FAILURE);
     };
-    let e = portcullis::explain::explain(&loaded.config, user, client, command);
+    let config = &loaded.config;
+    let e = if password || !config.directories.is_empty() {
+        let password = if password {
+            Some(read_password("Password: ")?)
+        } else {
+            None
+        };
+        // The same checker the server runs, for one question.
+        let pool = portcullis::authn::Argon2Pool::new(1, 1, Default::default());
+        let credentials = portcullis::authn::Credentials::new(Arc::new(pool));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")?;
+        let found = runtime.block_on(async {
+            match &password {
+                Some(p) => {
+                    credentials
+                        .login(
+                            &config.users,
+                            &config.directories,
+                            &config.policy,
+                            user,
+                            p.as_bytes(),
+                        )
+                        .await
+                }
+                None => {
+                    credentials
+                        .known(&config.users, &config.directories, &config.policy, user)
+                        .await
+                }
+            }
+        });
+        portcullis::explain::explain_login(config, user, found, client, command)
+    } else {
+        portcullis::explain::explain(config, user, client, command)
+    };
     print!("{}", e.text);
     Ok(if e.granted {
         ExitCode::SUCCESS
@@ -323,6 +377,17 @@ fn hash_password() -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
     println!("{phc}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// One password: prompted without echo on a terminal, else a line of stdin.
+fn read_password(prompt: &str) -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return rpassword::prompt_password(prompt).context("reading password");
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line).context("reading stdin")?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
 fn init_logging(format: LogFormat) {

@@ -38,6 +38,7 @@ pub struct Metrics {
     pub reload_failure: Counter,
     pub config_generation: Gauge,
     pub authn: PoolMetrics,
+    pub directories: crate::authn::DirectoryMetrics,
     pub radius: RadiusMetrics,
     pub tacacs: TacacsMetrics,
     pub accounting: AccountingMetrics,
@@ -82,6 +83,7 @@ impl Metrics {
         );
         Self {
             authn: PoolMetrics::register(&mut registry),
+            directories: crate::authn::DirectoryMetrics::register(&mut registry),
             radius: RadiusMetrics::register(&mut registry),
             tacacs: TacacsMetrics::register(&mut registry),
             accounting: AccountingMetrics::register(&mut registry),
@@ -146,7 +148,8 @@ impl Server {
         Arc::new(Self {
             path: config.path.clone(),
             config: ConfigHandle::new(config),
-            credentials: Credentials::new(Arc::new(pool)),
+            credentials: Credentials::new(Arc::new(pool))
+                .with_directory_metrics(metrics.directories),
             accounting,
             identity,
             radius: metrics.radius,

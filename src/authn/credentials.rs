@@ -22,15 +22,17 @@ type Outcome = Option<Result<bool, AuthnError>>;
 
 #[derive(Debug, Clone)]
 pub struct Credentials {
-    pool: Arc<Argon2Pool>,
-    shared: Arc<Shared>,
+    pub(super) pool: Arc<Argon2Pool>,
+    pub(super) shared: Arc<Shared>,
     door: Door,
+    /// Directory pools and group caches, shared like the cache.
+    pub(super) directories: Arc<super::directory::Runtime>,
 }
 
 #[derive(Debug, Default)]
-struct Shared {
-    cache: CredentialCache,
-    throttle: Throttle,
+pub(super) struct Shared {
+    pub(super) cache: CredentialCache,
+    pub(super) throttle: Throttle,
     inflight: Mutex<HashMap<Fingerprint, watch::Receiver<Outcome>>>,
 }
 
@@ -57,6 +59,15 @@ impl Credentials {
             pool,
             shared: Arc::default(),
             door: Door::Network,
+            directories: Arc::default(),
+        }
+    }
+
+    /// The same checker, its directories counted in `metrics`.
+    pub fn with_directory_metrics(self, metrics: super::DirectoryMetrics) -> Self {
+        Self {
+            directories: Arc::new(super::directory::Runtime::new(metrics)),
+            ..self
         }
     }
 

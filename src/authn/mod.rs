@@ -6,14 +6,18 @@
 mod cache;
 pub mod chap;
 mod credentials;
+pub mod directory;
 mod hash;
+mod login;
 pub mod mschap;
 mod pool;
 mod throttle;
 
 pub use cache::{CredentialCache, Fingerprint};
 pub use credentials::Credentials;
+pub use directory::{Directories, DirectoryMetrics, DirectoryUser};
 pub use hash::{HashError, PasswordCheck, check_hash, verify_blocking};
+pub use login::Login;
 pub use pool::{Argon2Pool, Door, PoolMetrics};
 pub use throttle::{Key as ThrottleKey, Lockout, Throttle, ThrottleSettings};
 
@@ -78,6 +82,18 @@ pub enum AuthnError {
     BadHash,
     #[error("too many failed logins; locked out for a while")]
     Throttled,
+    #[error("not sent to a directory: {0}")]
+    BadName(directory::text::NameError),
+    #[error("empty password: never sent to a directory (it would be an unauthenticated bind)")]
+    EmptyPassword,
+    #[error("password has a NUL byte or is not UTF-8: not sent to a directory")]
+    PasswordNotText,
+    #[error("no directory could be reached in time")]
+    DirectoryUnavailable,
+    #[error(
+        "not a local user with a stored cleartext-equivalent: directory users log in with PAP or ASCII only (CHAP and MS-CHAP need a cleartext-equivalent that a bind cannot give)"
+    )]
+    DirectoryMethod,
 }
 
 impl AuthnError {
@@ -90,6 +106,11 @@ impl AuthnError {
             Self::Overloaded => "overloaded",
             Self::BadHash => "bad_hash",
             Self::Throttled => "throttled",
+            Self::BadName(_) => "bad_name",
+            Self::EmptyPassword => "empty_password",
+            Self::PasswordNotText => "password_not_text",
+            Self::DirectoryUnavailable => "directory_unavailable",
+            Self::DirectoryMethod => "not_for_directory_users",
         }
     }
 }

@@ -22,12 +22,27 @@ use crate::dict::{self, DictError, Dictionary, DictionaryBuilder};
 use crate::policy::PolicyTable;
 use crate::profile::Renderings;
 
-/// Which credential source is asked first. Only local users exist today;
-/// upstream sources plug in behind this switch.
+/// Which credential source is asked first: the configuration's users or
+/// the `[[directory]]`s (see `authn::Login`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthOrder {
     LocalFirst,
+    /// Directories first; local users only when every directory is
+    /// unreachable (the break-glass account keeps working in an outage).
     RemoteFirst,
+    /// Directories only.
+    RemoteOnly,
+}
+
+impl AuthOrder {
+    /// As written in `server.auth_order`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LocalFirst => "local-first",
+            Self::RemoteFirst => "remote-first",
+            Self::RemoteOnly => "remote-only",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -146,6 +161,8 @@ pub struct Config {
     /// Appliance web consoles, in file order.
     pub consoles: Vec<crate::idp::ConsoleSettings>,
     pub idp: crate::idp::IdpSettings,
+    /// `[[directory]]`s and `server.auth_order`.
+    pub directories: crate::authn::Directories,
 }
 
 /// A validated configuration and the warnings found on the way.

@@ -42,6 +42,48 @@ pub struct RawConfig {
     pub consoles: Vec<RawConsole>,
     #[serde(default)]
     pub idp: RawIdp,
+    #[serde(default, rename = "directory")]
+    pub directories: Vec<RawDirectory>,
+}
+
+/// `[[directory]]`: one LDAP v3 / Active Directory credential source.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDirectory {
+    pub name: Spanned<String>,
+    /// `ldaps://host:636` or `ldap://host:389`, tried in order.
+    pub urls: Spanned<Vec<Spanned<String>>>,
+    /// `ldap://` URLs use StartTLS unless this is false (loopback only,
+    /// with `allow_plaintext`).
+    pub starttls: Option<Spanned<bool>>,
+    pub allow_plaintext: Option<Spanned<bool>>,
+    pub ca_file: Option<Spanned<String>>,
+    /// Search-then-bind: the service account.
+    pub bind_dn: Option<Spanned<String>>,
+    pub bind_password: Option<Spanned<RawSecret>>,
+    /// Direct bind: `{user}@corp.example` or `uid={user},ou=people,...`.
+    pub bind_template: Option<Spanned<String>>,
+    pub user_base: Spanned<String>,
+    pub user_filter: Option<Spanned<String>>,
+    /// memberof, member, uniquemember, memberuid, ad-nested.
+    pub group_lookup: Option<Spanned<String>>,
+    pub group_base: Option<Spanned<String>>,
+    pub group_name_attribute: Option<Spanned<String>>,
+    pub email_attribute: Option<Spanned<String>>,
+    pub name_attribute: Option<Spanned<String>>,
+    /// Directory group (DN or name) → the table's group name.
+    #[serde(default)]
+    pub group_rename: std::collections::BTreeMap<String, Spanned<String>>,
+    pub group_strip_prefix: Option<Spanned<String>>,
+    /// Seconds for one whole check.
+    pub timeout: Option<Spanned<i64>>,
+    pub pool_size: Option<Spanned<i64>>,
+    /// Seconds a verified directory password is remembered (0: never).
+    pub cache_ttl: Option<Spanned<i64>>,
+    /// Seconds a user's groups are used before they are read again.
+    pub group_cache_ttl: Option<Spanned<i64>>,
+    /// Seconds a directory that could not be reached is left alone.
+    pub retry_interval: Option<Spanned<i64>>,
 }
 
 /// `[web]`: the browser side (login page, sessions).
@@ -234,6 +276,11 @@ pub struct RawClient {
     /// Accept TACACS+ packets with the UNENCRYPTED flag set.
     #[serde(default)]
     pub allow_unencrypted_tacacs: bool,
+    /// The console's "Read-Write Privilege": priv-lvl from which it gives
+    /// read-write access (default 7).
+    pub read_write_priv: Option<Spanned<i64>>,
+    /// The console's "Read-Only Privilege" (default 0).
+    pub read_only_priv: Option<Spanned<i64>>,
 }
 
 fn yes() -> bool {

@@ -14,6 +14,8 @@ use toml::Spanned;
 use super::error::Locator;
 
 mod console;
+mod directory;
+mod privilege;
 mod saml;
 mod web;
 use super::raw::*;
@@ -204,12 +206,27 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Loaded, ConfigErrors> 
         id
     });
     let clients = clients(&mut cx, &raw.clients);
+    privilege::disagreements(&mut cx, &raw.roles, &roles, &clients);
     let all_users = group_ids[crate::policy::ALL_USERS];
     let users = users(&mut cx, &raw.users, &group_ids, all_users);
     let web_settings = web::web(&mut cx, &raw.web);
     let oidc = web::oidc(&mut cx, &raw.oidc);
     let saml = saml::saml(&mut cx, &raw.saml, &web_settings, &oidc);
     let (consoles, idp) = console::consoles(&mut cx, &raw.consoles, &raw.idp, &oidc, &saml);
+    let directories = crate::authn::Directories {
+        order: server.auth_order,
+        list: directory::directories(&mut cx, &raw.directories, &group_ids),
+    };
+    if server.auth_order != AuthOrder::LocalFirst
+        && directories.is_empty()
+        && let Some(v) = &raw.server.auth_order
+    {
+        cx.warn(
+            v.span(),
+            "server.auth_order",
+            "no [[directory]] is configured: local users answer whatever the order",
+        );
+    }
 
     if !cx.errors.is_empty() {
         return Err(ConfigErrors(cx.errors));
@@ -240,6 +257,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Loaded, ConfigErrors> 
         saml,
         consoles,
         idp,
+        directories,
     };
     Ok(Loaded {
         config,
@@ -286,11 +304,12 @@ fn server(cx: &mut Ctx<'_>, raw: &RawServer) -> ServerSettings {
         Some(v) => match v.get_ref().as_str() {
             "local-first" => AuthOrder::LocalFirst,
             "remote-first" => AuthOrder::RemoteFirst,
+            "remote-only" => AuthOrder::RemoteOnly,
             other => {
                 cx.err(
                     v.span(),
                     "server.auth_order",
-                    format!("`{other}`: expected `local-first` or `remote-first`"),
+                    format!("`{other}`: expected `local-first`, `remote-first` or `remote-only`"),
                 );
                 AuthOrder::LocalFirst
             }
@@ -649,6 +668,7 @@ fn clients(cx: &mut Ctx<'_>, raw: &[RawClient]) -> Vec<Client> {
             profile,
             require_message_authenticator: c.require_message_authenticator,
             allow_unencrypted_tacacs: c.allow_unencrypted_tacacs,
+            privilege: privilege::thresholds(cx, &key, c),
         });
     }
     for (i, (a, ca, _)) in nets.iter().enumerate() {

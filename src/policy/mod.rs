@@ -68,6 +68,8 @@ pub enum Source {
     Local,
     /// A user known through an upstream identity provider.
     External,
+    /// A user an LDAP / AD directory vouched for with a bind.
+    Directory,
 }
 
 impl Source {
@@ -75,6 +77,7 @@ impl Source {
         match self {
             Self::Local => "local",
             Self::External => "external",
+            Self::Directory => "directory",
         }
     }
 }

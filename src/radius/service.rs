@@ -16,8 +16,8 @@ use super::codec::{
 };
 use super::metrics::{MethodLabels, RadiusMetrics, RequestLabels};
 use crate::accounting::{AccountingSink, Pending, StoreError};
-use crate::authn::mschap::{MsChapError, MsChapV2Success, mschapv2_verify};
-use crate::authn::{AuthnError, Credentials, chap};
+use crate::authn::mschap::{MsChapError, MsChapV2Success, mschapv1_verify, mschapv2_verify};
+use crate::authn::{AuthnError, Credentials, Login, chap};
 use crate::client::Client;
 use crate::clock::{Clock, Random};
 use crate::config::Config;
@@ -220,13 +220,17 @@ impl Service {
             let mut buf = [0u8; codec::MAX_PASSWORD_LEN];
             match codec::unhide_password(hidden, secret, pkt.authenticator(), &mut buf) {
                 Err(e) => return Step::Drop(DropReason::Crypto(e)),
-                Ok(password) => match config.users.active(user) {
-                    Ok(_) if self.credentials.cached(&config.users, user, password) => {
-                        self.grant(config, client, user, None, "pap")
-                    }
+                Ok(password) => match self.credentials.cached_login(
+                    &config.users,
+                    &config.directories,
+                    &config.policy,
+                    user,
+                    password,
+                ) {
+                    Some(login) => self.grant(config, client, &login, None, "pap"),
                     // Unknown and disabled users too: the credential check
                     // refuses them after the same argon2 as a wrong password.
-                    _ => {
+                    None => {
                         return Step::Verify(Box::new(Deferred {
                             config: config.clone(),
                             client: ci,
@@ -239,11 +243,14 @@ impl Service {
                 },
             }
         } else if pkt.attr(attr::CHAP_PASSWORD).is_some() {
-            match config.users.cleartext(user) {
+            match self
+                .credentials
+                .cleartext(&config.users, &config.directories, user)
+            {
                 Err(e) => self.refuse("chap", user, client, e),
-                Ok((_, clear)) => match codec::chap_password(&pkt) {
+                Ok((u, clear)) => match codec::chap_password(&pkt) {
                     Ok(c) if chap::verify(c.ident, c.response, c.challenge, clear.expose()) => {
-                        self.grant(config, client, user, None, "chap")
+                        self.grant(config, client, &Login::Local(u), None, "chap")
                     }
                     Ok(_) => self.refuse("chap", user, client, AuthnError::BadPassword),
                     Err(e) => return Step::Drop(DropReason::Crypto(e)),
@@ -253,15 +260,38 @@ impl Service {
             pkt.vsa(attr::VENDOR_MICROSOFT, attr::ms::CHAP_CHALLENGE),
             pkt.vsa(attr::VENDOR_MICROSOFT, attr::ms::CHAP2_RESPONSE),
         ) {
-            match config.users.cleartext(user) {
+            match self
+                .credentials
+                .cleartext(&config.users, &config.directories, user)
+            {
                 Err(e) => self.refuse("mschapv2", user, client, e),
-                Ok((_, clear)) => {
+                Ok((u, clear)) => {
                     match mschapv2_verify(user.as_bytes(), clear.expose(), challenge, response) {
-                        Ok(Some(ok)) => self.grant(config, client, user, Some(ok), "mschapv2"),
+                        Ok(Some(ok)) => {
+                            self.grant(config, client, &Login::Local(u), Some(ok), "mschapv2")
+                        }
                         Ok(None) => self.refuse("mschapv2", user, client, AuthnError::BadPassword),
                         Err(e) => return Step::Drop(DropReason::MsChap(e)),
                     }
                 }
+            }
+        } else if let (Some(challenge), Some(response)) = (
+            pkt.vsa(attr::VENDOR_MICROSOFT, attr::ms::CHAP_CHALLENGE),
+            pkt.vsa(attr::VENDOR_MICROSOFT, attr::ms::CHAP_RESPONSE),
+        ) {
+            // MS-CHAPv1 (RFC 2433, RFC 2548 §2.1.3) for local users who
+            // opted in; the NT-Response only (an LM-only response is
+            // dropped as malformed).
+            match self
+                .credentials
+                .cleartext(&config.users, &config.directories, user)
+            {
+                Err(e) => self.refuse("mschap", user, client, e),
+                Ok((u, clear)) => match mschapv1_verify(clear.expose(), challenge, response) {
+                    Ok(true) => self.grant(config, client, &Login::Local(u), None, "mschap"),
+                    Ok(false) => self.refuse("mschap", user, client, AuthnError::BadPassword),
+                    Err(e) => return Step::Drop(DropReason::MsChap(e)),
+                },
             }
         } else {
             self.metrics
@@ -285,10 +315,16 @@ impl Service {
         let pkt = codec::decode(&d.request).ok()?;
         let verdict = match self
             .credentials
-            .password(&config.users, &d.user, &d.password)
+            .login(
+                &config.users,
+                &config.directories,
+                &config.policy,
+                &d.user,
+                &d.password,
+            )
             .await
         {
-            Ok(_) => self.grant(config, client, &d.user, None, "pap"),
+            Ok(login) => self.grant(config, client, &login, None, "pap"),
             Err(AuthnError::Overloaded) => {
                 self.metrics.drop(DropReason::Argon2Overloaded);
                 return None;
@@ -305,16 +341,15 @@ impl Service {
         &self,
         config: &Config,
         client: &Client,
-        user: &str,
+        login: &Login<'_>,
         mschap: Option<MsChapV2Success>,
         method: &'static str,
     ) -> Verdict {
-        let Some(u) = config.users.get(user) else {
-            return self.refuse(method, user, client, AuthnError::UnknownUser);
-        };
+        let identity = login.identity();
+        let user = identity.user;
         match config
             .policy
-            .decide(&u.identity(), &ClientCtx { name: &client.name })
+            .decide(&identity, &ClientCtx { name: &client.name })
         {
             Ok(g) => {
                 self.metrics
@@ -324,7 +359,7 @@ impl Service {
                         result: "accept",
                     })
                     .inc();
-                debug!(user, client = %client.name, role = %g.role.name, method, "radius accept");
+                debug!(user, client = %client.name, role = %g.role.name, method, source = identity.source.as_str(), "radius accept");
                 Verdict::Accept {
                     role: g.role_id,
                     mschap,

@@ -16,7 +16,7 @@ use tracing::{debug, info};
 use super::codec::*;
 use super::metrics::TacacsMetrics;
 use crate::accounting::{AccountingSink, Attributes, DedupKey, Protocol, Record, Status};
-use crate::authn::{AuthnError, Credentials, LocalUser, chap, mschap};
+use crate::authn::{AuthnError, Credentials, Login, chap, mschap};
 use crate::client::Client;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -161,7 +161,10 @@ impl Service {
                     return Outcome::Close(CloseReason::BadSequence);
                 }
                 match AuthorRequest::decode(body) {
-                    Ok(req) => self.authorization(config, client, key, &rh, &req, out),
+                    Ok(req) => {
+                        self.authorization(config, client, key, &rh, &req, out)
+                            .await
+                    }
                     Err(e) => Outcome::Close(CloseReason::Body(e)),
                 }
             }
@@ -393,14 +396,15 @@ impl Service {
             }
             AuthenType::CHAP => {
                 // data = PPP id (1) || challenge || response (16), §5.4.2.3.
-                let result = match (config.users.cleartext(&user), s.data.len()) {
+                let clear = self.cleartext(config, &user);
+                let result = match (clear, s.data.len()) {
                     (Err(e), _) => Err(e),
                     (Ok(_), n) if n < 1 + 16 + 1 => Err(AuthnError::BadPassword),
                     (Ok((u, clear)), n) => {
                         let (challenge, response) = s.data[1..].split_at(n - 1 - 16);
                         let response = response.try_into().expect("length checked");
                         if chap::verify(s.data[0], response, challenge, clear.expose()) {
-                            Ok(u)
+                            Ok(Login::Local(u))
                         } else {
                             Err(AuthnError::BadPassword)
                         }
@@ -421,7 +425,8 @@ impl Service {
             }
             AuthenType::MSCHAP => {
                 // data = id (1) || challenge (8) || response (49: LM 24, NT 24, flags), §5.4.2.4.
-                let result = match config.users.cleartext(&user) {
+                let clear = self.cleartext(config, &user);
+                let result = match clear {
                     Err(e) => Err(e),
                     Ok((u, clear)) if s.data.len() == 1 + 8 + 49 => {
                         let challenge: &[u8; 8] = s.data[1..9].try_into().expect("length checked");
@@ -429,7 +434,7 @@ impl Service {
                             s.data[9 + 24..9 + 48].try_into().expect("length checked");
                         let nt_hash = mschap::nt_password_hash(clear.expose());
                         if mschap::mschapv1_verify_nt_response(challenge, &nt_hash, nt) {
-                            Ok(u)
+                            Ok(Login::Local(u))
                         } else {
                             Err(AuthnError::BadPassword)
                         }
@@ -452,7 +457,8 @@ impl Service {
             AuthenType::MSCHAPV2 => {
                 // data = id (1) || challenge (16) || response (49: peer challenge 16,
                 // reserved 8, NT 24, flags), §5.4.2.5.
-                let result = match config.users.cleartext(&user) {
+                let clear = self.cleartext(config, &user);
+                let result = match clear {
                     Err(e) => Err(e),
                     Ok((u, clear)) if s.data.len() == 1 + 16 + 49 => {
                         let mut response = [0u8; 50];
@@ -464,7 +470,7 @@ impl Service {
                             &s.data[1..17],
                             &response,
                         ) {
-                            Ok(Some(_)) => Ok(u),
+                            Ok(Some(_)) => Ok(Login::Local(u)),
                             _ => Err(AuthnError::BadPassword),
                         }
                     }
@@ -499,14 +505,31 @@ impl Service {
         }
     }
 
+    /// The stored cleartext-equivalent CHAP and MS-CHAP need (local users
+    /// who opted in; refused with the reason for directory users).
+    fn cleartext<'c>(
+        &self,
+        config: &'c Config,
+        user: &str,
+    ) -> Result<(&'c crate::authn::LocalUser, &'c crate::secret::Secret), AuthnError> {
+        self.credentials
+            .cleartext(&config.users, &config.directories, user)
+    }
+
     async fn check_password<'c>(
         &self,
         config: &'c Config,
         user: &str,
         password: &[u8],
-    ) -> Result<&'c LocalUser, AuthnError> {
+    ) -> Result<Login<'c>, AuthnError> {
         self.credentials
-            .password(&config.users, user, password)
+            .login(
+                &config.users,
+                &config.directories,
+                &config.policy,
+                user,
+                password,
+            )
             .await
     }
 
@@ -522,7 +545,7 @@ impl Service {
         user: &str,
         service: AuthenService,
         priv_lvl: u8,
-        result: Result<&LocalUser, AuthnError>,
+        result: Result<Login<'_>, AuthnError>,
         method: &'static str,
         out: &mut Vec<u8>,
     ) -> Outcome {
@@ -550,7 +573,7 @@ impl Service {
         {
             Ok(g) => g,
             Err(r) => {
-                info!(user, client = %client.name, reason = %r, method, "tacacs+ login refused");
+                info!(user, client = %client.name, reason = %r, method, source = %u.source(), "tacacs+ login refused");
                 self.metrics
                     .request(&client.name, "authentication", r.label());
                 return self.authen_reply(
@@ -647,7 +670,7 @@ impl Service {
         sent(r)
     }
 
-    fn authorization(
+    async fn authorization(
         &self,
         config: &Config,
         client: &Client,
@@ -677,7 +700,11 @@ impl Service {
                 _ => {}
             }
         }
-        let grant: Grant<'_> = match config.users.active(&user) {
+        let known = self
+            .credentials
+            .known(&config.users, &config.directories, &config.policy, &user)
+            .await;
+        let grant: Grant<'_> = match known {
             Err(e) => return self.author_fail(client, key, rh, e.label(), &format!("{e}"), out),
             Ok(u) => match config
                 .policy

@@ -19,10 +19,10 @@ use serde_json::Value;
 
 use crate::harness::{Running, demo_config, metric, repo};
 
-const SECRET: &str = "testing123";
+pub(crate) const SECRET: &str = "testing123";
 /// Client timeout when an answer is expected (argon2 in a debug build on a
 /// busy machine can take a few seconds).
-const ANSWER_WAIT: u32 = 15;
+pub(crate) const ANSWER_WAIT: u32 = 15;
 /// Client timeout when silence is expected.
 const DROP_WAIT: u32 = 1;
 
@@ -32,13 +32,13 @@ const DROP_WAIT: u32 = 1;
 pub(crate) struct Radclient {
     pub(crate) code: Option<String>,
     pub(crate) avpairs: Vec<String>,
-    attrs: Vec<String>,
-    output: String,
+    pub(crate) attrs: Vec<String>,
+    pub(crate) output: String,
 }
 
 /// Runs `radclient -x` once: `command` is `auth` or `status`, `input` the
 /// request's attribute list. One send, `timeout` seconds.
-fn radclient(
+pub(crate) fn radclient(
     addr: SocketAddr,
     command: &str,
     secret: &str,
@@ -105,7 +105,7 @@ pub(crate) fn radclient_pap(addr: SocketAddr, user: &str, password: &str) -> Rad
 }
 
 /// Runs `pyrad_client.py` once and returns its JSON verdict.
-fn pyrad(
+pub(crate) fn pyrad(
     addr: SocketAddr,
     secret: &str,
     bind: Option<&str>,
@@ -137,7 +137,7 @@ fn strs(v: &Value) -> Vec<String> {
         .collect()
 }
 
-fn metrics(s: &Running) -> String {
+pub(crate) fn metrics(s: &Running) -> String {
     let (status, body) = s.http_get("/metrics");
     assert_eq!(status, 200);
     body
@@ -147,17 +147,17 @@ fn count(m: &str, series: &str) -> f64 {
     metric(m, series).unwrap_or(0.0)
 }
 
-const ADMIN: [&str; 3] = [
+pub(crate) const ADMIN: [&str; 3] = [
     "LOGIN:priv-lvl=15",
     "LOGIN:rbac-roles=OverlayAdmin",
     "LOGIN:rbac-aag=Global",
 ];
-const HELPDESK: [&str; 3] = [
+pub(crate) const HELPDESK: [&str; 3] = [
     "LOGIN:priv-lvl=7",
     "LOGIN:rbac-roles=Helpdesk",
     "LOGIN:rbac-aag=Asia-Admin",
 ];
-const READ_ONLY: [&str; 3] = [
+pub(crate) const READ_ONLY: [&str; 3] = [
     "LOGIN:priv-lvl=1",
     "LOGIN:rbac-roles=Monitor",
     "LOGIN:rbac-aag=Global",
@@ -506,4 +506,45 @@ fn sighup_reload_changes_the_answer() {
     let r = radclient_pap(a, "bob", "bob-pass-2");
     assert_eq!(r.code.as_deref(), Some("Access-Accept"), "{}", r.output);
     assert_eq!(r.avpairs, ADMIN, "{}", r.output);
+}
+
+/// MS-CHAPv1 (radclient computes MS-CHAP-Challenge and MS-CHAP-Response
+/// from `MS-CHAP-Password`): alice opted in to a cleartext-equivalent; bob
+/// did not.
+#[test]
+fn mschapv1_is_accepted_for_opted_in_local_users_only() {
+    let s = Running::start_demo();
+    let a = s.addrs.radius_auth.unwrap();
+    let ms = |user: &str, pw: &str| {
+        radclient(
+            a,
+            "auth",
+            SECRET,
+            &format!(
+                "User-Name = \"{user}\", MS-CHAP-Password = \"{pw}\", Message-Authenticator = 0x00"
+            ),
+            ANSWER_WAIT,
+        )
+    };
+    let r = ms("alice", "alice-pass-1");
+    assert_eq!(r.code.as_deref(), Some("Access-Accept"), "{}", r.output);
+    assert_eq!(r.avpairs, ADMIN, "{}", r.output);
+    for (user, pw) in [("alice", "alice-pass-2"), ("bob", "bob-pass-2")] {
+        let r = ms(user, pw);
+        assert_eq!(
+            r.code.as_deref(),
+            Some("Access-Reject"),
+            "{user}: {}",
+            r.output
+        );
+    }
+    let m = metrics(&s);
+    assert_eq!(
+        metric(
+            &m,
+            "portcullis_radius_authentications_total{method=\"mschap\",result=\"accept\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
 }

@@ -14,7 +14,7 @@ use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use crate::harness::{Running, WAIT, demo_config, metric, repo};
 
-fn py(addr: SocketAddr, key: &str, args: &[&str]) -> serde_json::Value {
+pub(crate) fn py(addr: SocketAddr, key: &str, args: &[&str]) -> serde_json::Value {
     let out = Command::new("python3")
         .arg(repo().join("tests/e2e/tacacs_client.py"))
         .args([
