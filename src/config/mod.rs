@@ -117,6 +117,9 @@ pub struct Config {
     pub oidc: Vec<crate::oidc::ProviderSettings>,
     /// SAML identity providers, in file order.
     pub saml: Vec<crate::saml::SamlSettings>,
+    /// Where shared state lives; read at start only (a reload keeps the
+    /// store it has).
+    pub store: crate::store::StoreSettings,
 }
 
 /// A validated configuration and the warnings found on the way.

@@ -37,6 +37,32 @@ pub struct RawConfig {
     pub oidc: Vec<RawOidc>,
     #[serde(default)]
     pub saml: Vec<RawSaml>,
+    #[serde(default)]
+    pub store: RawStore,
+}
+
+/// `[store]`: where shared state lives (SQLite files, or PostgreSQL shared
+/// by several nodes).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// `sqlite` (default) or `postgres`.
+    pub backend: Option<Spanned<String>>,
+    /// A PostgreSQL URL or key=value string, without the password.
+    pub url: Option<Spanned<String>>,
+    pub password: Option<Spanned<RawSecret>>,
+    /// PEM file of the CA the database's certificate chains to; turns TLS on.
+    pub ca_file: Option<Spanned<String>>,
+    pub pool_size: Option<Spanned<i64>>,
+    /// Seconds to establish a connection.
+    pub connect_timeout: Option<Spanned<i64>>,
+    /// Seconds any one database call may take.
+    pub query_timeout: Option<Spanned<i64>>,
+    pub auto_migrate: Option<bool>,
+    /// This node's name among its peers (default: the host name).
+    pub node: Option<Spanned<String>>,
+    pub accounting_writers: Option<Spanned<i64>>,
+    pub accounting_batch: Option<Spanned<i64>>,
 }
 
 /// `[web]`: the browser side (login page, sessions).

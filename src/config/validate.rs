@@ -14,6 +14,7 @@ use toml::Spanned;
 use super::error::Locator;
 
 mod saml;
+mod store;
 mod web;
 use super::raw::*;
 use super::*;
@@ -208,6 +209,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Loaded, ConfigErrors> 
     let web_settings = web::web(&mut cx, &raw.web);
     let oidc = web::oidc(&mut cx, &raw.oidc);
     let saml = saml::saml(&mut cx, &raw.saml, &web_settings, &oidc);
+    let store = store::store(&mut cx, &raw.store, path);
 
     if !cx.errors.is_empty() {
         return Err(ConfigErrors(cx.errors));
@@ -236,6 +238,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Loaded, ConfigErrors> 
         web: web_settings,
         oidc,
         saml,
+        store,
     };
     Ok(Loaded {
         config,
