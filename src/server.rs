@@ -26,6 +26,7 @@ use crate::metrics::{Exposition, ResultLabel};
 use crate::oidc::OidcMetrics;
 use crate::radius::engine::Port;
 use crate::radius::metrics::RadiusMetrics;
+use crate::store::{StoreHealth, StoreMetrics};
 use crate::tacacs::metrics::TacacsMetrics;
 
 /// Everything the server counts, registered once under `portcullis_`; each
@@ -42,6 +43,7 @@ pub struct Metrics {
     pub accounting: AccountingMetrics,
     pub oidc: OidcMetrics,
     pub saml: OidcMetrics,
+    pub store: StoreMetrics,
 }
 
 impl Default for Metrics {
@@ -84,6 +86,7 @@ impl Metrics {
             accounting: AccountingMetrics::register(&mut registry),
             oidc: OidcMetrics::register(&mut registry),
             saml: OidcMetrics::register_saml(&mut registry),
+            store: StoreMetrics::register(&mut registry),
             registry,
             reload_success,
             reload_failure,
@@ -109,6 +112,8 @@ pub struct Server {
     reload_failure: Counter,
     config_generation: Gauge,
     exposition: Exposition,
+    /// With a shared store: whether it answers (for `/healthz`).
+    store_health: Option<StoreHealth>,
 }
 
 /// The outcome of a reload that was applied.
@@ -128,6 +133,18 @@ impl Server {
         metrics: Metrics,
         accounting: Option<Arc<dyn AccountingSink>>,
         identity: Option<IdentityStore>,
+    ) -> Arc<Self> {
+        Self::with_store(config, metrics, accounting, identity, None)
+    }
+
+    /// As [`new`](Self::new), on a shared store whose health `/healthz`
+    /// reports.
+    pub fn with_store(
+        config: Config,
+        metrics: Metrics,
+        accounting: Option<Arc<dyn AccountingSink>>,
+        identity: Option<IdentityStore>,
+        store_health: Option<StoreHealth>,
     ) -> Arc<Self> {
         let pool = Argon2Pool::new(
             config.server.argon2_threads,
@@ -149,6 +166,7 @@ impl Server {
             reload_failure: metrics.reload_failure,
             config_generation: metrics.config_generation,
             exposition: Exposition::new(metrics.registry),
+            store_health,
         })
     }
 
@@ -185,7 +203,13 @@ impl Server {
             exposition: self.exposition.clone(),
             oidc_metrics: self.oidc.clone(),
             saml_metrics: self.saml.clone(),
+            store_health: self.store_health.clone(),
         })
+    }
+
+    /// The configuration in force (a shared store's monitor reads its digest).
+    pub fn config(&self) -> ConfigHandle {
+        self.config.clone()
     }
 
     fn tacacs(&self) -> crate::tacacs::service::Service {

@@ -94,11 +94,17 @@ async fn metrics(State(web): State<Arc<Web>>) -> impl IntoResponse {
 }
 
 async fn healthz(State(web): State<Arc<Web>>) -> impl IntoResponse {
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "status": "ok",
         "config_generation": web.config.load().generation,
         "version": env!("CARGO_PKG_VERSION"),
     });
+    // A node whose shared store is down still answers RADIUS and TACACS+
+    // for local and cached users, so it stays 200; the body says degraded.
+    if let Some(problem) = web.store_health.as_ref().and_then(|h| h.problem()) {
+        body["status"] = "degraded".into();
+        body["reason"] = format!("shared store unreachable: {problem}").into();
+    }
     (StatusCode::OK, axum::Json(body))
 }
 

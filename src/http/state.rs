@@ -32,6 +32,8 @@ pub struct WebParts {
     pub exposition: Exposition,
     pub oidc_metrics: OidcMetrics,
     pub saml_metrics: OidcMetrics,
+    /// With a shared store: whether it answers, for `/healthz`.
+    pub store_health: Option<crate::store::StoreHealth>,
 }
 
 /// The state the web routes share.
@@ -49,6 +51,7 @@ pub struct Web {
     saml_providers: ByGeneration<SamlProvider>,
     pub(super) saml_state: LoginState,
     pub(super) saml_metrics: OidcMetrics,
+    pub(super) store_health: Option<crate::store::StoreHealth>,
 }
 
 impl Web {
@@ -68,6 +71,7 @@ impl Web {
             saml_providers: ByGeneration::default(),
             saml_state: LoginState::default(),
             saml_metrics: parts.saml_metrics,
+            store_health: parts.store_health,
         }
     }
 
@@ -405,6 +409,7 @@ redirect_uri = "http://127.0.0.1:8080/auth/oidc/okta/callback"
             exposition: Exposition::new(Default::default()),
             oidc_metrics: OidcMetrics::default(),
             saml_metrics: OidcMetrics::default(),
+            store_health: None,
         })
     }
 

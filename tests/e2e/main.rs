@@ -8,4 +8,5 @@ mod oidc;
 mod radius;
 mod reload;
 mod saml;
+mod store_pg;
 mod tacacs;
