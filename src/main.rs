@@ -419,7 +419,9 @@ fn serve(path: PathBuf, format: LogFormat, print_addresses: bool) -> anyhow::Res
             out.flush()?;
         }
         tokio::spawn(sigs.handle(server.clone(), stop.clone()));
-        let served = server::run(server, bound, stop.clone()).await.context("serving");
+        let served = server::run(server, bound, stop.clone())
+            .await
+            .context("serving");
         stop.cancel();
         pruner.abort();
         // Listeners are done, so nothing new is queued: commit what is, and

@@ -478,7 +478,8 @@ fn decode(r: &tokio_postgres::Row) -> Result<StoredRecord, StoreError> {
             .get::<_, &str>(8)
             .parse()
             .map_err(|e| corrupt("status", e))?,
-        attributes: serde_json::from_str(attrs).map_err(|e| corrupt("attributes", e.to_string()))?,
+        attributes: serde_json::from_str(attrs)
+            .map_err(|e| corrupt("attributes", e.to_string()))?,
         dedup_key: DedupKey(
             <[u8; 16]>::try_from(key).map_err(|_| corrupt("dedup_key", "not 16 bytes".into()))?,
         ),

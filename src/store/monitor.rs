@@ -116,10 +116,11 @@ pub fn config_digest(text: &str) -> String {
 
 fn hex(b: &[u8]) -> String {
     use std::fmt::Write;
-    b.iter().fold(String::with_capacity(2 * b.len()), |mut s, x| {
-        let _ = write!(s, "{x:02x}");
-        s
-    })
+    b.iter()
+        .fold(String::with_capacity(2 * b.len()), |mut s, x| {
+            let _ = write!(s, "{x:02x}");
+            s
+        })
 }
 
 const PING_EVERY: Duration = Duration::from_secs(1);
@@ -141,6 +142,7 @@ pub fn spawn_monitor(
         let mut n: u32 = 0;
         let mut digest: Option<(u64, String)> = None;
         let mut mismatched: Vec<String> = Vec::new();
+        let mut was_up = true;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -149,13 +151,15 @@ pub fn spawn_monitor(
             match store.ping().await {
                 Ok(()) => {
                     metrics.up.set(1);
+                    was_up = true;
                     if health.set_up() {
                         info!(store = %store.settings().target(), "shared store reachable again");
                     }
                 }
                 Err(e) => {
                     metrics.up.set(0);
-                    if health.set_down(&e) {
+                    health.set_down(&e);
+                    if std::mem::replace(&mut was_up, false) {
                         metrics.outages.inc();
                         warn!(error = %e, "shared store unreachable: accounting is not acknowledged and web logins fail until it is back");
                     }
@@ -169,7 +173,7 @@ pub fn spawn_monitor(
                 digest = Some((c.generation, config_digest(&text)));
             }
             drop(c);
-            if !changed && n % PUBLISH_EVERY != 0 {
+            if !changed && !n.is_multiple_of(PUBLISH_EVERY) {
                 n = n.wrapping_add(1);
                 continue;
             }

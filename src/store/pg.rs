@@ -37,7 +37,7 @@ impl PgStore {
         // seconds, not after the kernel's two hours.
         pg.keepalives(true);
         pg.keepalives_idle(Duration::from_secs(10));
-        pg.application_name(&format!("portcullis {}", settings.node));
+        pg.application_name(format!("portcullis {}", settings.node));
         let mc = ManagerConfig {
             // A query on checkout costs a round trip per batch; a broken
             // connection is found by the call that uses it, and replaced.
@@ -180,10 +180,13 @@ impl PgStore {
                 .map_err(q)?
                 .get(0);
             let found: i32 = if exists {
-                tx.query_one("SELECT COALESCE(MAX(version), 0) FROM portcullis_schema", &[])
-                    .await
-                    .map_err(q)?
-                    .get(0)
+                tx.query_one(
+                    "SELECT COALESCE(MAX(version), 0) FROM portcullis_schema",
+                    &[],
+                )
+                .await
+                .map_err(q)?
+                .get(0)
             } else {
                 0
             };

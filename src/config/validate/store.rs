@@ -10,7 +10,10 @@ use crate::config::raw::RawStore;
 use crate::store::{PgSettings, StoreSettings};
 
 pub(super) fn store(cx: &mut Ctx<'_>, raw: &RawStore, file: &Path) -> StoreSettings {
-    let backend = raw.backend.as_ref().map(|b| (b.get_ref().as_str(), b.span()));
+    let backend = raw
+        .backend
+        .as_ref()
+        .map(|b| (b.get_ref().as_str(), b.span()));
     match backend {
         None | Some(("sqlite", _)) => {
             if let Some(u) = &raw.url {
@@ -60,7 +63,11 @@ fn postgres(
         }
     };
     if pg.get_user().is_none() {
-        cx.err(url.span(), "store.url", "names no user (postgresql://USER@host/db)");
+        cx.err(
+            url.span(),
+            "store.url",
+            "names no user (postgresql://USER@host/db)",
+        );
     }
     if pg.get_dbname().is_none() {
         cx.err(
