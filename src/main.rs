@@ -14,9 +14,10 @@ use tracing::{error, info, warn};
 
 use portcullis::accounting::{self, AccountingSink, Archive, Filter, SqliteConfig, SqliteStore};
 use portcullis::config::{self, Config, Loaded};
-use portcullis::identity::IdentityStore;
+use portcullis::http::SharedSessions;
+use portcullis::identity::{Identities, IdentityStore, PgIdentities};
 use portcullis::server::{self, Bound, Metrics, Server};
-use portcullis::store::{PgSettings, PgStore, StoreHealth};
+use portcullis::store::{PgSessions, PgSettings, PgStore, StoreHealth};
 
 #[derive(Parser)]
 #[command(
@@ -377,14 +378,20 @@ fn serve(path: PathBuf, format: LogFormat, print_addresses: bool) -> anyhow::Res
             Some(s) => open_shared(s.clone(), &loaded.config, &metrics).await?,
         };
         let sink = acct.sink();
-        let identity = IdentityStore::open(&loaded.config.server.data_dir)
-            .context("opening the identity store")?;
+        let identity = match &acct {
+            Acct::Sqlite(_) => Identities::from(
+                IdentityStore::open(&loaded.config.server.data_dir)
+                    .context("opening the identity store")?,
+            ),
+            Acct::Shared { store, .. } => Identities::Postgres(PgIdentities::new(store.clone())),
+        };
         let server = Server::with_store(
             loaded.config,
             metrics,
             Some(sink),
             Some(identity),
             acct.health(),
+            acct.sessions(),
         );
         let stop = CancellationToken::new();
         let pruner = match &acct {
@@ -453,6 +460,7 @@ enum Acct {
         store: PgStore,
         sink: Arc<accounting::PgSink>,
         health: StoreHealth,
+        sessions: SharedSessions,
     },
 }
 
@@ -468,6 +476,13 @@ impl Acct {
         match self {
             Self::Sqlite(_) => None,
             Self::Shared { health, .. } => Some(health.clone()),
+        }
+    }
+
+    fn sessions(&self) -> Option<SharedSessions> {
+        match self {
+            Self::Sqlite(_) => None,
+            Self::Shared { sessions, .. } => Some(sessions.clone()),
         }
     }
 }
@@ -493,6 +508,11 @@ async fn open_shared(
         applied = ?status.applied,
         "shared store open"
     );
+    let sessions = PgSessions::new(store.clone());
+    let cookie_key = sessions
+        .cookie_key()
+        .await
+        .with_context(|| format!("reading the shared cookie key from {target}"))?;
     let health = StoreHealth::new();
     let sink = accounting::PgSink::start(
         store.clone(),
@@ -508,6 +528,10 @@ async fn open_shared(
         store,
         sink: Arc::new(sink),
         health,
+        sessions: SharedSessions {
+            sessions,
+            cookie_key,
+        },
     })
 }
 

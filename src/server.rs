@@ -20,8 +20,8 @@ use crate::accounting::{AccountingMetrics, AccountingSink, Archive};
 use crate::authn::{Argon2Pool, Credentials, PoolMetrics};
 use crate::clock::System;
 use crate::config::{self, Config, ConfigErrors, ConfigHandle};
-use crate::http::{Web, WebParts};
-use crate::identity::IdentityStore;
+use crate::http::{SharedSessions, Web, WebParts};
+use crate::identity::{Identities, IdentityStore};
 use crate::metrics::{Exposition, ResultLabel};
 use crate::oidc::OidcMetrics;
 use crate::radius::engine::Port;
@@ -103,7 +103,7 @@ pub struct Server {
     path: PathBuf,
     credentials: Credentials,
     accounting: Option<Arc<dyn AccountingSink>>,
-    identity: Option<IdentityStore>,
+    identity: Option<Identities>,
     radius: RadiusMetrics,
     tacacs: TacacsMetrics,
     oidc: OidcMetrics,
@@ -114,6 +114,8 @@ pub struct Server {
     exposition: Exposition,
     /// With a shared store: whether it answers (for `/healthz`).
     store_health: Option<StoreHealth>,
+    /// With a shared store: browser sessions there.
+    shared_sessions: Option<SharedSessions>,
 }
 
 /// The outcome of a reload that was applied.
@@ -134,17 +136,25 @@ impl Server {
         accounting: Option<Arc<dyn AccountingSink>>,
         identity: Option<IdentityStore>,
     ) -> Arc<Self> {
-        Self::with_store(config, metrics, accounting, identity, None)
+        Self::with_store(
+            config,
+            metrics,
+            accounting,
+            identity.map(Identities::from),
+            None,
+            None,
+        )
     }
 
     /// As [`new`](Self::new), on a shared store whose health `/healthz`
-    /// reports.
+    /// reports and that keeps the browser sessions.
     pub fn with_store(
         config: Config,
         metrics: Metrics,
         accounting: Option<Arc<dyn AccountingSink>>,
-        identity: Option<IdentityStore>,
+        identity: Option<Identities>,
         store_health: Option<StoreHealth>,
+        shared_sessions: Option<SharedSessions>,
     ) -> Arc<Self> {
         let pool = Argon2Pool::new(
             config.server.argon2_threads,
@@ -167,6 +177,7 @@ impl Server {
             config_generation: metrics.config_generation,
             exposition: Exposition::new(metrics.registry),
             store_health,
+            shared_sessions,
         })
     }
 
@@ -204,6 +215,7 @@ impl Server {
             oidc_metrics: self.oidc.clone(),
             saml_metrics: self.saml.clone(),
             store_health: self.store_health.clone(),
+            shared_sessions: self.shared_sessions.clone(),
         })
     }
 

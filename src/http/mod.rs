@@ -18,7 +18,7 @@ mod session;
 mod state;
 
 pub use session::SessionUser;
-pub use state::{Decision, Resolved, Web, WebParts};
+pub use state::{Decision, Resolved, SharedSessions, Web, WebParts};
 
 use std::sync::Arc;
 

@@ -134,7 +134,10 @@ pub(super) async fn oidc_callback(
         Ok(who) => who,
         Err(r) => return r,
     };
-    let session = web.start_session(who);
+    let session = match web.open_session(who, None).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let mut h = HeaderMap::new();
     h.append(header::SET_COOKIE, session);
     h.append(header::SET_COOKIE, Web::clear_cookie(LOGIN_COOKIE));

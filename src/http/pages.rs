@@ -133,9 +133,18 @@ pub(super) async fn local_login(
     {
         Ok(u) => {
             info!(user = %u.name, "web login (local)");
-            let cookie = web.start_session(SessionUser::Local {
-                name: u.name.to_string(),
-            });
+            let cookie = match web
+                .open_session(
+                    SessionUser::Local {
+                        name: u.name.to_string(),
+                    },
+                    None,
+                )
+                .await
+            {
+                Ok(c) => c,
+                Err(r) => return r,
+            };
             ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
         }
         Err(crate::authn::AuthnError::Throttled) => {
@@ -200,7 +209,7 @@ pub(super) fn idp_unavailable() -> Response {
 /// A SAML session continues to the IdP's single-logout endpoint (when it
 /// has one) after ours has ended.
 pub(super) async fn logout(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
-    let ended = web.end_session(&headers);
+    let ended = web.close_session(&headers).await;
     let mut to = "/login".to_string();
     if let Some(saml) = ended.and_then(|s| s.saml) {
         let config = web.config.load_full();
@@ -225,7 +234,7 @@ pub(super) async fn logout(State(web): State<Arc<Web>>, headers: HeaderMap) -> R
 
 /// GET /: who is logged in, or to the login page.
 pub(super) async fn home(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
-    let Some(user) = web.session(&headers) else {
+    let Some(user) = web.current(&headers).await else {
         return Redirect::to("/login").into_response();
     };
     let Some(r) = web.resolve(&user).await else {
@@ -250,7 +259,7 @@ pub(super) async fn home(State(web): State<Arc<Web>>, headers: HeaderMap) -> Res
 
 /// GET /api/me: the caller as the table sees them.
 pub(super) async fn me(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
-    let Some(user) = web.session(&headers) else {
+    let Some(user) = web.current(&headers).await else {
         return (
             StatusCode::UNAUTHORIZED,
             axum::Json(serde_json::json!({"error": "not logged in"})),
@@ -261,7 +270,7 @@ pub(super) async fn me(State(web): State<Arc<Web>>, headers: HeaderMap) -> Respo
         Some(r) => axum::Json(r.to_json()).into_response(),
         None => {
             // Disabled, removed, or their provider gone: the session ends.
-            web.end_session(&headers);
+            web.close_session(&headers).await;
             (
                 StatusCode::UNAUTHORIZED,
                 axum::Json(serde_json::json!({"error": "account no longer valid"})),

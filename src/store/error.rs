@@ -44,6 +44,8 @@ pub enum DbError {
     Timeout { what: &'static str, after: Duration },
     #[error("store.ca_file: {0}")]
     Tls(String),
+    #[error("shared store holds unreadable data: {0}")]
+    Corrupt(String),
 }
 
 impl DbError {

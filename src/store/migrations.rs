@@ -12,14 +12,15 @@ pub struct Migration {
 }
 
 /// Every migration, in order; the versions are 1, 2, … without gaps.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "accounting records, dedup keys, nodes and shared keys",
-    // Records are appended and read by time, user or session; a dedup key
-    // lives in a table of its own, pruned after the dedup window, so that a
-    // retransmission to any node within the window stores nothing, and the
-    // records table carries no unique index on a random key.
-    sql: "
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "accounting records, dedup keys, nodes and shared keys",
+        // Records are appended and read by time, user or session; a dedup key
+        // lives in a table of its own, pruned after the dedup window, so that a
+        // retransmission to any node within the window stores nothing, and the
+        // records table carries no unique index on a random key.
+        sql: "
 CREATE TABLE acct_records (
     id             bigserial PRIMARY KEY,
     received_at_us bigint  NOT NULL,
@@ -55,7 +56,38 @@ CREATE TABLE portcullis_keys (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 ",
-}];
+    },
+    Migration {
+        version: 2,
+        name: "web sessions and external users",
+        // A session is found by the SHA-256 of its cookie's id, so reading
+        // the table does not hand out live sessions. `user_key` groups one
+        // person's sessions for the per-person bound.
+        sql: "
+CREATE TABLE web_sessions (
+    id_hash    bytea PRIMARY KEY,
+    user_key   text  NOT NULL,
+    session    json  NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    last_seen  timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL
+);
+CREATE INDEX web_sessions_user ON web_sessions (user_key, started_at);
+CREATE INDEX web_sessions_expires ON web_sessions (expires_at);
+CREATE TABLE external_users (
+    provider   text   NOT NULL,
+    subject    text   NOT NULL,
+    username   text   NOT NULL,
+    email      text   NOT NULL,
+    full_name  text   NOT NULL,
+    groups     json   NOT NULL,
+    created_at bigint NOT NULL,
+    last_login bigint NOT NULL,
+    PRIMARY KEY (provider, subject)
+);
+",
+    },
+];
 
 /// The schema version this build writes and reads.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;

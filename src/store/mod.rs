@@ -7,10 +7,12 @@ mod error;
 mod migrations;
 mod monitor;
 mod pg;
+mod sessions;
 mod settings;
 
 pub use self::error::DbError;
 pub use self::migrations::{MIGRATIONS, SCHEMA_VERSION, SchemaStatus};
 pub use self::monitor::{StoreHealth, StoreMetrics, config_digest, spawn_monitor};
 pub use self::pg::PgStore;
+pub use self::sessions::PgSessions;
 pub use self::settings::{PgSettings, StoreSettings};
