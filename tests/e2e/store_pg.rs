@@ -504,3 +504,112 @@ fn store_checks_refuse_a_newer_schema_and_name_the_password_key() {
     assert!(!served.status.success());
     assert!(String::from_utf8_lossy(&served.stderr).contains("`store.password`"));
 }
+
+/// Logs out through `node` with this browser's cookies.
+async fn logout(b: &reqwest::Client, node: SocketAddr) {
+    let r = b
+        .post(format!("http://{node}/logout"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.url().path(), "/login", "logout ended at {}", r.url());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_session_made_on_one_node_is_valid_on_the_other_until_logout() {
+    use crate::harness::{add_to_config, api_me, assert_network_admin_from_idp, browser};
+    use crate::oidc::{login, provider_block, start_idp, write_accounts};
+    let pg = Postgres::start();
+    let a = node(&pg, "a");
+    let b = node(&pg, "b");
+    let (http_a, http_b) = (a.addrs.http.unwrap(), b.addrs.http.unwrap());
+
+    // Local form on A; the session holds on B; logout on B ends it on A.
+    let br = browser();
+    let r = br
+        .post(format!("http://{http_a}/login"))
+        .form(&[("username", "bob"), ("password", "bob-pass-2")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.url().path(), "/");
+    let me = api_me(&br, http_b).await;
+    assert_eq!(
+        (me["user"].as_str(), me["role"].as_str()),
+        (Some("bob"), Some("helpdesk")),
+        "{me}"
+    );
+    logout(&br, http_b).await;
+    assert_eq!(api_me(&br, http_a).await["error"], "not logged in");
+    assert_eq!(api_me(&br, http_b).await["error"], "not logged in");
+
+    // Through the IdP on A: the external user and the session are shared.
+    let accounts = a.dir.path().join("accounts.json");
+    write_accounts(
+        &accounts,
+        "u-alice",
+        serde_json::json!([{"sub": "u-alice", "preferred_username": "alice.idp",
+            "email": "alice@example.com", "name": "Alice Example",
+            "groups": ["netadmins", "Everyone"]}]),
+    );
+    let idp = start_idp(
+        &format!("http://{http_a}/auth/oidc/corp/callback"),
+        &accounts,
+    );
+    let block = provider_block("corp", idp.get("issuer"), http_a);
+    add_to_config(&a, &block);
+    add_to_config(&b, &block);
+    let (br, me) = login(http_a, "corp").await;
+    assert_network_admin_from_idp(&me);
+    let on_b = api_me(&br, http_b).await;
+    assert_network_admin_from_idp(&on_b);
+    // B lists the external user A recorded.
+    let users: serde_json::Value = br
+        .get(format!("http://{http_b}/api/users"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        users
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["user"] == "alice.idp" && u["source"] == "external"),
+        "{users}"
+    );
+    logout(&br, http_b).await;
+    assert_eq!(api_me(&br, http_a).await["error"], "not logged in");
+    // A restarted node keeps accepting sessions: the key is in the store.
+    let (br, _) = login(http_a, "corp").await;
+    let dir = b.sigkill();
+    let text = std::fs::read_to_string(dir.path().join("portcullis.toml")).unwrap();
+    let b2 = Running::start_in(dir, &text);
+    assert_network_admin_from_idp(&api_me(&br, b2.addrs.http.unwrap()).await);
+}
+
+#[test]
+fn a_node_whose_configuration_differs_says_so() {
+    let pg = Postgres::start();
+    let _a = node(&pg, "a");
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = demo_config(dir.path());
+    text = text.replacen("priv_lvl = 7", "priv_lvl = 6", 1);
+    text.push_str(&pg.store_section(dir.path(), "b", PASSWORD));
+    let b = Running::start_in(dir, &text);
+    let line = b.wait_log("differs from its peers");
+    assert!(line.contains("\"a\""), "{line}");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, m) = b.http_get("/metrics");
+        if metric(&m, "portcullis_store_config_mismatch") == Some(1.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{m}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, m) = b.http_get("/metrics");
+    assert_eq!(metric(&m, "portcullis_store_peers"), Some(1.0), "{m}");
+}
