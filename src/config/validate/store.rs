@@ -186,3 +186,67 @@ fn hostname() -> String {
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::from_str;
+    use crate::store::StoreSettings;
+
+    fn errors(text: &str) -> Vec<(String, usize, String)> {
+        from_str(Path::new("t.toml"), text)
+            .unwrap_err()
+            .0
+            .into_iter()
+            .map(|e| (e.key, e.line, e.message))
+            .collect()
+    }
+
+    #[test]
+    fn sqlite_is_the_default_and_postgres_is_read_in_full() {
+        let l = from_str(Path::new("t.toml"), "").unwrap();
+        assert!(matches!(l.config.store, StoreSettings::Sqlite));
+        let l = from_str(
+            Path::new("/etc/p/t.toml"),
+            "[store]\nbackend = \"postgres\"\nurl = \"postgresql://aaa@db.example.net:6432/aaa\"\n\
+             password = \"a-database-password\"\npool_size = 12\nquery_timeout = 9\nnode = \"n1\"\n",
+        )
+        .unwrap();
+        let p = l.config.store.postgres().unwrap();
+        assert_eq!(p.target(), "aaa@db.example.net:6432/aaa");
+        assert_eq!(p.pg.get_password(), Some(&b"a-database-password"[..]));
+        assert_eq!((p.pool_size, p.query_timeout.as_secs()), (12, 9));
+        assert_eq!((p.node.as_str(), p.password_key), ("n1", "store.password"));
+        assert!(p.auto_migrate && p.ca_pem.is_none());
+        assert!(!format!("{p:?}").contains("a-database-password"));
+    }
+
+    #[test]
+    fn mistakes_name_their_key_and_line() {
+        let e = errors("[store]\nbackend = \"mysql\"\n");
+        assert_eq!(e[0].0, "store.backend");
+        assert_eq!(e[0].1, 2);
+        let e = errors("[store]\nbackend = \"postgres\"\n");
+        assert_eq!(e[0].0, "store.url");
+        let e = errors("[store]\nbackend = \"postgres\"\nurl = \"postgresql://h/db\"\n");
+        assert!(e[0].2.contains("names no user"), "{e:?}");
+        let e = errors(
+            "[store]\nbackend = \"postgres\"\nurl = \"postgresql://u@h/db?sslmode=require\"\n",
+        );
+        assert!(e[0].2.contains("store.ca_file"), "{e:?}");
+        let e = errors(
+            "[store]\nbackend = \"postgres\"\nurl = \"postgresql://u@h/db\"\n\
+             password = { env = \"PORTCULLIS_TEST_NEVER_SET_DB\" }\n",
+        );
+        assert_eq!((e[0].0.as_str(), e[0].1), ("store.password", 4));
+        let e = errors(
+            "[store]\nbackend = \"postgres\"\nurl = \"postgresql://u@h/db\"\nca_file = \"/nonexistent/ca.pem\"\n",
+        );
+        assert_eq!(e[0].0, "store.ca_file");
+        let e = errors(
+            "[store]\nbackend = \"postgres\"\nurl = \"postgresql://u@h/db\"\npool_size = 0\n",
+        );
+        assert_eq!(e[0].0, "store.pool_size");
+    }
+}
