@@ -360,7 +360,7 @@ fn a_database_outage_stops_acknowledgements_not_logins_and_heals_by_itself() {
         "--workers".into(),
         "2".into(),
         "--deadline".into(),
-        "14".into(),
+        "20".into(),
     ])
     .stdout(Stdio::piped())
     .spawn()
@@ -404,7 +404,7 @@ fn a_database_outage_stops_acknowledgements_not_logins_and_heals_by_itself() {
         if let Ok((at, l)) = rx.recv_timeout(Duration::from_millis(200)) {
             // Lines printed before the stop may still be in the pipe for a
             // moment; after that, nothing may be acknowledged.
-            if at > stopped_at + Duration::from_millis(500) {
+            if at > stopped_at + Duration::from_secs(1) {
                 during.push(l.clone());
             }
             lines.push(l);
