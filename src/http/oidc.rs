@@ -14,6 +14,8 @@ use super::pages::{idp_unavailable, login_refused};
 use super::session::LOGIN_COOKIE;
 use super::state::{MAX_PENDING, Via, Web};
 use crate::identity::Profile;
+use crate::oidc::{PendingLogin, PkceVerifier};
+use std::time::Instant;
 
 /// GET /auth/oidc/{provider}/start: to the IdP with state, nonce and PKCE.
 pub(super) async fn oidc_start(State(web): State<Arc<Web>>, Path(name): Path<String>) -> Response {
@@ -25,7 +27,18 @@ pub(super) async fn oidc_start(State(web): State<Arc<Web>>, Path(name): Path<Str
         Ok((url, pending)) => {
             let state = pending.state.clone();
             let ttl = provider.settings().login_timeout;
-            {
+            if let Some(shared) = &web.shared_sessions {
+                // Any node may get the callback: the login waits in the store.
+                let data = serde_json::json!({
+                    "nonce": pending.nonce,
+                    "pkce_verifier": pending.pkce_verifier.expose(),
+                })
+                .to_string();
+                if let Err(e) = shared.put_pending(&state, &name, &data, ttl).await {
+                    warn!(provider = %name, error = %e, "oidc login could not start: the shared store does not answer");
+                    return idp_unavailable();
+                }
+            } else {
                 let mut p = web.pending.lock().unwrap_or_else(PoisonError::into_inner);
                 if p.len() >= MAX_PENDING {
                     p.retain(|_, (_, l)| l.created.elapsed() < ttl);
@@ -102,11 +115,33 @@ pub(super) async fn oidc_callback(
     }
     // ...and one we issued and have not used yet: taking it out makes a
     // replayed callback fail.
-    let taken = web
-        .pending
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .remove(state.as_str());
+    let taken = match &web.shared_sessions {
+        None => web
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(state.as_str()),
+        Some(shared) => match shared.take_pending(state).await {
+            Ok(found) => found.and_then(|(provider, data, age)| {
+                let v: serde_json::Value = serde_json::from_str(&data).ok()?;
+                Some((
+                    provider,
+                    PendingLogin {
+                        state: state.clone(),
+                        nonce: v["nonce"].as_str()?.to_string(),
+                        pkce_verifier: PkceVerifier::from_stored(
+                            v["pkce_verifier"].as_str()?.to_string(),
+                        ),
+                        created: Instant::now().checked_sub(age).unwrap_or_else(Instant::now),
+                    },
+                ))
+            }),
+            Err(e) => {
+                warn!(provider = %name, error = %e, "oidc callback: the shared store does not answer");
+                return idp_unavailable();
+            }
+        },
+    };
     let Some((for_provider, pending)) = taken else {
         return refuse("state", "unknown or already used state");
     };

@@ -59,7 +59,7 @@ CREATE TABLE portcullis_keys (
     },
     Migration {
         version: 2,
-        name: "web sessions and external users",
+        name: "web sessions, pending logins and external users",
         // A session is found by the SHA-256 of its cookie's id, so reading
         // the table does not hand out live sessions. `user_key` groups one
         // person's sessions for the per-person bound.
@@ -74,6 +74,13 @@ CREATE TABLE web_sessions (
 );
 CREATE INDEX web_sessions_user ON web_sessions (user_key, started_at);
 CREATE INDEX web_sessions_expires ON web_sessions (expires_at);
+CREATE TABLE web_pending (
+    state_hash bytea PRIMARY KEY,
+    provider   text  NOT NULL,
+    data       json  NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL
+);
 CREATE TABLE external_users (
     provider   text   NOT NULL,
     subject    text   NOT NULL,

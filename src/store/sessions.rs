@@ -156,4 +156,62 @@ impl PgSessions {
         })
         .await
     }
+
+    /// Keeps a started login until its callback, on whichever node that
+    /// lands; expired ones are swept now and then.
+    pub async fn put_pending(
+        &self,
+        state: &str,
+        provider: &str,
+        data: &str,
+        ttl: Duration,
+    ) -> Result<(), DbError> {
+        let s = &self.store;
+        let hash = id_hash(state);
+        s.timed("pending login", async {
+            let c = s.client().await?;
+            let q = |e| s.query_error("pending login", e);
+            if hash.first().is_some_and(|b| *b < 8) {
+                c.execute("DELETE FROM web_pending WHERE expires_at < now()", &[])
+                    .await
+                    .map_err(q)?;
+            }
+            c.execute(
+                "INSERT INTO web_pending (state_hash, provider, data, expires_at)
+                 VALUES ($1, $2, $3::text::json, now() + make_interval(secs => $4))",
+                &[&hash, &provider, &data, &secs(ttl)],
+            )
+            .await
+            .map_err(q)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Takes a started login out (once: a replayed callback finds nothing,
+    /// whichever node it reaches): its provider, data and age.
+    pub async fn take_pending(
+        &self,
+        state: &str,
+    ) -> Result<Option<(String, String, Duration)>, DbError> {
+        let s = &self.store;
+        let hash = id_hash(state);
+        s.timed("pending login", async {
+            let c = s.client().await?;
+            let row = c
+                .query_opt(
+                    "DELETE FROM web_pending WHERE state_hash = $1 AND expires_at > now()
+                     RETURNING provider, data::text,
+                               extract(epoch FROM now() - created_at)::float8",
+                    &[&hash],
+                )
+                .await
+                .map_err(|e| s.query_error("pending login", e))?;
+            Ok(row.map(|r| {
+                let age: f64 = r.get(2);
+                (r.get(0), r.get(1), Duration::from_secs_f64(age.max(0.0)))
+            }))
+        })
+        .await
+    }
 }

@@ -543,7 +543,9 @@ async fn a_browser_session_made_on_one_node_is_valid_on_the_other_until_logout()
     assert_eq!(api_me(&br, http_a).await["error"], "not logged in");
     assert_eq!(api_me(&br, http_b).await["error"], "not logged in");
 
-    // Through the IdP on A: the external user and the session are shared.
+    // Through the IdP: started on A, the IdP sends the browser back to B
+    // (the login waits in the store, no sticky balancer needed), and the
+    // external user and the session are shared.
     let accounts = a.dir.path().join("accounts.json");
     write_accounts(
         &accounts,
@@ -553,10 +555,10 @@ async fn a_browser_session_made_on_one_node_is_valid_on_the_other_until_logout()
             "groups": ["netadmins", "Everyone"]}]),
     );
     let idp = start_idp(
-        &format!("http://{http_a}/auth/oidc/corp/callback"),
+        &format!("http://{http_b}/auth/oidc/corp/callback"),
         &accounts,
     );
-    let block = provider_block("corp", idp.get("issuer"), http_a);
+    let block = provider_block("corp", idp.get("issuer"), http_b);
     add_to_config(&a, &block);
     add_to_config(&b, &block);
     let (br, me) = login(http_a, "corp").await;
