@@ -643,25 +643,40 @@ fn accounting_cmd(action: AcctCommand) -> anyhow::Result<ExitCode> {
 
 /// `accounting list` on the shared store.
 fn accounting_shared(settings: Arc<PgSettings>, action: AcctCommand) -> anyhow::Result<ExitCode> {
-    let AcctCommand::List {
-        user,
-        client,
-        session,
-        since,
-        until,
-        limit,
-        format,
-        ..
-    } = action
-    else {
-        anyhow::bail!(
-            "`accounting sessions` reads the SQLite store only; on PostgreSQL query acct_records"
-        );
-    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
+    let (user, client, session, since, until, limit, format) = match action {
+        AcctCommand::List {
+            user,
+            client,
+            session,
+            since,
+            until,
+            limit,
+            format,
+            ..
+        } => (user, client, session, since, until, limit, format),
+        AcctCommand::Sessions { format, .. } => {
+            let sessions = runtime.block_on(async move {
+                let archive = accounting::PgArchive::new(PgStore::new(settings)?);
+                archive.active_sessions().await.map_err(anyhow::Error::from)
+            })?;
+            let mut out = std::io::stdout().lock();
+            match format {
+                SessionsFormat::Table => accounting::write_sessions_table(&mut out, &sessions)?,
+                SessionsFormat::Jsonl => {
+                    for s in &sessions {
+                        serde_json::to_writer(&mut out, s)?;
+                        out.write_all(b"\n")?;
+                    }
+                }
+            }
+            out.flush()?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let records = runtime.block_on(async move {
         let archive = accounting::PgArchive::new(PgStore::new(settings)?);
         archive

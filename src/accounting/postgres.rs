@@ -14,8 +14,8 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::warn;
 
 use super::{
-    AccountingMetrics, AccountingSink, DedupKey, Durable, Filter, Pending, Record, StoreError,
-    StoredRecord, format_time, from_unix_micros, unix_micros,
+    AccountingMetrics, AccountingSink, ActiveSession, DedupKey, Durable, Filter, Pending, Record,
+    StoreError, StoredRecord, format_time, from_unix_micros, unix_micros,
 };
 use crate::store::{DbError, PgStore, StoreHealth};
 
@@ -400,6 +400,63 @@ impl PgArchive {
         let c = self.client().await?;
         let rows = c.query(&sql, &params).await.map_err(self.err("list"))?;
         rows.iter().map(decode).collect()
+    }
+
+    /// As [`super::Archive::active_sessions`]: sessions with a Start and
+    /// neither a Stop nor a later Accounting-On/Off of their appliance. It
+    /// reads every record (no sessions table is kept on this backend), so
+    /// pair it with a retention.
+    pub async fn active_sessions(&self) -> Result<Vec<ActiveSession>, StoreError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "WITH s AS (
+                    SELECT client_addr, session_id, username,
+                           max(received_at_us) FILTER (WHERE status = 'Start') AS started,
+                           bool_or(status = 'Stop') AS stopped,
+                           max(received_at_us) AS last_seen,
+                           (array_agg(protocol ORDER BY received_at_us DESC))[1] AS protocol,
+                           (array_agg(client ORDER BY received_at_us DESC))[1] AS client
+                      FROM acct_records
+                     GROUP BY client_addr, session_id, username),
+                 reboots AS (
+                    SELECT client_addr, max(received_at_us) AS at FROM acct_records
+                     WHERE status IN ('Accounting-On', 'Accounting-Off')
+                     GROUP BY client_addr)
+                 SELECT s.protocol, s.client, s.client_addr, s.username, s.session_id,
+                        s.started, s.last_seen
+                   FROM s LEFT JOIN reboots r ON r.client_addr = s.client_addr
+                  WHERE s.started IS NOT NULL AND NOT s.stopped
+                    AND (r.at IS NULL OR r.at < s.started)
+                  ORDER BY s.started, s.session_id",
+                &[],
+            )
+            .await
+            .map_err(self.err("active sessions"))?;
+        rows.iter()
+            .map(|r| {
+                let bad = |column, detail: String| StoreError::Corrupt {
+                    id: 0,
+                    column,
+                    detail,
+                };
+                Ok(ActiveSession {
+                    protocol: r
+                        .get::<_, &str>(0)
+                        .parse()
+                        .map_err(|e| bad("protocol", e))?,
+                    client: r.get(1),
+                    client_addr: r
+                        .get::<_, &str>(2)
+                        .parse()
+                        .map_err(|e: std::net::AddrParseError| bad("client_addr", e.to_string()))?,
+                    user: r.get(3),
+                    session_id: r.get(4),
+                    started_at: from_unix_micros(r.get(5)),
+                    last_seen: from_unix_micros(r.get(6)),
+                })
+            })
+            .collect()
     }
 
     /// Records stored (all nodes).

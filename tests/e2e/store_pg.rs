@@ -307,6 +307,18 @@ fn two_nodes_share_accounting_and_a_sigkilled_node_loses_nothing() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(listed.lines().count(), count / 50, "{listed}");
     assert!(listed.lines().all(|l| l.contains("\"user\":\"user7\"")));
+    // Every even record is a Start of its own session, the odd ones interim
+    // updates of sessions never started.
+    let (code, sessions, err) = run(&[
+        "accounting",
+        "sessions",
+        "--config",
+        b.config.to_str().unwrap(),
+        "--format",
+        "jsonl",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(sessions.lines().count(), count / 2);
 }
 
 fn healthz(http: SocketAddr) -> serde_json::Value {
