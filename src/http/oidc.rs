@@ -11,7 +11,7 @@ use serde::Deserialize;
 use tracing::warn;
 
 use super::pages::{idp_unavailable, login_refused};
-use super::session::LOGIN_COOKIE;
+use super::session::{LOGIN_COOKIE, store_unavailable};
 use super::state::{MAX_PENDING, Via, Web};
 use crate::identity::Profile;
 use crate::oidc::{PendingLogin, PkceVerifier};
@@ -36,7 +36,7 @@ pub(super) async fn oidc_start(State(web): State<Arc<Web>>, Path(name): Path<Str
                 .to_string();
                 if let Err(e) = shared.put_pending(&state, &name, &data, ttl).await {
                     warn!(provider = %name, error = %e, "oidc login could not start: the shared store does not answer");
-                    return idp_unavailable();
+                    return store_unavailable();
                 }
             } else {
                 let mut p = web.pending.lock().unwrap_or_else(PoisonError::into_inner);
@@ -138,7 +138,7 @@ pub(super) async fn oidc_callback(
             }),
             Err(e) => {
                 warn!(provider = %name, error = %e, "oidc callback: the shared store does not answer");
-                return idp_unavailable();
+                return store_unavailable();
             }
         },
     };

@@ -322,7 +322,7 @@ impl Web {
 }
 
 /// The page a login gets when the shared store does not answer.
-fn store_unavailable() -> axum::response::Response {
+pub(super) fn store_unavailable() -> axum::response::Response {
     use axum::response::IntoResponse;
     (
         axum::http::StatusCode::SERVICE_UNAVAILABLE,
