@@ -410,6 +410,22 @@ fn a_database_outage_stops_acknowledgements_not_logins_and_heals_by_itself() {
     );
     let (_, m) = a.http_get("/metrics");
     assert_eq!(metric(&m, "portcullis_store_up"), Some(0.0), "{m}");
+    // A web login cannot make a session: it says why.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (status, page) = rt.block_on(async {
+        let r = crate::harness::browser()
+            .post(format!("http://{http}/login"))
+            .form(&[("username", "bob"), ("password", "bob-pass-2")])
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
+    });
+    assert_eq!(status, 503, "{page}");
+    assert!(page.contains("session store does not answer"), "{page}");
     // Ten seconds without the database: nothing may be acknowledged.
     let mut during = Vec::new();
     while stopped_at.elapsed() < Duration::from_secs(10) {
