@@ -48,7 +48,7 @@ cleanup() {
 		wait "$pc_pid" 2>/dev/null
 	fi
 	[ -f "$FR_RUN/freeradius.pid" ] && "$FR_REF/stop.sh" >/dev/null
-	[ -n "$pgbin" ] && as_pg "$pgbin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1
+	[ -n "$pgbin" ] && as_pg "$pgbin/pg_ctl" -D "$work/pg/data" -m immediate stop >/dev/null 2>&1
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -67,8 +67,10 @@ for pid in $(pgrep -x freeradius || true); do
 done
 pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 
-log "building release binaries"
-cargo build --release --quiet --bin portcullis --bin portcullis-load
+if [ -z "${NO_BUILD:-}" ]; then   # NO_BUILD=1: use the release binaries as built
+	log "building release binaries"
+	cargo build --release --quiet --bin portcullis --bin portcullis-load
+fi
 load=$repo/target/release/portcullis-load
 portcullis=$repo/target/release/portcullis
 
