@@ -208,8 +208,9 @@ struct Shared {
     health: StoreHealth,
     metrics: Option<AccountingMetrics>,
     max_batch: usize,
-    /// Seconds since `epoch` of the last failure logged, so an outage
-    /// under load logs one line every few seconds, not one per batch.
+    /// Seconds since `epoch`, plus one, of the last failure logged (0:
+    /// none yet), so an outage under load logs one line every few seconds,
+    /// not one per batch.
     last_warning: AtomicU64,
     epoch: Instant,
 }
@@ -285,7 +286,7 @@ impl Shared {
     fn warn(&self, records: usize, e: &DbError) {
         let now = self.epoch.elapsed().as_secs() + 1;
         let last = self.last_warning.load(Ordering::Relaxed);
-        if now >= last + 5
+        if (last == 0 || now >= last + 5)
             && self
                 .last_warning
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
