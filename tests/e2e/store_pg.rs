@@ -466,6 +466,10 @@ fn a_database_outage_stops_acknowledgements_not_logins_and_heals_by_itself() {
     let (_, m) = a.http_get("/metrics");
     assert_eq!(metric(&m, "portcullis_store_up"), Some(1.0));
     assert!(metric(&m, "portcullis_store_outages_total").unwrap() >= 1.0);
+    // What went unacknowledged was counted and logged.
+    assert!(metric(&m, "portcullis_accounting_commit_failures_total").unwrap() >= 1.0);
+    a.wait_log("accounting batch not stored");
+    a.wait_log("shared store reachable again");
 }
 
 #[test]
