@@ -273,7 +273,7 @@ impl Shared {
                     m.commit_failures.inc();
                 }
                 if e.is_outage() {
-                    self.health.set_down(&e);
+                    self.health.set_down(e.summary());
                 }
                 self.warn(batch.len(), &e);
                 for job in batch {

@@ -49,6 +49,21 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// What went wrong in a few words from a closed set, without the
+    /// database's address or user: what an unauthenticated `/healthz` shows
+    /// (the log has the whole error).
+    pub fn summary(&self) -> &'static str {
+        match self {
+            Self::BadPassword { .. } | Self::Refused { .. } => "the database refused our login",
+            Self::Connect { .. } => "cannot connect to the database",
+            Self::Timeout { .. } => "a database call timed out",
+            Self::SchemaTooNew { .. } | Self::SchemaBehind { .. } => "schema version mismatch",
+            Self::Query { .. } => "a database call failed",
+            Self::Tls(_) => "TLS to the database failed",
+            Self::Corrupt(_) => "the database holds unreadable data",
+        }
+    }
+
     /// Whether the database could not be reached or used at all (as opposed
     /// to a query it refused), i.e. the store is down.
     pub fn is_outage(&self) -> bool {

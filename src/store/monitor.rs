@@ -158,7 +158,7 @@ pub fn spawn_monitor(
                 }
                 Err(e) => {
                     metrics.up.set(0);
-                    health.set_down(&e);
+                    health.set_down(e.summary());
                     if std::mem::replace(&mut was_up, false) {
                         metrics.outages.inc();
                         warn!(error = %e, "shared store unreachable: accounting is not acknowledged and web logins fail until it is back");
