@@ -418,7 +418,7 @@ fn a_database_outage_stops_acknowledgements_not_logins_and_heals_by_itself() {
         .build()
         .unwrap();
     let (status, page) = rt.block_on(async {
-        let r = crate::harness::browser()
+        let r = harness::browser()
             .post(format!("http://{http}/login"))
             .form(&[("username", "bob"), ("password", "bob-pass-2")])
             .send()
