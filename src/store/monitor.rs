@@ -74,7 +74,7 @@ impl StoreMetrics {
         };
         reg.register(
             "store_up",
-            "1 when the shared PostgreSQL store answers this node, 0 when it does not (absent with SQLite)",
+            "1 when the shared PostgreSQL store answers this node; 0 when it does not, or when the node has none (SQLite files)",
             m.up.clone(),
         );
         reg.register(
