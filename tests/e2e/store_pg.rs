@@ -649,3 +649,162 @@ fn a_node_whose_configuration_differs_says_so() {
     let (_, m) = b.http_get("/metrics");
     assert_eq!(metric(&m, "portcullis_store_peers"), Some(1.0), "{m}");
 }
+
+/// Runs Debian's openssl CLI in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it; another CA beside.
+fn make_certs(dir: &Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    for ca in ["ca", "other-ca"] {
+        let (key, pem, cn) = (
+            format!("{ca}.key"),
+            format!("{ca}.pem"),
+            format!("/CN={ca}"),
+        );
+        let mut a = vec![
+            "req", "-x509", "-days", "2", "-subj", &cn, "-keyout", &key, "-out", &pem,
+        ];
+        a.extend(ec);
+        openssl(dir, &a);
+    }
+    let mut a = vec![
+        "req",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ];
+    a.extend(ec);
+    openssl(dir, &a);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+}
+
+#[test]
+fn tls_to_the_database_is_verified_against_the_configured_ca() {
+    let pg = Postgres::start();
+    let certs = pg.dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    make_certs(&certs);
+    if as_root() {
+        let ok = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&certs)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+    // TLS on, and only TLS accepted from loopback TCP.
+    let key = certs.join("server.key");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    pg.psql(
+        "postgres",
+        &format!(
+            "ALTER SYSTEM SET ssl_cert_file = '{}'",
+            certs.join("server.pem").display()
+        ),
+    );
+    pg.psql(
+        "postgres",
+        &format!("ALTER SYSTEM SET ssl_key_file = '{}'", key.display()),
+    );
+    pg.psql("postgres", "ALTER SYSTEM SET ssl = on");
+    let hba = pg.data().join("pg_hba.conf");
+    std::fs::write(
+        &hba,
+        "local all all scram-sha-256\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
+    )
+    .unwrap();
+    pg.psql("postgres", "SELECT pg_reload_conf()");
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("portcullis.toml");
+    let base = demo_config(dir.path()) + &pg.store_section(dir.path(), "a", PASSWORD);
+    let with_ca = |ca: &str| {
+        format!(
+            "{base}ca_file = {:?}\n",
+            certs.join(ca).display().to_string()
+        )
+    };
+    let c = cfg.to_str().unwrap();
+    // The reload takes effect asynchronously: poll for the first success.
+    std::fs::write(&cfg, with_ca("ca.pem")).unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (code, out, err) = run(&["store", "migrate", "--config", c]);
+        if code == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{out}{err}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A server certificate from another CA is refused.
+    std::fs::write(&cfg, with_ca("other-ca.pem")).unwrap();
+    let (code, _, err) = run(&["store", "check", "--config", c]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("UnknownIssuer") || err.contains("certificate"),
+        "{err}"
+    );
+    // Without a CA the connection is plain, which this server refuses.
+    std::fs::write(&cfg, &base).unwrap();
+    let (code, _, err) = run(&["store", "check", "--config", c]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no encryption") || err.contains("pg_hba"),
+        "{err}"
+    );
+    // A running node talks TLS.
+    let node = Running::start_in(dir, &with_ca("ca.pem"));
+    let deadline = Instant::now() + WAIT;
+    while pg.psql(
+        "postgres",
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+          WHERE s.ssl AND a.application_name = 'portcullis a'",
+    ) == "0"
+    {
+        assert!(Instant::now() < deadline, "no TLS connection from the node");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(node);
+}
