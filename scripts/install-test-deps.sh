@@ -18,6 +18,7 @@ command -v xmlsec1 >/dev/null 2>&1 || need_apt+=(xmlsec1)
 # cluster, as the `postgres` user the package creates when tests run as root).
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
 command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "install-test-deps: apt-get install ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive
