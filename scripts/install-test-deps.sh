@@ -6,6 +6,7 @@
 # a real SAML IdP (PyPI pysaml2 with Debian's xmlsec1, tests/saml-idp/; xmlsec1
 # also signs the SAML corpus in tests/data/saml/), a real LDAP server (Debian
 # slapd and ldap-utils, started by the tests themselves),
+# Debian postgresql (the shared store's tests start their own clusters),
 # and cargo-fuzz for the fuzz smoke runs. Idempotent: it only installs what is
 # missing, so a second run costs seconds.
 set -euo pipefail
@@ -14,6 +15,10 @@ need_apt=()
 command -v radclient >/dev/null 2>&1 || need_apt+=(freeradius-utils)
 [ -f /usr/share/freeradius/dictionary ] || need_apt+=(freeradius-common)
 command -v xmlsec1 >/dev/null 2>&1 || need_apt+=(xmlsec1)
+# Debian postgresql for the shared-store tests (each test runs its own
+# cluster, as the `postgres` user the package creates when tests run as root).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
+command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "install-test-deps: apt-get install ${need_apt[*]}"

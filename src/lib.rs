@@ -38,6 +38,8 @@
 //! - [`metrics`]: shared metric pieces (buckets, label types, exposition).
 //! - [`clock`]: time and randomness, passed into services.
 //! - [`stamp`]: kernel receive timestamps, so latency includes socket queueing.
+//! - [`store`]: shared state: `[store]` settings, the PostgreSQL pool and
+//!   its versioned schema, store health and the config digest of peers.
 //! - [`server`]: the one composition root: builds the services, binds,
 //!   reloads, stops; only `main.rs` imports it.
 
@@ -64,6 +66,7 @@ pub mod saml;
 pub mod secret;
 pub mod server;
 pub mod stamp;
+pub mod store;
 pub mod tacacs;
 #[cfg(test)]
 pub(crate) mod testkit;

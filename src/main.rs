@@ -14,8 +14,10 @@ use tracing::{error, info, warn};
 
 use portcullis::accounting::{self, AccountingSink, Archive, Filter, SqliteConfig, SqliteStore};
 use portcullis::config::{self, Config, Loaded};
-use portcullis::identity::IdentityStore;
+use portcullis::http::SharedSessions;
+use portcullis::identity::{Identities, IdentityStore, PgIdentities};
 use portcullis::server::{self, Bound, Metrics, Server};
+use portcullis::store::{PgSessions, PgSettings, PgStore, StoreHealth};
 
 #[derive(Parser)]
 #[command(
@@ -81,6 +83,11 @@ enum Command {
         #[command(subcommand)]
         action: AcctCommand,
     },
+    /// The shared PostgreSQL store (`[store] backend = "postgres"`).
+    Store {
+        #[command(subcommand)]
+        action: StoreCommand,
+    },
     /// Identity providers.
     Idp {
         #[command(subcommand)]
@@ -114,6 +121,23 @@ enum IdpCommand {
         config: PathBuf,
         #[arg(long, short)]
         provider: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Apply the schema migrations this build has and the database lacks.
+    /// Exits 1 when the database is newer than this build or unreachable.
+    Migrate {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Report the database's schema version against this build's, changing
+    /// nothing. Exits 0 when they match, 2 when migrations are pending, 1 on
+    /// a schema newer than this build or any error.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
     },
 }
 
@@ -185,6 +209,7 @@ fn main() -> ExitCode {
         } => explain(config, &user, client, command.as_deref(), password),
         Command::HashPassword => hash_password(),
         Command::Accounting { action } => accounting_cmd(action),
+        Command::Store { action } => store_cmd(action),
         Command::Idp {
             action: IdpCommand::Test { config, provider },
         } => idp_test(config, &provider),
@@ -431,20 +456,48 @@ fn serve(path: PathBuf, format: LogFormat, print_addresses: bool) -> anyhow::Res
             .await
             .context("binding listeners")?;
         let metrics = Metrics::new();
-        let store = open_accounting(&loaded.config, &metrics)?;
-        let sink: Arc<dyn AccountingSink> = store.clone();
-        let identity = IdentityStore::open(&loaded.config.server.data_dir)
-            .context("opening the identity store")?;
+        let store_metrics = metrics.store.clone();
+        let acct = match loaded.config.store.postgres() {
+            None => Acct::Sqlite(open_accounting(&loaded.config, &metrics)?),
+            Some(s) => open_shared(s.clone(), &loaded.config, &metrics).await?,
+        };
+        let sink = acct.sink();
+        let identity = match &acct {
+            Acct::Sqlite(_) => Identities::from(
+                IdentityStore::open(&loaded.config.server.data_dir)
+                    .context("opening the identity store")?,
+            ),
+            Acct::Shared { store, .. } => Identities::Postgres(PgIdentities::new(store.clone())),
+        };
         let idp = portcullis::idp::SqliteIdpStore::open(&loaded.config.server.data_dir)
             .context("opening the console provider's store")?;
-        let server = Server::new(
+        let server = Server::with_store(
             loaded.config,
             metrics,
             Some(sink),
             Some(identity),
             Some(Arc::new(idp)),
+            acct.health(),
+            acct.sessions(),
         );
-        let pruner = server::spawn_pruner(server.clone(), store.archive()?);
+        let stop = CancellationToken::new();
+        let pruner = match &acct {
+            Acct::Sqlite(store) => server::spawn_pruner(server.clone(), store.archive()?),
+            Acct::Shared { store, health, .. } => {
+                let monitor = portcullis::store::spawn_monitor(
+                    store.clone(),
+                    server.config(),
+                    health.clone(),
+                    store_metrics,
+                    stop.clone(),
+                );
+                drop(monitor);
+                let config = server.config();
+                accounting::spawn_pg_pruner(accounting::PgArchive::new(store.clone()), move || {
+                    config.load().accounting.retention
+                })
+            }
+        };
         let addrs = bound.addrs();
         info!(
             config = %path.display(),
@@ -459,20 +512,163 @@ fn serve(path: PathBuf, format: LogFormat, print_addresses: bool) -> anyhow::Res
             writeln!(out, "{}", serde_json::to_string(&addrs)?)?;
             out.flush()?;
         }
-        let stop = CancellationToken::new();
         tokio::spawn(sigs.handle(server.clone(), stop.clone()));
-        let served = server::run(server, bound, stop).await.context("serving");
+        let served = server::run(server, bound, stop.clone())
+            .await
+            .context("serving");
+        stop.cancel();
         pruner.abort();
         // Listeners are done, so nothing new is queued: commit what is, and
         // wait for it off the runtime (close blocks on the writer thread).
-        if let Ok(store) = Arc::try_unwrap(store) {
-            tokio::task::spawn_blocking(move || store.close())
-                .await
-                .context("closing the accounting store")??;
+        match acct {
+            Acct::Sqlite(store) => {
+                if let Ok(store) = Arc::try_unwrap(store) {
+                    tokio::task::spawn_blocking(move || store.close())
+                        .await
+                        .context("closing the accounting store")??;
+                }
+            }
+            Acct::Shared { sink, .. } => {
+                if let Ok(sink) = Arc::try_unwrap(sink) {
+                    sink.close().await;
+                }
+            }
         }
         served?;
         info!("portcullis stopped");
         Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Where this node's accounting goes.
+enum Acct {
+    Sqlite(Arc<SqliteStore>),
+    Shared {
+        store: PgStore,
+        sink: Arc<accounting::PgSink>,
+        health: StoreHealth,
+        sessions: SharedSessions,
+    },
+}
+
+impl Acct {
+    fn sink(&self) -> Arc<dyn AccountingSink> {
+        match self {
+            Self::Sqlite(s) => s.clone(),
+            Self::Shared { sink, .. } => sink.clone(),
+        }
+    }
+
+    fn health(&self) -> Option<StoreHealth> {
+        match self {
+            Self::Sqlite(_) => None,
+            Self::Shared { health, .. } => Some(health.clone()),
+        }
+    }
+
+    fn sessions(&self) -> Option<SharedSessions> {
+        match self {
+            Self::Sqlite(_) => None,
+            Self::Shared { sessions, .. } => Some(sessions.clone()),
+        }
+    }
+}
+
+/// Connects to the shared store, brings its schema to this build's (or
+/// refuses), and starts the accounting writers on it.
+async fn open_shared(
+    settings: Arc<PgSettings>,
+    config: &Config,
+    metrics: &Metrics,
+) -> anyhow::Result<Acct> {
+    let target = settings.target();
+    let store = PgStore::new(settings.clone())
+        .with_context(|| format!("opening the shared store {target}"))?;
+    let status = store
+        .prepare()
+        .await
+        .with_context(|| format!("opening the shared store {target}"))?;
+    info!(
+        store = %target,
+        node = %settings.node,
+        schema = status.current(),
+        applied = ?status.applied,
+        "shared store open"
+    );
+    let sessions = PgSessions::new(store.clone());
+    let cookie_key = sessions
+        .cookie_key()
+        .await
+        .with_context(|| format!("reading the shared cookie key from {target}"))?;
+    let health = StoreHealth::new();
+    let sink = accounting::PgSink::start(
+        store.clone(),
+        health.clone(),
+        accounting::PgSinkConfig {
+            queue_capacity: config.accounting.queue,
+            writers: settings.accounting_writers,
+            max_batch: settings.accounting_batch,
+            metrics: Some(metrics.accounting.clone()),
+        },
+    );
+    Ok(Acct::Shared {
+        store,
+        sink: Arc::new(sink),
+        health,
+        sessions: SharedSessions {
+            sessions,
+            cookie_key,
+        },
+    })
+}
+
+fn store_cmd(action: StoreCommand) -> anyhow::Result<ExitCode> {
+    let (StoreCommand::Migrate { config } | StoreCommand::Check { config }) = &action;
+    let Some(loaded) = load_or_report(config) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let Some(settings) = loaded.config.store.postgres().cloned() else {
+        println!(
+            "{}: store.backend is sqlite: its files are brought up to date when opened",
+            config.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let target = settings.target();
+    runtime.block_on(async move {
+        let store = PgStore::new(settings)?;
+        match action {
+            StoreCommand::Migrate { .. } => {
+                let s = store.migrate().await?;
+                if s.applied.is_empty() {
+                    println!("{target}: schema version {} is current", s.found);
+                } else {
+                    println!(
+                        "{target}: schema version {} -> {} (applied {:?})",
+                        s.found,
+                        s.current(),
+                        s.applied
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            StoreCommand::Check { .. } => {
+                let s = store.check().await?;
+                if s.found < s.known {
+                    println!(
+                        "{target}: schema version {}, this build's is {}: run `portcullis store migrate`",
+                        s.found, s.known
+                    );
+                    return Ok(ExitCode::from(2));
+                }
+                println!("{target}: schema version {} (this build's)", s.found);
+                Ok(ExitCode::SUCCESS)
+            }
+        }
     })
 }
 
@@ -483,6 +679,9 @@ fn accounting_cmd(action: AcctCommand) -> anyhow::Result<ExitCode> {
     let Some(loaded) = load_or_report(config) else {
         return Ok(ExitCode::FAILURE);
     };
+    if let Some(settings) = loaded.config.store.postgres().cloned() {
+        return accounting_shared(settings, action);
+    }
     let dir = &loaded.config.server.data_dir;
     let archive = Archive::open(dir)
         .with_context(|| format!("opening the accounting store in {}", dir.display()))?;
@@ -524,6 +723,66 @@ fn accounting_cmd(action: AcctCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `accounting list` on the shared store.
+fn accounting_shared(settings: Arc<PgSettings>, action: AcctCommand) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let (user, client, session, since, until, limit, format) = match action {
+        AcctCommand::List {
+            user,
+            client,
+            session,
+            since,
+            until,
+            limit,
+            format,
+            ..
+        } => (user, client, session, since, until, limit, format),
+        AcctCommand::Sessions { format, .. } => {
+            let sessions = runtime.block_on(async move {
+                let archive = accounting::PgArchive::new(PgStore::new(settings)?);
+                archive.active_sessions().await.map_err(anyhow::Error::from)
+            })?;
+            let mut out = std::io::stdout().lock();
+            match format {
+                SessionsFormat::Table => accounting::write_sessions_table(&mut out, &sessions)?,
+                SessionsFormat::Jsonl => {
+                    for s in &sessions {
+                        serde_json::to_writer(&mut out, s)?;
+                        out.write_all(b"\n")?;
+                    }
+                }
+            }
+            out.flush()?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    let records = runtime.block_on(async move {
+        let archive = accounting::PgArchive::new(PgStore::new(settings)?);
+        archive
+            .list(&Filter {
+                user,
+                client,
+                session_id: session,
+                since,
+                until,
+                limit,
+            })
+            .await
+            .map_err(anyhow::Error::from)
+    })?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        ListFormat::Table => accounting::write_table(&mut out, &records)?,
+        ListFormat::Jsonl => accounting::write_json_lines(&mut out, &records)?,
+        ListFormat::Csv => accounting::write_csv(&mut out, &records)?,
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)

@@ -21,12 +21,13 @@ use crate::authn::{Argon2Pool, Credentials, PoolMetrics};
 use crate::clock::System;
 use crate::config::{self, Config, ConfigErrors, ConfigHandle};
 use crate::http::HttpMetrics;
-use crate::http::{Web, WebParts};
-use crate::identity::IdentityStore;
+use crate::http::{SharedSessions, Web, WebParts};
+use crate::identity::{Identities, IdentityStore};
 use crate::metrics::{Exposition, ResultLabel};
 use crate::oidc::OidcMetrics;
 use crate::radius::engine::Port;
 use crate::radius::metrics::RadiusMetrics;
+use crate::store::{StoreHealth, StoreMetrics};
 use crate::tacacs::metrics::TacacsMetrics;
 
 /// Everything the server counts, registered once under `portcullis_`; each
@@ -46,6 +47,7 @@ pub struct Metrics {
     pub saml: OidcMetrics,
     pub http: HttpMetrics,
     pub idp: crate::idp::IdpMetrics,
+    pub store: StoreMetrics,
 }
 
 impl Default for Metrics {
@@ -91,6 +93,7 @@ impl Metrics {
             saml: OidcMetrics::register_saml(&mut registry),
             http: HttpMetrics::register(&mut registry),
             idp: crate::idp::IdpMetrics::register(&mut registry),
+            store: StoreMetrics::register(&mut registry),
             registry,
             reload_success,
             reload_failure,
@@ -107,7 +110,7 @@ pub struct Server {
     path: PathBuf,
     credentials: Credentials,
     accounting: Option<Arc<dyn AccountingSink>>,
-    identity: Option<IdentityStore>,
+    identity: Option<Identities>,
     radius: RadiusMetrics,
     tacacs: TacacsMetrics,
     oidc: OidcMetrics,
@@ -118,6 +121,10 @@ pub struct Server {
     reload_failure: Counter,
     config_generation: Gauge,
     exposition: Exposition,
+    /// With a shared store: whether it answers (for `/healthz`).
+    store_health: Option<StoreHealth>,
+    /// With a shared store: browser sessions there.
+    shared_sessions: Option<SharedSessions>,
 }
 
 /// The outcome of a reload that was applied.
@@ -138,6 +145,28 @@ impl Server {
         accounting: Option<Arc<dyn AccountingSink>>,
         identity: Option<IdentityStore>,
         idp: Option<Arc<dyn crate::idp::IdpStore>>,
+    ) -> Arc<Self> {
+        Self::with_store(
+            config,
+            metrics,
+            accounting,
+            identity.map(Identities::from),
+            idp,
+            None,
+            None,
+        )
+    }
+
+    /// As [`new`](Self::new), on a shared store whose health `/healthz`
+    /// reports and that keeps the browser sessions.
+    pub fn with_store(
+        config: Config,
+        metrics: Metrics,
+        accounting: Option<Arc<dyn AccountingSink>>,
+        identity: Option<Identities>,
+        idp: Option<Arc<dyn crate::idp::IdpStore>>,
+        store_health: Option<StoreHealth>,
+        shared_sessions: Option<SharedSessions>,
     ) -> Arc<Self> {
         let pool = Argon2Pool::new(
             config.server.argon2_threads,
@@ -162,6 +191,8 @@ impl Server {
             reload_failure: metrics.reload_failure,
             config_generation: metrics.config_generation,
             exposition: Exposition::new(metrics.registry),
+            store_health,
+            shared_sessions,
         })
     }
 
@@ -200,7 +231,14 @@ impl Server {
             saml_metrics: self.saml.clone(),
             http_metrics: self.http.clone(),
             idp: self.idp.clone(),
+            store_health: self.store_health.clone(),
+            shared_sessions: self.shared_sessions.clone(),
         })
+    }
+
+    /// The configuration in force (a shared store's monitor reads its digest).
+    pub fn config(&self) -> ConfigHandle {
+        self.config.clone()
     }
 
     fn tacacs(&self) -> crate::tacacs::service::Service {

@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 
 mod memory;
 mod metrics;
+mod postgres;
 mod render;
 mod sqlite;
 #[cfg(test)]
@@ -24,6 +25,7 @@ mod tests;
 
 pub use self::memory::MemorySink;
 pub use self::metrics::AccountingMetrics;
+pub use self::postgres::{PgArchive, PgSink, PgSinkConfig, spawn_pg_pruner};
 pub use self::render::{write_csv, write_json_lines, write_sessions_table, write_table};
 pub use self::sqlite::{Archive, DB_FILE, SqliteConfig, SqliteStore, StoreStats, spawn_pruner};
 
@@ -364,6 +366,8 @@ pub enum StoreError {
     Writer(String),
     #[error("accounting background task failed: {0}")]
     Background(String),
+    #[error("accounting database: {0}")]
+    Database(crate::store::DbError),
 }
 
 fn ser_time<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {

@@ -163,6 +163,9 @@ pub struct Config {
     pub idp: crate::idp::IdpSettings,
     /// `[[directory]]`s and `server.auth_order`.
     pub directories: crate::authn::Directories,
+    /// Where shared state lives; read at start only (a reload keeps the
+    /// store it has).
+    pub store: crate::store::StoreSettings,
 }
 
 /// A validated configuration and the warnings found on the way.

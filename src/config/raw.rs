@@ -44,6 +44,8 @@ pub struct RawConfig {
     pub idp: RawIdp,
     #[serde(default, rename = "directory")]
     pub directories: Vec<RawDirectory>,
+    #[serde(default)]
+    pub store: RawStore,
 }
 
 /// `[[directory]]`: one LDAP v3 / Active Directory credential source.
@@ -84,6 +86,30 @@ pub struct RawDirectory {
     pub group_cache_ttl: Option<Spanned<i64>>,
     /// Seconds a directory that could not be reached is left alone.
     pub retry_interval: Option<Spanned<i64>>,
+}
+
+/// `[store]`: where shared state lives (SQLite files, or PostgreSQL shared
+/// by several nodes).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// `sqlite` (default) or `postgres`.
+    pub backend: Option<Spanned<String>>,
+    /// A PostgreSQL URL or key=value string, without the password.
+    pub url: Option<Spanned<String>>,
+    pub password: Option<Spanned<RawSecret>>,
+    /// PEM file of the CA the database's certificate chains to; turns TLS on.
+    pub ca_file: Option<Spanned<String>>,
+    pub pool_size: Option<Spanned<i64>>,
+    /// Seconds to establish a connection.
+    pub connect_timeout: Option<Spanned<i64>>,
+    /// Seconds any one database call may take.
+    pub query_timeout: Option<Spanned<i64>>,
+    pub auto_migrate: Option<bool>,
+    /// This node's name among its peers (default: the host name).
+    pub node: Option<Spanned<String>>,
+    pub accounting_writers: Option<Spanned<i64>>,
+    pub accounting_batch: Option<Spanned<i64>>,
 }
 
 /// `[web]`: the browser side (login page, sessions).

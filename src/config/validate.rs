@@ -17,6 +17,7 @@ mod console;
 mod directory;
 mod privilege;
 mod saml;
+mod store;
 mod web;
 use super::raw::*;
 use super::*;
@@ -227,6 +228,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Loaded, ConfigErrors> 
             "no [[directory]] is configured: local users answer whatever the order",
         );
     }
+    let store = store::store(&mut cx, &raw.store, path);
 
     if !cx.errors.is_empty() {
         return Err(ConfigErrors(cx.errors));
@@ -258,6 +260,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Loaded, ConfigErrors> 
         consoles,
         idp,
         directories,
+        store,
     };
     Ok(Loaded {
         config,

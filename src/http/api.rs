@@ -14,7 +14,7 @@ use crate::authn::ThrottleKey;
 
 /// The caller's resolved identity if they may administer, else the answer.
 async fn admin(web: &Web, headers: &HeaderMap) -> Result<(), Response> {
-    let Some(user) = web.session(headers) else {
+    let Some(user) = web.current(headers).await else {
         return Err((
             StatusCode::UNAUTHORIZED,
             Json(json!({"error": "not logged in"})),
@@ -52,8 +52,8 @@ pub(super) async fn users(State(web): State<Arc<Web>>, headers: HeaderMap) -> Re
         .collect();
     out.sort_by(|a, b| a["user"].as_str().cmp(&b["user"].as_str()));
     if let Some(store) = web.identity() {
-        match tokio::task::spawn_blocking(move || store.list()).await {
-            Ok(Ok(list)) => out.extend(list.into_iter().map(|u| {
+        match store.list().await {
+            Ok(list) => out.extend(list.into_iter().map(|u| {
                 json!({
                     "user": u.username,
                     "source": "external",

@@ -295,13 +295,14 @@ impl Web {
     }
 
     /// The session user if they logged in by a method `console` allows.
-    fn console_session(
+    async fn console_session(
         &self,
         config: &Config,
         console: &ConsoleSettings,
         headers: &HeaderMap,
     ) -> Option<SessionUser> {
-        self.session(headers)
+        self.current(headers)
+            .await
             .filter(|u| console.allows(&method_of(config, u)))
     }
 }
@@ -357,7 +358,7 @@ async fn authorize(
         pairs.push(("iss", &issuer));
         with_query(&a.redirect_uri, &pairs)
     };
-    let Some(user) = web.console_session(&config, console, &headers) else {
+    let Some(user) = web.console_session(&config, console, &headers).await else {
         return web.to_login(
             &console.name,
             format!("/oauth2/authorize?{q}"),
@@ -522,9 +523,18 @@ async fn local_login(
     {
         Ok(u) => {
             info!(user = %u.name, console = %console.name, "web login (local) for a console");
-            let cookie = web.start_session(SessionUser::Local {
-                name: u.name.to_string(),
-            });
+            let cookie = match web
+                .open_session(
+                    SessionUser::Local {
+                        name: u.name.to_string(),
+                    },
+                    None,
+                )
+                .await
+            {
+                Ok(c) => c,
+                Err(page) => return page,
+            };
             (
                 [(header::SET_COOKIE, cookie)],
                 Redirect::to(&pending.resume),
@@ -969,7 +979,7 @@ async fn logout(
             "logout: no redirect made",
         );
     }
-    web.end_session(&headers);
+    web.close_session(&headers).await;
     info!(
         console = console.map_or("unknown", |c| c.name.as_str()),
         "console logout"
@@ -983,7 +993,7 @@ async fn logout(
 
 /// POST /oauth2/logout: the confirmed logout.
 async fn logout_confirmed(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
-    web.end_session(&headers);
+    web.close_session(&headers).await;
     (
         [(header::SET_COOKIE, Web::clear_cookie(SESSION_COOKIE))],
         page("Logged out", "<p>You are logged out.</p>"),
@@ -1022,7 +1032,7 @@ async fn jwt_login(
         );
         return error_page(StatusCode::BAD_REQUEST, Reason::InvalidRequest);
     };
-    let Some(user) = web.console_session(&config, console, &headers) else {
+    let Some(user) = web.console_session(&config, console, &headers).await else {
         return web.to_login(&console.name, format!("/console/{name}/jwt?{q}"), None);
     };
     let subject = subject_of(&user);

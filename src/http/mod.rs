@@ -13,10 +13,10 @@
 //! server, JWT issuer, SAML IdP) goes beside these as its own files.
 
 mod api;
+mod console;
 mod csrf;
 mod listen;
 mod metrics;
-mod console;
 mod oidc;
 mod pages;
 mod saml;
@@ -25,7 +25,7 @@ mod state;
 
 pub use metrics::HttpMetrics;
 pub use session::SessionUser;
-pub use state::{Decision, Resolved, Web, WebParts};
+pub use state::{Decision, Resolved, SharedSessions, Web, WebParts};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,11 +126,17 @@ async fn metrics(State(web): State<Arc<Web>>) -> impl IntoResponse {
 }
 
 async fn healthz(State(web): State<Arc<Web>>) -> impl IntoResponse {
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "status": "ok",
         "config_generation": web.config.load().generation,
         "version": env!("CARGO_PKG_VERSION"),
     });
+    // A node whose shared store is down still answers RADIUS and TACACS+
+    // for local and cached users, so it stays 200; the body says degraded.
+    if let Some(problem) = web.store_health.as_ref().and_then(|h| h.problem()) {
+        body["status"] = "degraded".into();
+        body["reason"] = format!("shared store unreachable: {problem}").into();
+    }
     (StatusCode::OK, axum::Json(body))
 }
 

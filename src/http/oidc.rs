@@ -12,9 +12,11 @@ use serde::Deserialize;
 use tracing::warn;
 
 use super::pages::{idp_unavailable, login_refused};
-use super::session::LOGIN_COOKIE;
+use super::session::{LOGIN_COOKIE, store_unavailable};
 use super::state::{Via, Web};
 use crate::identity::Profile;
+use crate::oidc::{PendingLogin, PkceVerifier};
+use std::time::Instant;
 
 /// GET /auth/oidc/{provider}/start: to the IdP with state, nonce and PKCE.
 pub(super) async fn oidc_start(
@@ -30,8 +32,21 @@ pub(super) async fn oidc_start(
         Ok((url, pending)) => {
             let state = pending.state.clone();
             let ttl = provider.settings().login_timeout;
-            web.pending
-                .insert(state.clone(), from.ip(), (name, pending), ttl);
+            if let Some(shared) = &web.shared_sessions {
+                // Any node may get the callback: the login waits in the store.
+                let data = serde_json::json!({
+                    "nonce": pending.nonce,
+                    "pkce_verifier": pending.pkce_verifier.expose(),
+                })
+                .to_string();
+                if let Err(e) = shared.put_pending(&state, &name, &data, ttl).await {
+                    warn!(provider = %name, error = %e, "oidc login could not start: the shared store does not answer");
+                    return store_unavailable();
+                }
+            } else {
+                web.pending
+                    .insert(state.clone(), from.ip(), (name, pending), ttl);
+            }
             (
                 [(
                     header::SET_COOKIE,
@@ -95,8 +110,30 @@ pub(super) async fn oidc_callback(
     }
     // ...and one we issued and have not used yet: taking it out makes a
     // replayed callback fail.
-    let taken = web.pending.take(state.as_str());
-    let Some(((for_provider, pending), _)) = taken else {
+    let taken = match &web.shared_sessions {
+        None => web.pending.take(state.as_str()).map(|(v, _)| v),
+        Some(shared) => match shared.take_pending(state).await {
+            Ok(found) => found.and_then(|(provider, data, age)| {
+                let v: serde_json::Value = serde_json::from_str(&data).ok()?;
+                Some((
+                    provider,
+                    PendingLogin {
+                        state: state.clone(),
+                        nonce: v["nonce"].as_str()?.to_string(),
+                        pkce_verifier: PkceVerifier::from_stored(
+                            v["pkce_verifier"].as_str()?.to_string(),
+                        ),
+                        created: Instant::now().checked_sub(age).unwrap_or_else(Instant::now),
+                    },
+                ))
+            }),
+            Err(e) => {
+                warn!(provider = %name, error = %e, "oidc callback: the shared store does not answer");
+                return store_unavailable();
+            }
+        },
+    };
+    let Some((for_provider, pending)) = taken else {
         return refuse("state", "unknown or already used state");
     };
     if for_provider != name {
@@ -123,7 +160,10 @@ pub(super) async fn oidc_callback(
         Ok(who) => who,
         Err(r) => return r,
     };
-    let session = web.start_session(who);
+    let session = match web.open_session(who, None).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let mut h = HeaderMap::new();
     h.append(header::SET_COOKIE, session);
     h.append(header::SET_COOKIE, Web::clear_cookie(LOGIN_COOKIE));

@@ -159,9 +159,18 @@ pub(super) async fn local_login(
     {
         Ok(u) => {
             info!(user = %u.name, "web login (local)");
-            let cookie = web.start_session(SessionUser::Local {
-                name: u.name.to_string(),
-            });
+            let cookie = match web
+                .open_session(
+                    SessionUser::Local {
+                        name: u.name.to_string(),
+                    },
+                    None,
+                )
+                .await
+            {
+                Ok(c) => c,
+                Err(r) => return r,
+            };
             ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
         }
         Err(crate::authn::AuthnError::Throttled) => {
@@ -225,7 +234,7 @@ pub(super) fn idp_unavailable() -> Response {
 /// GET /logout: a button that posts the logout, so a link or an image on
 /// another site cannot log anyone out.
 pub(super) async fn logout_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
-    if web.session(&headers).is_none() {
+    if web.current(&headers).await.is_none() {
         return Redirect::to("/login").into_response();
     }
     let (token, set) = web.csrf_token(&headers);
@@ -258,7 +267,7 @@ pub(super) async fn logout(
     if !web.csrf_ok(&headers, &f.csrf) {
         return csrf::refused("logout");
     }
-    let ended = web.end_session(&headers);
+    let ended = web.close_session(&headers).await;
     let mut to = "/login".to_string();
     if let Some(saml) = ended.and_then(|s| s.saml) {
         let config = web.config.load_full();
@@ -283,12 +292,12 @@ pub(super) async fn logout(
 
 /// GET /: who is logged in, or to the login page.
 pub(super) async fn home(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
-    let Some(user) = web.session(&headers) else {
+    let Some(user) = web.current(&headers).await else {
         return Redirect::to("/login").into_response();
     };
     let Some(r) = web.resolve(&user).await else {
         // Disabled, removed, or their provider gone: the session ends.
-        web.end_session(&headers);
+        web.close_session(&headers).await;
         return (
             [(header::SET_COOKIE, Web::clear_cookie(SESSION_COOKIE))],
             Redirect::to("/login"),
@@ -317,7 +326,7 @@ pub(super) async fn home(State(web): State<Arc<Web>>, headers: HeaderMap) -> Res
 
 /// GET /api/me: the caller as the table sees them.
 pub(super) async fn me(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
-    let Some(user) = web.session(&headers) else {
+    let Some(user) = web.current(&headers).await else {
         return (
             StatusCode::UNAUTHORIZED,
             axum::Json(serde_json::json!({"error": "not logged in"})),
@@ -328,7 +337,7 @@ pub(super) async fn me(State(web): State<Arc<Web>>, headers: HeaderMap) -> Respo
         Some(r) => axum::Json(r.to_json()).into_response(),
         None => {
             // Disabled, removed, or their provider gone: the session ends.
-            web.end_session(&headers);
+            web.close_session(&headers).await;
             (
                 StatusCode::UNAUTHORIZED,
                 axum::Json(serde_json::json!({"error": "account no longer valid"})),

@@ -104,15 +104,21 @@ pub(super) async fn saml_acs(
         Err(r) => return r,
     };
     web.saml_metrics.login(&name, "success");
-    let session = web.start_session_with(
-        who,
-        Some(SamlSession {
-            provider: name,
-            name_id: v.name_id,
-            name_id_format: v.name_id_format,
-            session_index: v.session_index,
-        }),
-    );
+    let session = match web
+        .open_session(
+            who,
+            Some(SamlSession {
+                provider: name,
+                name_id: v.name_id,
+                name_id_format: v.name_id_format,
+                session_index: v.session_index,
+            }),
+        )
+        .await
+    {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let mut h = HeaderMap::new();
     h.append(header::SET_COOKIE, session);
     h.append(header::SET_COOKIE, Web::clear_cookie(SAML_COOKIE));

@@ -25,7 +25,7 @@ const MAX_SESSIONS_PER_USER: usize = 16;
 
 /// Who a session belongs to. The role is decided anew on every request,
 /// so a mapping change applies to open sessions at once.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SessionUser {
     Local { name: String },
     External { provider: String, subject: String },
@@ -41,7 +41,7 @@ pub(super) struct Session {
     pub(super) saml: Option<SamlSession>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(super) struct SamlSession {
     pub(super) provider: String,
     pub(super) name_id: String,
@@ -130,6 +130,7 @@ impl Web {
         .expect("cookie is ASCII")
     }
 
+    #[cfg(test)]
     pub(super) fn start_session(&self, user: SessionUser) -> HeaderValue {
         self.start_session_with(user, None)
     }
@@ -229,4 +230,107 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter_map(|kv| kv.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
+}
+
+/// A session as the shared store keeps it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stored {
+    user: SessionUser,
+    saml: Option<SamlSession>,
+}
+
+impl SessionUser {
+    /// Groups one person's sessions for the per-person bound.
+    fn key(&self) -> String {
+        match self {
+            Self::Local { name } => format!("local:{name}"),
+            Self::External { provider, subject } => format!("external:{provider}:{subject}"),
+        }
+    }
+}
+
+/// Sessions live in the shared store when there is one, else in this
+/// process's table. The handlers call these.
+impl Web {
+    /// Starts a session; with a shared store that does not answer, the
+    /// error page to show instead.
+    pub(super) async fn open_session(
+        &self,
+        user: SessionUser,
+        saml: Option<SamlSession>,
+    ) -> Result<HeaderValue, axum::response::Response> {
+        let Some(shared) = &self.shared_sessions else {
+            return Ok(self.start_session_with(user, saml));
+        };
+        let ttl = self.config.load().web.session_ttl;
+        let id = random_id();
+        let key = user.key();
+        let body = serde_json::to_string(&Stored { user, saml }).unwrap_or_default();
+        match shared
+            .create(&id, &key, &body, ttl, MAX_SESSIONS_PER_USER as i64)
+            .await
+        {
+            Ok(()) => Ok(self.set_cookie(SESSION_COOKIE, &id, ttl)),
+            Err(e) => {
+                tracing::warn!(error = %e, "web login refused: the session could not be stored");
+                Err(store_unavailable())
+            }
+        }
+    }
+
+    /// The session's user, as [`session`](Self::session), from wherever
+    /// sessions live. A store that does not answer counts as no session.
+    pub(super) async fn current(&self, headers: &HeaderMap) -> Option<SessionUser> {
+        let Some(shared) = &self.shared_sessions else {
+            return self.session(headers);
+        };
+        let id = self.cookie(headers, SESSION_COOKIE)?;
+        let idle = self.config.load().web.session_idle_timeout;
+        match shared.touch(&id, idle).await {
+            Ok(found) => found
+                .and_then(|j| serde_json::from_str::<Stored>(&j).ok())
+                .map(|s| s.user),
+            Err(e) => {
+                tracing::warn!(error = %e, "session lookup failed");
+                None
+            }
+        }
+    }
+
+    /// Ends the session wherever it lives; what it was, if anything.
+    pub(super) async fn close_session(&self, headers: &HeaderMap) -> Option<Session> {
+        let Some(shared) = &self.shared_sessions else {
+            return self.end_session(headers);
+        };
+        let id = self.cookie(headers, SESSION_COOKIE)?;
+        let stored = match shared.remove(&id).await {
+            Ok(s) => serde_json::from_str::<Stored>(&s?).ok()?,
+            Err(e) => {
+                tracing::warn!(error = %e, "logout could not reach the shared store");
+                return None;
+            }
+        };
+        let now = Instant::now();
+        Some(Session {
+            user: stored.user,
+            started: now,
+            last_seen: now,
+            expires: now,
+            saml: stored.saml,
+        })
+    }
+}
+
+/// The page a login gets when the shared store does not answer.
+pub(super) fn store_unavailable() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        super::pages::page(
+            "Login unavailable",
+            "<p>Login is unavailable: the session store does not answer. \
+             Network devices keep authenticating; try again in a moment.</p>",
+        ),
+    )
+        .into_response()
 }

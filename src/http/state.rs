@@ -14,7 +14,9 @@ use super::pages::no_role;
 use super::session::{LOGIN_COOKIE, SAML_COOKIE, SessionTable, SessionUser};
 use crate::authn::Credentials;
 use crate::config::{Config, ConfigHandle};
-use crate::identity::{IdentityStore, Profile};
+#[cfg(test)]
+use crate::identity::IdentityStore;
+use crate::identity::{Identities, Profile};
 use crate::metrics::Exposition;
 use crate::oidc::{OidcMetrics, PendingLogin, Provider};
 use crate::pending::Pending;
@@ -26,22 +28,40 @@ use crate::saml::{LoginState, SamlProvider};
 pub struct WebParts {
     pub config: ConfigHandle,
     pub credentials: Credentials,
-    pub identity: Option<IdentityStore>,
+    pub identity: Option<Identities>,
     pub exposition: Exposition,
     pub oidc_metrics: OidcMetrics,
     pub saml_metrics: OidcMetrics,
     pub http_metrics: super::HttpMetrics,
     /// The provider side for appliance consoles, when it runs.
     pub idp: Option<Arc<crate::idp::Provider>>,
+    /// With a shared store: whether it answers, for `/healthz`.
+    pub store_health: Option<crate::store::StoreHealth>,
+    /// With a shared store: sessions there, under the shared cookie key.
+    pub shared_sessions: Option<SharedSessions>,
+}
+
+/// Sessions in the shared store and the cookie key every node signs with.
+#[derive(Clone)]
+pub struct SharedSessions {
+    pub sessions: crate::store::PgSessions,
+    pub cookie_key: [u8; 32],
+}
+
+impl std::fmt::Debug for SharedSessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedSessions").finish_non_exhaustive()
+    }
 }
 
 /// The state the web routes share.
 pub struct Web {
     pub(super) config: ConfigHandle,
     pub(super) credentials: Credentials,
-    identity: Option<IdentityStore>,
+    identity: Option<Identities>,
     pub(super) exposition: Exposition,
-    /// Signs cookies; random per process, so a restart ends every session.
+    /// Signs cookies; random per process, so a restart ends every session,
+    /// unless a shared store gives every node the same one.
     pub(super) key: [u8; 32],
     pub(super) sessions: Mutex<SessionTable>,
     /// Started OIDC logins by `state`: (provider, what the callback needs).
@@ -54,12 +74,18 @@ pub struct Web {
     pub(super) http_metrics: super::HttpMetrics,
     pub(super) idp: Option<Arc<crate::idp::Provider>>,
     pub(super) console: super::console::ConsoleState,
+    pub(super) store_health: Option<crate::store::StoreHealth>,
+    pub(super) shared_sessions: Option<crate::store::PgSessions>,
 }
 
 impl Web {
     pub fn new(parts: WebParts) -> Self {
         let mut key = [0u8; 32];
         aws_lc_rs::rand::fill(&mut key).expect("system CSPRNG");
+        let shared_sessions = parts.shared_sessions.map(|s| {
+            key = s.cookie_key;
+            s.sessions
+        });
         Self {
             config: parts.config,
             credentials: parts.credentials,
@@ -76,6 +102,8 @@ impl Web {
             http_metrics: parts.http_metrics,
             idp: parts.idp,
             console: Default::default(),
+            store_health: parts.store_health,
+            shared_sessions,
         }
     }
 
@@ -91,7 +119,7 @@ impl Web {
         })
     }
 
-    pub fn identity(&self) -> Option<IdentityStore> {
+    pub fn identity(&self) -> Option<Identities> {
         self.identity.clone()
     }
 
@@ -138,12 +166,14 @@ impl Web {
                 if !configured {
                     return None;
                 }
-                let store = self.identity.clone()?;
-                let (p, s) = (provider.clone(), subject.clone());
-                let u = tokio::task::spawn_blocking(move || store.get(&p, &s))
-                    .await
-                    .ok()?
-                    .ok()??;
+                let store = self.identity.as_ref()?;
+                let u = match store.get(provider, subject).await {
+                    Ok(u) => u?,
+                    Err(e) => {
+                        warn!(error = %e, "external user lookup failed");
+                        return None;
+                    }
+                };
                 let mut groups: Vec<GroupId> = u
                     .groups
                     .iter()
@@ -252,34 +282,13 @@ impl Web {
             .filter(|g| g.as_ref() != ALL_USERS_NAME)
             .map(|g| g.to_string())
             .collect();
-        let (provider, subject, username) = (
-            login.provider.to_string(),
-            login.subject.to_string(),
-            login.username.to_string(),
-        );
-        let email = login.email.map(str::to_string);
-        let full_name = login.full_name.map(str::to_string);
-        let groups = login.groups.map(<[String]>::to_vec);
-        let stored = tokio::task::spawn_blocking(move || {
-            let p = Profile {
-                provider: &provider,
-                subject: &subject,
-                username: &username,
-                email: email.as_deref(),
-                full_name: full_name.as_deref(),
-                groups: groups.as_deref(),
-            };
-            store.login(&p, &local_groups, &[ALL_USERS_NAME.to_string()])
-        })
-        .await;
-        match stored {
-            Ok(Ok(u)) => Ok(u),
-            Ok(Err(e)) => {
-                warn!(error = %e, "external user could not be stored");
-                Err(failed())
-            }
+        match store
+            .login(login, local_groups, vec![ALL_USERS_NAME.to_string()])
+            .await
+        {
+            Ok(u) => Ok(u),
             Err(e) => {
-                warn!(error = %e, "external user task failed");
+                warn!(error = %e, "external user could not be stored");
                 Err(failed())
             }
         }
@@ -409,12 +418,14 @@ redirect_uri = "http://127.0.0.1:8080/auth/oidc/okta/callback"
         Web::new(WebParts {
             config: config.clone(),
             credentials: testkit::credentials(),
-            identity,
+            identity: identity.map(Identities::from),
             exposition: Exposition::new(Default::default()),
             oidc_metrics: OidcMetrics::default(),
             saml_metrics: OidcMetrics::default(),
             http_metrics: Default::default(),
             idp: None,
+            store_health: None,
+            shared_sessions: None,
         })
     }
 

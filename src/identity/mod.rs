@@ -1,7 +1,8 @@
 //! External users: people who logged in through an identity provider, keyed
 //! by (provider, subject) so they never merge with a local user of the same
 //! name. Kept in `identity.sqlite3` in the data directory; each login updates
-//! the profile and syncs group memberships (see `oidc::sync_groups`).
+//! the profile and syncs group memberships (see `oidc::sync_groups`). With a
+//! shared store they live in PostgreSQL instead ([`Identities`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -9,6 +10,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
+
+mod shared;
+pub use self::shared::{Identities, IdentitiesError, PgIdentities};
 
 /// File name inside the data directory.
 pub const DB_FILE: &str = "identity.sqlite3";

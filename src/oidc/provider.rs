@@ -303,6 +303,11 @@ pub(crate) async fn fetch_metadata(
 pub struct PkceVerifier(String);
 
 impl PkceVerifier {
+    /// A verifier kept in the shared store while its login is pending.
+    pub fn from_stored(v: String) -> Self {
+        Self(v)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }

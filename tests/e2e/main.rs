@@ -12,5 +12,6 @@ mod radius;
 mod reload;
 mod saml;
 mod slapd;
+mod store_pg;
 mod tacacs;
 mod web_limits;

@@ -51,7 +51,7 @@ pub(crate) fn provider_block(name: &str, issuer: &str, http: SocketAddr) -> Stri
 
 /// A whole login in a fresh browser; returns the browser (with its session
 /// cookie) and what `/api/me` says.
-async fn login(http: SocketAddr, provider: &str) -> (reqwest::Client, Value) {
+pub async fn login(http: SocketAddr, provider: &str) -> (reqwest::Client, Value) {
     let b = browser();
     let r = b
         .get(format!("http://{http}/auth/oidc/{provider}/start"))

@@ -1,0 +1,18 @@
+//! Shared state for several nodes: `[store]` picks SQLite files in the data
+//! directory (one machine, the default) or one PostgreSQL database that every
+//! node of a cluster uses. This module holds the settings, the PostgreSQL
+//! pool with its versioned schema, and the health and config-digest monitor.
+
+mod error;
+mod migrations;
+mod monitor;
+mod pg;
+mod sessions;
+mod settings;
+
+pub use self::error::DbError;
+pub use self::migrations::{MIGRATIONS, SCHEMA_VERSION, SchemaStatus};
+pub use self::monitor::{StoreHealth, StoreMetrics, config_digest, spawn_monitor};
+pub use self::pg::PgStore;
+pub use self::sessions::PgSessions;
+pub use self::settings::{PgSettings, StoreSettings};

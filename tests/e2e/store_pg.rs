@@ -1,0 +1,810 @@
+//! Several nodes on one PostgreSQL (Debian `postgresql`, not our code),
+//! started unprivileged by the test in a temporary directory on a loopback
+//! port and torn down after: accounting spread over two nodes with one
+//! SIGKILLed, an outage of the database under load, and the store checks.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{self, Running, WAIT, demo_config, http_get, metric, repo, run};
+
+const PASSWORD: &str = "pg-test-password-1";
+
+/// A PostgreSQL cluster of our own. As root (CI), initdb and the server run
+/// as the `postgres` system user, since PostgreSQL refuses to run as root.
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    pub port: u16,
+}
+
+fn pg_bindir() -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("Debian postgresql is installed (scripts/install-test-deps.sh)")
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    dirs.sort();
+    dirs.pop().expect("a PostgreSQL server binary directory")
+}
+
+fn as_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+impl Postgres {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = pg_bindir();
+        let port = harness::restartable_addrs().http.unwrap().port();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, PASSWORD).unwrap();
+        if as_root() {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "chown to postgres");
+        }
+        let pg = Self { dir, bin, port };
+        let data = pg.data();
+        pg.cmd("initdb")
+            .args([
+                "-A",
+                "scram-sha-256",
+                "-U",
+                "portcullis",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ])
+            .arg(format!("--pwfile={}", pw.display()))
+            .arg("-D")
+            .arg(&data)
+            .stdout(Stdio::null())
+            .status_ok("initdb");
+        pg.start_server();
+        pg.psql("postgres", "CREATE DATABASE portcullis");
+        pg
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn cmd(&self, tool: &str) -> Command {
+        let exe = self.bin.join(tool);
+        if as_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        }
+    }
+
+    pub fn start_server(&self) {
+        let opts = format!(
+            "-p {} -h 127.0.0.1 -k {} -c fsync=on -c max_connections=100",
+            self.port,
+            self.dir.path().display()
+        );
+        self.cmd("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-w", "-t", "30", "-l"])
+            .arg(self.dir.path().join("log"))
+            .args(["-o", &opts, "start"])
+            .stdout(Stdio::null())
+            .status_ok("pg_ctl start");
+    }
+
+    pub fn stop_server(&self) {
+        self.cmd("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-w", "-m", "fast", "stop"])
+            .stdout(Stdio::null())
+            .status_ok("pg_ctl stop");
+    }
+
+    /// Runs SQL through psql (Debian's client, over the Unix socket of the
+    /// temp dir); returns its unaligned output.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = self
+            .cmd("psql")
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(self.dir.path())
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "portcullis",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
+            .env("PGPASSWORD", PASSWORD)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// A `[store]` section for a node named `node`, with the password in a
+    /// file beside its configuration.
+    pub fn store_section(&self, node_dir: &Path, node: &str, password: &str) -> String {
+        let pw = node_dir.join("db-password");
+        std::fs::write(&pw, password).unwrap();
+        format!(
+            "\n[store]\nbackend = \"postgres\"\nurl = \"postgresql://portcullis@127.0.0.1:{}/portcullis\"\npassword = {{ file = {:?} }}\nnode = {node:?}\npool_size = 8\nconnect_timeout = 2\nquery_timeout = 3\n",
+            self.port,
+            pw.display().to_string()
+        )
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self
+            .cmd("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+trait StatusOk {
+    fn status_ok(&mut self, what: &str);
+}
+
+impl StatusOk for Command {
+    fn status_ok(&mut self, what: &str) {
+        let out = self.stderr(Stdio::piped()).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// A node of the cluster: the demo configuration on its own ports and data
+/// directory, with the shared store.
+fn node(pg: &Postgres, name: &str) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = demo_config(dir.path());
+    text.push_str(&pg.store_section(dir.path(), name, PASSWORD));
+    Running::start_in(dir, &text)
+}
+
+fn store_load(args: &[String]) -> Command {
+    let mut c = Command::new("python3");
+    c.arg(repo().join("tests/e2e/store_load.py")).args(args);
+    c
+}
+
+/// Session ids of the acknowledged records in the script's output.
+fn acked(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("ACK "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every acknowledged record is in the database exactly once.
+fn assert_stored_once(pg: &Postgres, acked: &[String]) {
+    let rows = pg.psql(
+        "portcullis",
+        "SELECT session_id, count(*) FROM acct_records GROUP BY session_id",
+    );
+    let counts: std::collections::HashMap<&str, u32> = rows
+        .lines()
+        .filter_map(|l| l.split_once('|'))
+        .map(|(s, n)| (s, n.parse().unwrap()))
+        .collect();
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "stored more than once: {twice:?}");
+    let missing: Vec<_> = acked
+        .iter()
+        .filter(|s| !counts.contains_key(s.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not stored: {missing:?}"
+    );
+}
+
+#[test]
+fn two_nodes_share_accounting_and_a_sigkilled_node_loses_nothing() {
+    let pg = Postgres::start();
+    let a = node(&pg, "a");
+    let b = node(&pg, "b");
+    let acct = |r: &Running| r.addrs.radius_acct.unwrap().to_string();
+    let count = 1200;
+    let mut child = store_load(&[
+        "acct".into(),
+        "--servers".into(),
+        format!("{},{}", acct(&a), acct(&b)),
+        "--secret".into(),
+        "testing123".into(),
+        "--count".into(),
+        count.to_string(),
+        "--deadline".into(),
+        "60".into(),
+    ])
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut lines = Vec::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut a = Some(a);
+    let mut line = String::new();
+    while out.read_line(&mut line).unwrap() > 0 {
+        lines.push(line.trim().to_string());
+        line.clear();
+        // Mid-stream: node A dies without a chance to flush anything.
+        if a.is_some() && acked(&lines).len() >= count / 3 {
+            a.take().unwrap().sigkill();
+        }
+    }
+    assert!(
+        child.wait().unwrap().success(),
+        "not every record was acknowledged"
+    );
+    assert!(a.is_none(), "node A was never killed");
+    let acked = acked(&lines);
+    assert_eq!(acked.len(), count);
+    assert_stored_once(&pg, &acked);
+    let stored: usize = pg
+        .psql("portcullis", "SELECT count(*) FROM acct_records")
+        .parse()
+        .unwrap();
+    assert_eq!(stored, count, "records stored besides those sent");
+    // Both nodes wrote, and lost replies re-sent to the other node were
+    // acknowledged as duplicates there.
+    let nodes = pg.psql(
+        "portcullis",
+        "SELECT string_agg(DISTINCT node, ',' ORDER BY node) FROM acct_records",
+    );
+    assert_eq!(nodes, "a,b");
+    assert!(
+        lines.iter().any(|l| l.starts_with("REACK ")),
+        "no duplicate sent"
+    );
+    let (_, m) = b.http_get("/metrics");
+    assert!(
+        metric(&m, "portcullis_accounting_duplicates_total").unwrap_or(0.0) >= 1.0,
+        "{m}"
+    );
+    // `accounting list --user` reads the shared store.
+    let (code, listed, err) = run(&[
+        "accounting",
+        "list",
+        "--config",
+        b.config.to_str().unwrap(),
+        "--user",
+        "user7",
+        "--format",
+        "jsonl",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(listed.lines().count(), count / 50, "{listed}");
+    assert!(listed.lines().all(|l| l.contains("\"user\":\"user7\"")));
+    // Every even record is a Start of its own session, the odd ones interim
+    // updates of sessions never started.
+    let (code, sessions, err) = run(&[
+        "accounting",
+        "sessions",
+        "--config",
+        b.config.to_str().unwrap(),
+        "--format",
+        "jsonl",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(sessions.lines().count(), count / 2);
+}
+
+fn healthz(http: SocketAddr) -> serde_json::Value {
+    serde_json::from_str(&http_get(http, "/healthz").1).unwrap()
+}
+
+/// Polls `/healthz` until its status is `want`; returns the body.
+fn wait_health(http: SocketAddr, want: &str) -> serde_json::Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let h = healthz(http);
+        if h["status"] == want {
+            return h;
+        }
+        assert!(Instant::now() < deadline, "healthz never said {want}: {h}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_database_outage_stops_acknowledgements_not_logins_and_heals_by_itself() {
+    let pg = Postgres::start();
+    let a = node(&pg, "a");
+    let b = node(&pg, "b");
+    let http = a.addrs.http.unwrap();
+    assert_eq!(healthz(http)["status"], "ok");
+    let auth = store_load(&[
+        "auth".into(),
+        "--servers".into(),
+        a.addrs.radius_auth.unwrap().to_string(),
+        "--secret".into(),
+        "testing123".into(),
+        "--user".into(),
+        "alice".into(),
+        "--password".into(),
+        "alice-pass-1".into(),
+        "--seconds".into(),
+        "16".into(),
+    ])
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut acct = store_load(&[
+        "acct".into(),
+        "--servers".into(),
+        a.addrs.radius_acct.unwrap().to_string(),
+        "--secret".into(),
+        "testing123".into(),
+        "--count".into(),
+        "100000".into(),
+        "--workers".into(),
+        "2".into(),
+        "--deadline".into(),
+        "20".into(),
+    ])
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut out = BufReader::new(acct.stdout.take().unwrap());
+    // Each line with when the test saw it.
+    let (tx, rx) = std::sync::mpsc::channel::<(Instant, String)>();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while out.read_line(&mut line).unwrap_or(0) > 0 {
+            if tx.send((Instant::now(), line.trim().to_string())).is_err() {
+                break;
+            }
+            line.clear();
+        }
+    });
+    let mut lines = Vec::new();
+    // Load flows: some records acknowledged before the outage.
+    while acked(&lines).len() < 50 {
+        lines.push(rx.recv_timeout(WAIT).expect("records acknowledged").1);
+    }
+    pg.stop_server();
+    let stopped_at = Instant::now();
+    let down = wait_health(http, "degraded");
+    // A reason from a closed set: nothing of the database's address.
+    assert!(
+        [
+            "shared store unreachable: cannot connect to the database",
+            "shared store unreachable: a database call timed out",
+        ]
+        .contains(&down["reason"].as_str().unwrap()),
+        "{down}"
+    );
+    assert_eq!(
+        wait_health(b.addrs.http.unwrap(), "degraded")["status"],
+        "degraded"
+    );
+    let (_, m) = a.http_get("/metrics");
+    assert_eq!(metric(&m, "portcullis_store_up"), Some(0.0), "{m}");
+    // A web login cannot make a session: it says why.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (status, page) = rt.block_on(async {
+        let r = harness::browser()
+            .post(format!("http://{http}/login"))
+            .form(&[("username", "bob"), ("password", "bob-pass-2")])
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
+    });
+    assert_eq!(status, 503, "{page}");
+    assert!(page.contains("session store does not answer"), "{page}");
+    // Ten seconds without the database: nothing may be acknowledged.
+    let mut during = Vec::new();
+    while stopped_at.elapsed() < Duration::from_secs(10) {
+        if let Ok((at, l)) = rx.recv_timeout(Duration::from_millis(200)) {
+            // Lines printed before the stop may still be in the pipe for a
+            // moment; after that, nothing may be acknowledged.
+            if at > stopped_at + Duration::from_secs(1) {
+                during.push(l.clone());
+            }
+            lines.push(l);
+        }
+    }
+    assert!(
+        acked(&during).is_empty(),
+        "acknowledged while the database was down: {during:?}"
+    );
+    let before = acked(&lines).len();
+    pg.start_server();
+    wait_health(http, "ok");
+    wait_health(b.addrs.http.unwrap(), "ok");
+    for (_, l) in rx.iter() {
+        lines.push(l);
+    }
+    let acked_all = acked(&lines);
+    assert!(
+        acked_all.len() > before + 10,
+        "accounting did not resume after the outage: {} then {}",
+        before,
+        acked_all.len()
+    );
+    let _ = acct.wait();
+    assert_stored_once(&pg, &acked_all);
+    let auth = auth.wait_with_output().unwrap();
+    let counts: serde_json::Value = serde_json::from_slice(&auth.stdout).expect("auth counts line");
+    assert_eq!(counts["timeout"], 0, "{counts}");
+    assert_eq!(counts["reject"], 0, "{counts}");
+    assert!(counts["accept"].as_u64().unwrap() > 100, "{counts}");
+    let (_, m) = a.http_get("/metrics");
+    assert_eq!(metric(&m, "portcullis_store_up"), Some(1.0));
+    assert!(metric(&m, "portcullis_store_outages_total").unwrap() >= 1.0);
+    // What went unacknowledged was counted and logged.
+    assert!(metric(&m, "portcullis_accounting_commit_failures_total").unwrap() >= 1.0);
+    a.wait_log("accounting batch not stored");
+    a.wait_log("shared store reachable again");
+}
+
+#[test]
+fn store_checks_refuse_a_newer_schema_and_name_the_password_key() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("portcullis.toml");
+    let mut text = demo_config(dir.path());
+    text.push_str(&pg.store_section(dir.path(), "a", PASSWORD));
+    std::fs::write(&cfg, &text).unwrap();
+    let c = cfg.to_str().unwrap();
+    let (code, out, err) = run(&["store", "check", "--config", c]);
+    assert_eq!(code, 2, "empty database: migrations pending\n{out}{err}");
+    let (code, out, err) = run(&["store", "migrate", "--config", c]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("applied"), "{out}");
+    let (code, out, err) = run(&["store", "check", "--config", c]);
+    assert_eq!(code, 0, "{out}{err}");
+    // A second migrate is a no-op.
+    let (code, out, _) = run(&["store", "migrate", "--config", c]);
+    assert_eq!(code, 0);
+    assert!(out.contains("is current"), "{out}");
+
+    // A database migrated by a newer build.
+    pg.psql(
+        "portcullis",
+        "INSERT INTO portcullis_schema (version, name) VALUES (999, 'from the future')",
+    );
+    let (code, _, err) = run(&["store", "check", "--config", c]);
+    assert_eq!(code, 1);
+    assert!(err.contains("version 999, newer than this build"), "{err}");
+    let (code, _, err) = run(&["store", "migrate", "--config", c]);
+    assert_eq!(code, 1);
+    assert!(err.contains("newer than this build"), "{err}");
+    let served = Command::new(harness::BIN)
+        .args(["serve", "--config", c])
+        .output()
+        .unwrap();
+    assert!(!served.status.success());
+    assert!(
+        String::from_utf8_lossy(&served.stderr).contains("newer than this build"),
+        "{}",
+        String::from_utf8_lossy(&served.stderr)
+    );
+    pg.psql(
+        "portcullis",
+        "DELETE FROM portcullis_schema WHERE version = 999",
+    );
+
+    // A wrong password names the key and the file to fix.
+    std::fs::write(dir.path().join("db-password"), "not-the-password").unwrap();
+    let (code, _, err) = run(&["store", "check", "--config", c]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("refused the password of user `portcullis`")
+            && err.contains("`store.password`")
+            && err.contains(c),
+        "{err}"
+    );
+    let served = Command::new(harness::BIN)
+        .args(["serve", "--config", c])
+        .output()
+        .unwrap();
+    assert!(!served.status.success());
+    assert!(String::from_utf8_lossy(&served.stderr).contains("`store.password`"));
+}
+
+/// Logs out through `node` with this browser's cookies.
+async fn logout(b: &reqwest::Client, node: SocketAddr) {
+    let r = b
+        .post(format!("http://{node}/logout"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.url().path(), "/login", "logout ended at {}", r.url());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_session_made_on_one_node_is_valid_on_the_other_until_logout() {
+    use crate::harness::{add_to_config, api_me, assert_network_admin_from_idp, browser};
+    use crate::oidc::{login, provider_block, start_idp, write_accounts};
+    let pg = Postgres::start();
+    let a = node(&pg, "a");
+    let b = node(&pg, "b");
+    let (http_a, http_b) = (a.addrs.http.unwrap(), b.addrs.http.unwrap());
+
+    // Local form on A; the session holds on B; logout on B ends it on A.
+    let br = browser();
+    let r = br
+        .post(format!("http://{http_a}/login"))
+        .form(&[("username", "bob"), ("password", "bob-pass-2")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.url().path(), "/");
+    let me = api_me(&br, http_b).await;
+    assert_eq!(
+        (me["user"].as_str(), me["role"].as_str()),
+        (Some("bob"), Some("helpdesk")),
+        "{me}"
+    );
+    logout(&br, http_b).await;
+    assert_eq!(api_me(&br, http_a).await["error"], "not logged in");
+    assert_eq!(api_me(&br, http_b).await["error"], "not logged in");
+
+    // Through the IdP: started on A, the IdP sends the browser back to B
+    // (the login waits in the store, no sticky balancer needed), and the
+    // external user and the session are shared.
+    let accounts = a.dir.path().join("accounts.json");
+    write_accounts(
+        &accounts,
+        "u-alice",
+        serde_json::json!([{"sub": "u-alice", "preferred_username": "alice.idp",
+            "email": "alice@example.com", "name": "Alice Example",
+            "groups": ["netadmins", "Everyone"]}]),
+    );
+    let idp = start_idp(
+        &format!("http://{http_b}/auth/oidc/corp/callback"),
+        &accounts,
+    );
+    let block = provider_block("corp", idp.get("issuer"), http_b);
+    add_to_config(&a, &block);
+    add_to_config(&b, &block);
+    let (br, me) = login(http_a, "corp").await;
+    assert_network_admin_from_idp(&me);
+    let on_b = api_me(&br, http_b).await;
+    assert_network_admin_from_idp(&on_b);
+    // B lists the external user A recorded.
+    let users: serde_json::Value = br
+        .get(format!("http://{http_b}/api/users"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        users
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["user"] == "alice.idp" && u["source"] == "external"),
+        "{users}"
+    );
+    logout(&br, http_b).await;
+    assert_eq!(api_me(&br, http_a).await["error"], "not logged in");
+    // A restarted node keeps accepting sessions: the key is in the store.
+    let (br, _) = login(http_a, "corp").await;
+    let dir = b.sigkill();
+    let text = std::fs::read_to_string(dir.path().join("portcullis.toml")).unwrap();
+    let b2 = Running::start_in(dir, &text);
+    assert_network_admin_from_idp(&api_me(&br, b2.addrs.http.unwrap()).await);
+}
+
+#[test]
+fn a_node_whose_configuration_differs_says_so() {
+    let pg = Postgres::start();
+    let _a = node(&pg, "a");
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = demo_config(dir.path());
+    text = text.replacen("priv_lvl = 7", "priv_lvl = 6", 1);
+    text.push_str(&pg.store_section(dir.path(), "b", PASSWORD));
+    let b = Running::start_in(dir, &text);
+    let line = b.wait_log("differs from its peers");
+    assert!(line.contains("\"a\""), "{line}");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, m) = b.http_get("/metrics");
+        if metric(&m, "portcullis_store_config_mismatch") == Some(1.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{m}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, m) = b.http_get("/metrics");
+    assert_eq!(metric(&m, "portcullis_store_peers"), Some(1.0), "{m}");
+}
+
+/// Runs Debian's openssl CLI in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it; another CA beside.
+fn make_certs(dir: &Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    for ca in ["ca", "other-ca"] {
+        let (key, pem, cn) = (
+            format!("{ca}.key"),
+            format!("{ca}.pem"),
+            format!("/CN={ca}"),
+        );
+        let mut a = vec![
+            "req", "-x509", "-days", "2", "-subj", &cn, "-keyout", &key, "-out", &pem,
+        ];
+        a.extend(ec);
+        openssl(dir, &a);
+    }
+    let mut a = vec![
+        "req",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ];
+    a.extend(ec);
+    openssl(dir, &a);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+}
+
+#[test]
+fn tls_to_the_database_is_verified_against_the_configured_ca() {
+    let pg = Postgres::start();
+    let certs = pg.dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    make_certs(&certs);
+    if as_root() {
+        let ok = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&certs)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+    // TLS on, and only TLS accepted from loopback TCP.
+    let key = certs.join("server.key");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    pg.psql(
+        "postgres",
+        &format!(
+            "ALTER SYSTEM SET ssl_cert_file = '{}'",
+            certs.join("server.pem").display()
+        ),
+    );
+    pg.psql(
+        "postgres",
+        &format!("ALTER SYSTEM SET ssl_key_file = '{}'", key.display()),
+    );
+    pg.psql("postgres", "ALTER SYSTEM SET ssl = on");
+    let hba = pg.data().join("pg_hba.conf");
+    std::fs::write(
+        &hba,
+        "local all all scram-sha-256\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
+    )
+    .unwrap();
+    pg.psql("postgres", "SELECT pg_reload_conf()");
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("portcullis.toml");
+    let base = demo_config(dir.path()) + &pg.store_section(dir.path(), "a", PASSWORD);
+    let with_ca = |ca: &str| {
+        format!(
+            "{base}ca_file = {:?}\n",
+            certs.join(ca).display().to_string()
+        )
+    };
+    let c = cfg.to_str().unwrap();
+    // The reload takes effect asynchronously: poll for the first success.
+    std::fs::write(&cfg, with_ca("ca.pem")).unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (code, out, err) = run(&["store", "migrate", "--config", c]);
+        if code == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{out}{err}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A server certificate from another CA is refused.
+    std::fs::write(&cfg, with_ca("other-ca.pem")).unwrap();
+    let (code, _, err) = run(&["store", "check", "--config", c]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("UnknownIssuer") || err.contains("certificate"),
+        "{err}"
+    );
+    // Without a CA the connection is plain, which this server refuses.
+    std::fs::write(&cfg, &base).unwrap();
+    let (code, _, err) = run(&["store", "check", "--config", c]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no encryption") || err.contains("pg_hba"),
+        "{err}"
+    );
+    // A running node talks TLS.
+    let node = Running::start_in(dir, &with_ca("ca.pem"));
+    let deadline = Instant::now() + WAIT;
+    while pg.psql(
+        "postgres",
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+          WHERE s.ssl AND a.application_name = 'portcullis a'",
+    ) == "0"
+    {
+        assert!(Instant::now() < deadline, "no TLS connection from the node");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(node);
+}
