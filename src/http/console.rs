@@ -234,12 +234,8 @@ impl Web {
     pub(super) fn after_login(&self, headers: &HeaderMap) -> String {
         self.cookie(headers, CONSOLE_COOKIE)
             .and_then(|rid| {
-                let p = self
-                    .console
-                    .pending
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                p.get(&rid).map(|p| p.resume.clone())
+                // Used once: a later login of this browser goes home.
+                self.take_pending(&rid).map(|p| p.resume)
             })
             .unwrap_or_else(|| "/".to_string())
     }
@@ -281,6 +277,15 @@ impl Web {
             Redirect::to(&format!("/oauth2/login?rid={rid}")),
         )
             .into_response()
+    }
+
+    fn take_pending(&self, rid: &str) -> Option<Pending> {
+        self.console
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(rid)
+            .filter(|v| v.created.elapsed() < LOGIN_WAIT)
     }
 
     fn pending(&self, rid: &str) -> Option<Pending> {
@@ -525,6 +530,7 @@ async fn local_login(
             let cookie = web.start_session(SessionUser::Local {
                 name: u.name.to_string(),
             });
+            web.take_pending(rid);
             (
                 [(header::SET_COOKIE, cookie)],
                 Redirect::to(&pending.resume),
