@@ -252,8 +252,13 @@ impl Web {
                 .unwrap_or_else(PoisonError::into_inner);
             if p.len() >= MAX_PENDING {
                 p.retain(|_, v| v.created.elapsed() < LOGIN_WAIT);
+                // Still full of fresh ones (a flood): the oldest gives way,
+                // never one just started.
                 if p.len() >= MAX_PENDING
-                    && let Some(k) = p.keys().next().cloned()
+                    && let Some(k) = p
+                        .iter()
+                        .min_by_key(|(_, v)| v.created)
+                        .map(|(k, _)| k.clone())
                 {
                     p.remove(&k);
                 }
