@@ -234,12 +234,8 @@ impl Web {
     pub(super) fn after_login(&self, headers: &HeaderMap) -> String {
         self.cookie(headers, CONSOLE_COOKIE)
             .and_then(|rid| {
-                let p = self
-                    .console
-                    .pending
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                p.get(&rid).map(|p| p.resume.clone())
+                // Used once: a later login of this browser goes home.
+                self.take_pending(&rid).map(|p| p.resume)
             })
             .unwrap_or_else(|| "/".to_string())
     }
@@ -256,8 +252,13 @@ impl Web {
                 .unwrap_or_else(PoisonError::into_inner);
             if p.len() >= MAX_PENDING {
                 p.retain(|_, v| v.created.elapsed() < LOGIN_WAIT);
+                // Still full of fresh ones (a flood): the oldest gives way,
+                // never one just started.
                 if p.len() >= MAX_PENDING
-                    && let Some(k) = p.keys().next().cloned()
+                    && let Some(k) = p
+                        .iter()
+                        .min_by_key(|(_, v)| v.created)
+                        .map(|(k, _)| k.clone())
                 {
                     p.remove(&k);
                 }
@@ -281,6 +282,15 @@ impl Web {
             Redirect::to(&format!("/oauth2/login?rid={rid}")),
         )
             .into_response()
+    }
+
+    fn take_pending(&self, rid: &str) -> Option<Pending> {
+        self.console
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(rid)
+            .filter(|v| v.created.elapsed() < LOGIN_WAIT)
     }
 
     fn pending(&self, rid: &str) -> Option<Pending> {
@@ -535,6 +545,7 @@ async fn local_login(
                 Ok(c) => c,
                 Err(page) => return page,
             };
+            web.take_pending(rid);
             (
                 [(header::SET_COOKIE, cookie)],
                 Redirect::to(&pending.resume),

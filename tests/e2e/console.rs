@@ -16,9 +16,22 @@ const REDIRECT: &str = "http://127.0.0.1:9600/gms/rest/authentication/oauth/redi
 
 /// Runs the console client; returns its JSON answer.
 fn console(http: SocketAddr, args: &[&str]) -> Value {
+    // `--opt=value` (every option of the client takes a value): a base64url
+    // token may start with `-`, which argparse would take for an option.
+    let mut joined: Vec<String> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match it.clone().next() {
+            Some(v) if a.starts_with("--") => {
+                joined.push(format!("{a}={v}"));
+                it.next();
+            }
+            _ => joined.push(a.to_string()),
+        }
+    }
     let out = Command::new("python3")
         .arg(repo().join("tests/e2e/console_client.py"))
-        .args(args)
+        .args(&joined)
         .args(["--base", &format!("http://{http}")])
         .output()
         .expect("python3 (run scripts/install-test-deps.sh for authlib and PyJWT)");
