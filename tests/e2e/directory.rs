@@ -465,3 +465,49 @@ user_base = "ou=people,dc=elsewhere,dc=example"
     }
     s.wait_log("referral, which is not followed");
 }
+
+#[test]
+fn a_bind_template_and_a_group_search_work_without_a_service_account() {
+    let slapd = Slapd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let text = demo_config(dir.path()).replace(
+        "auth_order = \"local-first\"",
+        "auth_order = \"remote-only\"",
+    ) + &format!(
+        r#"
+[[directory]]
+name = "direct"
+urls = ["ldaps://127.0.0.1:{ldaps}"]
+ca_file = "{ca}"
+bind_template = "uid={{user}},ou=people,dc=example,dc=org"
+user_base = "ou=people,dc=example,dc=org"
+group_lookup = "member"
+group_base = "ou=groups,dc=example,dc=org"
+"#,
+        ldaps = slapd.ldaps.port(),
+        ca = slapd.ca.display(),
+    );
+    let s = Running::start_in(dir, &text);
+    let a = s.addrs.radius_auth.unwrap();
+    let r = radclient_pap(a, "dave", password("dave"));
+    assert_eq!(r.avpairs, ADMIN, "{}", r.output);
+    let r = radclient_pap(a, "bob", password("bob"));
+    assert_eq!(r.avpairs, HELPDESK, "{}", r.output);
+    let r = radclient_pap(a, "erin", password("erin"));
+    assert_eq!(r.avpairs, READ_ONLY, "{}", r.output);
+    // remote-only: the local alice is not asked; a DN-breaking name is
+    // escaped into a DN that does not exist.
+    for (user, pw) in [
+        ("alice", "alice-pass-1"),
+        ("dave", "wrong"),
+        ("dave,ou=people", password("dave")),
+    ] {
+        let r = radclient_pap(a, user, pw);
+        assert_eq!(
+            r.code.as_deref(),
+            Some("Access-Reject"),
+            "{user}: {}",
+            r.output
+        );
+    }
+}
