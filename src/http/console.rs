@@ -493,6 +493,11 @@ async fn local_login(
     let Some(p) = web.idp.clone() else {
         return no_provider();
     };
+    // The form's `rid` is bound to this browser's cookie (a token); a post
+    // another site's page made is refused before that, as for /login.
+    if !super::csrf::same_origin(&headers) {
+        return super::csrf::refused("oauth2/login");
+    }
     let Some(f) = Params::parse(&body) else {
         return error_page(StatusCode::BAD_REQUEST, Reason::InvalidRequest);
     };

@@ -418,12 +418,7 @@ fn a_database_outage_stops_acknowledgements_not_logins_and_heals_by_itself() {
         .build()
         .unwrap();
     let (status, page) = rt.block_on(async {
-        let r = harness::browser()
-            .post(format!("http://{http}/login"))
-            .form(&[("username", "bob"), ("password", "bob-pass-2")])
-            .send()
-            .await
-            .unwrap();
+        let r = harness::post_login(&harness::browser(), http, "/login", "bob", "bob-pass-2").await;
         (r.status(), r.text().await.unwrap())
     });
     assert_eq!(status, 503, "{page}");
@@ -541,11 +536,7 @@ fn store_checks_refuse_a_newer_schema_and_name_the_password_key() {
 
 /// Logs out through `node` with this browser's cookies.
 async fn logout(b: &reqwest::Client, node: SocketAddr) {
-    let r = b
-        .post(format!("http://{node}/logout"))
-        .send()
-        .await
-        .unwrap();
+    let r = harness::logout(b, node).await;
     assert_eq!(r.url().path(), "/login", "logout ended at {}", r.url());
 }
 
@@ -560,12 +551,7 @@ async fn a_browser_session_made_on_one_node_is_valid_on_the_other_until_logout()
 
     // Local form on A; the session holds on B; logout on B ends it on A.
     let br = browser();
-    let r = br
-        .post(format!("http://{http_a}/login"))
-        .form(&[("username", "bob"), ("password", "bob-pass-2")])
-        .send()
-        .await
-        .unwrap();
+    let r = harness::post_login(&br, http_a, "/login", "bob", "bob-pass-2").await;
     assert_eq!(r.url().path(), "/");
     let me = api_me(&br, http_b).await;
     assert_eq!(
