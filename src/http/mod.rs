@@ -12,6 +12,7 @@
 
 mod api;
 mod console;
+mod console_saml;
 mod oidc;
 mod pages;
 mod saml;
@@ -52,6 +53,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/api/lockouts", get(api::lockouts))
         .route("/api/lockouts/clear", post(api::clear_lockout))
         .merge(console::routes())
+        .merge(console_saml::routes())
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(web)
 }

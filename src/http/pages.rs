@@ -200,6 +200,10 @@ pub(super) fn idp_unavailable() -> Response {
 /// A SAML session continues to the IdP's single-logout endpoint (when it
 /// has one) after ours has ended.
 pub(super) async fn logout(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    // SAML consoles this session logged in to hear of it first, one by one.
+    if let Some(to) = web.next_console_logout(&headers).await {
+        return Redirect::to(&to).into_response();
+    }
     let ended = web.end_session(&headers);
     let mut to = "/login".to_string();
     if let Some(saml) = ended.and_then(|s| s.saml) {

@@ -53,6 +53,7 @@ pub struct Web {
     pub(super) saml_metrics: OidcMetrics,
     pub(super) idp: Option<Arc<crate::idp::Provider>>,
     pub(super) console: super::console::ConsoleState,
+    pub(super) saml_idp: super::console_saml::SamlIdpState,
 }
 
 impl Web {
@@ -74,6 +75,7 @@ impl Web {
             saml_metrics: parts.saml_metrics,
             idp: parts.idp,
             console: Default::default(),
+            saml_idp: Default::default(),
         }
     }
 

@@ -209,7 +209,7 @@ pub(super) fn console(cx: &mut Ctx<'_>, c: &RawConsole, mode: Mode) -> Option<Ar
     }))
 }
 
-/// SAML consoles' attribute defaults: `ec-name` carrying the email (as
+/// SAML consoles' attribute defaults: `ec-name`, carrying the email (as
 /// the console setup suggests) unless `username_claim`/`username_from`
 /// say otherwise. Also: two SAML consoles may not share an entity ID.
 pub(super) fn defaults(cx: &mut Ctx<'_>, c: &RawConsole, out: &mut [ConsoleSettings]) {
@@ -221,9 +221,9 @@ pub(super) fn defaults(cx: &mut Ctx<'_>, c: &RawConsole, out: &mut [ConsoleSetti
     }
     if c.username_claim.is_none() {
         last.username_claim = DEFAULT_NAME_ATTRIBUTE.to_string();
-        if c.username_from.is_none() {
-            last.username_from = UsernameFrom::Email;
-        }
+    }
+    if c.username_from.is_none() {
+        last.username_from = UsernameFrom::Email;
     }
     if let Some(s) = &last.saml
         && before
