@@ -246,7 +246,12 @@ impl Web {
 
     /// Sends the browser to the console login page, remembering where to
     /// resume.
-    pub(super) fn to_login(&self, console: &str, resume: String, denied: Option<String>) -> Response {
+    pub(super) fn to_login(
+        &self,
+        console: &str,
+        resume: String,
+        denied: Option<String>,
+    ) -> Response {
         let rid = random_id();
         {
             let mut p = self

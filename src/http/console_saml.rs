@@ -71,12 +71,7 @@ fn urls(config: &Config, headers: &HeaderMap) -> Urls {
     let base = issuer(config, headers);
     let metadata = format!("{base}/saml/idp/metadata");
     Urls {
-        entity_id: config
-            .idp
-            .saml
-            .entity_id
-            .clone()
-            .unwrap_or(metadata),
+        entity_id: config.idp.saml.entity_id.clone().unwrap_or(metadata),
         sso: format!("{base}/saml/idp/sso"),
         slo: format!("{base}/saml/idp/slo"),
     }
@@ -126,14 +121,13 @@ fn error_page(reason: Reason) -> Response {
 }
 
 fn html(body: String) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        body,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
 }
 
-fn saml_console<'c>(config: &'c Config, name: &str) -> Option<(&'c ConsoleSettings, &'c SamlConsole)> {
+fn saml_console<'c>(
+    config: &'c Config,
+    name: &str,
+) -> Option<(&'c ConsoleSettings, &'c SamlConsole)> {
     config
         .consoles
         .iter()
@@ -697,15 +691,14 @@ async fn slo(web: Arc<Web>, inbound: Result<Inbound, Refused>, headers: HeaderMa
         refused(&p, None, &r, "LogoutRequest");
         return error_page(r.reason);
     };
-    let checked = saml::check_signature(s, &inbound, req.signed).and_then(|()| match &req
-        .destination
-    {
-        Some(d) if d != &u.slo => request::refuse(
-            Reason::BadDestination,
-            format!("Destination {d:?} is not {:?}", u.slo),
-        ),
-        _ => Ok(()),
-    });
+    let checked =
+        saml::check_signature(s, &inbound, req.signed).and_then(|()| match &req.destination {
+            Some(d) if d != &u.slo => request::refuse(
+                Reason::BadDestination,
+                format!("Destination {d:?} is not {:?}", u.slo),
+            ),
+            _ => Ok(()),
+        });
     if let Err(r) = checked {
         refused(&p, Some(&console.name), &r, "LogoutRequest");
         return error_page(r.reason);
@@ -720,13 +713,7 @@ async fn slo(web: Arc<Web>, inbound: Result<Inbound, Refused>, headers: HeaderMa
         Ok(k) => k,
         Err(e) => return server_error("SAML keys unavailable", &e),
     };
-    let xml = out::logout_response(
-        &u.entity_id,
-        slo,
-        &req.id,
-        out::SUCCESS,
-        SystemTime::now(),
-    );
+    let xml = out::logout_response(&u.entity_id, slo, &req.id, out::SUCCESS, SystemTime::now());
     let q = saml::sign::redirect_query(
         "SAMLResponse",
         &xml,

@@ -13,8 +13,8 @@ use crate::config::raw::{RawConsole, RawIdp};
 use crate::idp::saml::keys::{SamlKeys, SigningKey};
 use crate::idp::saml::metadata::parse_sp;
 use crate::idp::saml::settings::{
-    DEFAULT_NAME_ATTRIBUTE, NameIdFrom, SamlConsole, SamlIdpSettings, Signed, name_id_format,
-    NAMEID_EMAIL, NAMEID_TRANSIENT,
+    DEFAULT_NAME_ATTRIBUTE, NAMEID_EMAIL, NAMEID_TRANSIENT, NameIdFrom, SamlConsole,
+    SamlIdpSettings, Signed, name_id_format,
 };
 use crate::idp::settings::{ConsoleSettings, Mode, UsernameFrom};
 use crate::saml::IdpCert;
@@ -39,8 +39,14 @@ pub(super) fn console(cx: &mut Ctx<'_>, c: &RawConsole, mode: Mode) -> Option<Ar
         ("acs_url", c.acs_url.as_ref().map(Spanned::span)),
         ("slo_url", c.slo_url.as_ref().map(Spanned::span)),
         ("cert_file", c.cert_file.as_ref().map(Spanned::span)),
-        ("sp_metadata_file", c.sp_metadata_file.as_ref().map(Spanned::span)),
-        ("name_id_format", c.name_id_format.as_ref().map(Spanned::span)),
+        (
+            "sp_metadata_file",
+            c.sp_metadata_file.as_ref().map(Spanned::span),
+        ),
+        (
+            "name_id_format",
+            c.name_id_format.as_ref().map(Spanned::span),
+        ),
         ("name_id_from", c.name_id_from.as_ref().map(Spanned::span)),
         ("sign", c.sign.as_ref().map(Spanned::span)),
     ];
@@ -176,7 +182,10 @@ pub(super) fn console(cx: &mut Ctx<'_>, c: &RawConsole, mode: Mode) -> Option<Ar
         }),
     };
     if format == NAMEID_EMAIL && name_id_from != NameIdFrom::Email {
-        let span = c.name_id_from.as_ref().map_or_else(|| c.name.span(), Spanned::span);
+        let span = c
+            .name_id_from
+            .as_ref()
+            .map_or_else(|| c.name.span(), Spanned::span);
         cx.err(
             span,
             key("name_id_from"),
@@ -230,7 +239,10 @@ pub(super) fn defaults(cx: &mut Ctx<'_>, c: &RawConsole, out: &mut [ConsoleSetti
             .iter()
             .any(|o| o.saml.as_ref().is_some_and(|b| b.entity_id == s.entity_id))
     {
-        let span = c.entity_id.as_ref().map_or_else(|| c.name.span(), Spanned::span);
+        let span = c
+            .entity_id
+            .as_ref()
+            .map_or_else(|| c.name.span(), Spanned::span);
         let name = c.name.get_ref();
         cx.err(
             span,

@@ -66,8 +66,8 @@ impl SigningKey {
     pub fn from_pem(key: &str, cert: &str, what: &str) -> Result<Self, SamlKeyError> {
         let der = pem_block(key, "PRIVATE KEY")
             .ok_or_else(|| SamlKeyError::PrivateKey(what.to_string()))?;
-        let pair = RsaKeyPair::from_pkcs8(&der)
-            .map_err(|_| SamlKeyError::PrivateKey(what.to_string()))?;
+        let pair =
+            RsaKeyPair::from_pkcs8(&der).map_err(|_| SamlKeyError::PrivateKey(what.to_string()))?;
         let cert = IdpCert::from_pem(cert)
             .map_err(|e| SamlKeyError::Certificate(what.to_string(), e))?
             .remove(0);
@@ -125,7 +125,11 @@ pub fn load_or_generate(dir: &Path, cn: &str, now: SystemTime) -> Result<SamlKey
         }
     }
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).map_err(io(&dir.join(f)));
-    let active = SigningKey::from_pem(&read(KEY)?, &read(CERT)?, &dir.join(KEY).display().to_string())?;
+    let active = SigningKey::from_pem(
+        &read(KEY)?,
+        &read(CERT)?,
+        &dir.join(KEY).display().to_string(),
+    )?;
     let next = IdpCert::from_pem(&read(NEXT_CERT)?)
         .map_err(|e| SamlKeyError::Certificate(NEXT_CERT.into(), e))?
         .into_iter()
@@ -192,7 +196,11 @@ fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     if n < 0x80 {
         out.push(n as u8);
     } else {
-        let bytes: Vec<u8> = n.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
+        let bytes: Vec<u8> = n
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
         out.push(0x80 | bytes.len() as u8);
         out.extend_from_slice(&bytes);
     }
@@ -270,7 +278,11 @@ mod tests {
     fn a_generated_certificate_parses_and_verifies_its_own_key() {
         let now = UNIX_EPOCH + Duration::from_secs(1_780_000_000);
         let (k, pkcs8) = SigningKey::generate("portcullis test", now).unwrap();
-        assert!(k.cert.subject.contains("portcullis test"), "{}", k.cert.subject);
+        assert!(
+            k.cert.subject.contains("portcullis test"),
+            "{}",
+            k.cert.subject
+        );
         assert!(k.cert.not_after > now + Duration::from_secs(86_400 * 3000));
         let sig = k.sign(b"hello");
         assert!(k.cert.verify(SigAlg::RsaSha256, b"hello", &sig));

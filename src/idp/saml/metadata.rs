@@ -128,8 +128,12 @@ mod tests {
     #[test]
     fn our_metadata_publishes_both_certificates_and_both_bindings() {
         let now = std::time::SystemTime::now();
-        let a = super::super::keys::SigningKey::generate("a", now).unwrap().0;
-        let b = super::super::keys::SigningKey::generate("b", now).unwrap().0;
+        let a = super::super::keys::SigningKey::generate("a", now)
+            .unwrap()
+            .0;
+        let b = super::super::keys::SigningKey::generate("b", now)
+            .unwrap()
+            .0;
         let md = idp_metadata(
             "http://idp/saml/metadata",
             "http://idp/saml/sso",
@@ -157,7 +161,11 @@ mod tests {
         .render();
         let i = parse_sp(&sp).unwrap();
         assert_eq!(
-            (i.entity_id.as_str(), i.acs_url.as_str(), i.slo_url.as_deref()),
+            (
+                i.entity_id.as_str(),
+                i.acs_url.as_str(),
+                i.slo_url.as_deref()
+            ),
             ("http://sp/md", "http://sp/acs", Some("http://sp/slo"))
         );
         assert!(i.requests_signed && i.certs.is_empty());

@@ -87,9 +87,11 @@ pub fn by_entity_id<'c>(
     consoles: &'c [ConsoleSettings],
     entity_id: &str,
 ) -> Option<(&'c ConsoleSettings, &'c SamlConsole)> {
-    consoles
-        .iter()
-        .find_map(|c| saml_of(c).filter(|s| s.entity_id == entity_id).map(|s| (c, s)))
+    consoles.iter().find_map(|c| {
+        saml_of(c)
+            .filter(|s| s.entity_id == entity_id)
+            .map(|s| (c, s))
+    })
 }
 
 /// An AuthnRequest that passed every check, with what the answer needs.

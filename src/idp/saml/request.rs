@@ -7,7 +7,6 @@
 use std::io::Read as _;
 use std::time::SystemTime;
 
-
 use crate::saml::keys::{IdpCert, SigAlg};
 use crate::saml::xml::{self, NS_SAML, NS_SAMLP, XmlError, child, children, is, text_trim};
 
@@ -225,7 +224,12 @@ pub fn from_query(raw: &str) -> Result<Inbound, Refused> {
                 })?,
             })
         }
-        _ => return refuse(Reason::BadSignature, "SigAlg without Signature or the reverse"),
+        _ => {
+            return refuse(
+                Reason::BadSignature,
+                "SigAlg without Signature or the reverse",
+            );
+        }
     };
     Ok(Inbound {
         xml: utf8(out)?,
@@ -369,7 +373,10 @@ impl LogoutRequest {
         let doc = xml::parse(text)?;
         let (root, id, issuer, signed) = common(&doc, "LogoutRequest")?;
         let Some(name_id) = child(root, NS_SAML, "NameID").map(text_trim) else {
-            return refuse(Reason::Malformed, "no NameID (an encrypted one is not accepted)");
+            return refuse(
+                Reason::Malformed,
+                "no NameID (an encrypted one is not accepted)",
+            );
         };
         Ok(Self {
             id,
@@ -524,11 +531,7 @@ mod tests {
     #[test]
     fn hostile_requests_are_refused_with_their_reason() {
         let dtd = "<!DOCTYPE x [<!ENTITY a \"b\">]><samlp:AuthnRequest xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" ID=\"_1\" Version=\"2.0\"/>";
-        let nested = format!(
-            "{}{}",
-            "<a>".repeat(200_000),
-            "</a>".repeat(200_000)
-        );
+        let nested = format!("{}{}", "<a>".repeat(200_000), "</a>".repeat(200_000));
         for (doc, want) in [
             (dtd.to_string(), Reason::Doctype),
             (nested, Reason::TooLarge),
@@ -555,7 +558,9 @@ mod tests {
             Reason::Malformed
         );
         assert_eq!(
-            from_query("SAMLRequest=a&SAMLRequest=b").unwrap_err().reason,
+            from_query("SAMLRequest=a&SAMLRequest=b")
+                .unwrap_err()
+                .reason,
             Reason::Malformed
         );
     }
@@ -592,7 +597,11 @@ mod tests {
         .xml();
         let r = LogoutRequest::parse(&lr).unwrap();
         assert_eq!(
-            (r.issuer.as_str(), r.name_id.as_str(), r.session_indexes.as_slice()),
+            (
+                r.issuer.as_str(),
+                r.name_id.as_str(),
+                r.session_indexes.as_slice()
+            ),
             ("sp", "alice@example.net", &["_s1".to_string()][..])
         );
         fuzz_inbound(lr.as_bytes());

@@ -231,9 +231,7 @@ mod tests {
 
     #[test]
     fn a_response_carries_what_the_console_checks_and_both_signatures_verify() {
-        let k = SigningKey::generate("t", SystemTime::now())
-            .unwrap()
-            .0;
+        let k = SigningKey::generate("t", SystemTime::now()).unwrap().0;
         let now = SystemTime::now();
         let a = Assertion {
             issuer: "https://idp/saml/metadata",
@@ -248,7 +246,11 @@ mod tests {
             now,
             ttl: Duration::from_secs(300),
             session_end: now + Duration::from_secs(3600),
-            attributes: &[("ec-name", "alice@example.net"), ("ec-roles", "Over<lay>"), ("ec-aag", "")],
+            attributes: &[
+                ("ec-name", "alice@example.net"),
+                ("ec-roles", "Over<lay>"),
+                ("ec-aag", ""),
+            ],
         };
         let r = a.response(Signed::Both, &k).unwrap();
         let doc = xml::parse(&r).unwrap();
@@ -264,11 +266,19 @@ mod tests {
         let values: Vec<_> = asr
             .descendants()
             .filter(|n| is(*n, NS_SAML, "Attribute"))
-            .map(|n| (n.attribute("Name").unwrap(), xml::text(n.first_element_child().unwrap())))
+            .map(|n| {
+                (
+                    n.attribute("Name").unwrap(),
+                    xml::text(n.first_element_child().unwrap()),
+                )
+            })
             .collect();
         assert_eq!(
             values,
-            [("ec-name", "alice@example.net".to_string()), ("ec-roles", "Over<lay>".into())],
+            [
+                ("ec-name", "alice@example.net".to_string()),
+                ("ec-roles", "Over<lay>".into())
+            ],
             "empty values are left out, so the console falls back to its own"
         );
         for (sel, attr) in [
@@ -278,7 +288,10 @@ mod tests {
             ("Conditions", "NotOnOrAfter"),
             ("AuthnStatement", "SessionNotOnOrAfter"),
         ] {
-            let n = asr.descendants().find(|n| n.tag_name().name() == sel).unwrap();
+            let n = asr
+                .descendants()
+                .find(|n| n.tag_name().name() == sel)
+                .unwrap();
             assert!(n.attribute(attr).is_some(), "{sel}@{attr}");
         }
         let only_assertion = a.response(Signed::Assertion, &k).unwrap();
@@ -286,7 +299,14 @@ mod tests {
         assert!(dsig::signature_of(d.root_element()).unwrap().is_none());
 
         let denied = status_response(
-            "i", "http://sp/acs", Some("_q"), RESPONDER, Some(REQUEST_DENIED), "no", now, &k,
+            "i",
+            "http://sp/acs",
+            Some("_q"),
+            RESPONDER,
+            Some(REQUEST_DENIED),
+            "no",
+            now,
+            &k,
         )
         .unwrap();
         let d = xml::parse(&denied).unwrap();

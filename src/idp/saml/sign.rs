@@ -158,7 +158,10 @@ mod tests {
                 .unwrap();
             let sig = dsig::signature_of(el).unwrap().unwrap();
             // The signature sits right after the Issuer.
-            assert_eq!(sig.prev_sibling_element().unwrap().tag_name().name(), "Issuer");
+            assert_eq!(
+                sig.prev_sibling_element().unwrap().tag_name().name(),
+                "Issuer"
+            );
             dsig::verify(&d, el, sig, &certs, false).unwrap();
         }
         let changed = both.replace("x &amp; y", "x &amp; z");
