@@ -310,3 +310,75 @@ pub(super) fn idp(cx: &mut Ctx<'_>, raw: &RawIdp) -> SamlIdpSettings {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::from_str;
+    use crate::idp::saml::settings::{NAMEID_UNSPECIFIED, NameIdFrom, Signed};
+    use crate::idp::settings::{Mode, UsernameFrom};
+
+    #[test]
+    fn the_demo_saml_console_loads_as_design_lists_it() {
+        let c = crate::testkit::demo_config();
+        let o = c
+            .consoles
+            .iter()
+            .find(|c| c.name == "orchestrator-saml")
+            .unwrap();
+        assert_eq!(o.mode, Mode::Saml);
+        let s = o.saml.as_ref().unwrap();
+        assert_eq!(s.entity_id, "http://127.0.0.1:9602/saml/acs");
+        assert_eq!(s.acs_url, "http://127.0.0.1:9602/saml/acs");
+        assert_eq!(
+            (
+                o.username_claim.as_str(),
+                o.roles_claim.as_str(),
+                o.aag_claim.as_str()
+            ),
+            ("ec-name", "ec-roles", "ec-aag")
+        );
+        assert_eq!(o.username_from, UsernameFrom::Email);
+        assert_eq!(s.signed, Signed::Both);
+        assert_eq!(s.name_id_format, NAMEID_UNSPECIFIED);
+        assert_eq!(s.name_id_from, NameIdFrom::Email);
+        assert!(!s.idp_initiated && !s.require_signed_requests && s.slo_url.is_none());
+    }
+
+    #[test]
+    fn the_entity_id_defaults_to_the_acs_url() {
+        let c = from_str(
+            Path::new("t.toml"),
+            "[[console]]\nname = \"s\"\nmode = \"saml\"\nacs_url = \"https://c.example/saml/acs\"\n",
+        )
+        .unwrap()
+        .config;
+        let s = c.consoles[0].saml.as_ref().unwrap();
+        assert_eq!(s.entity_id, "https://c.example/saml/acs");
+        assert_eq!(c.consoles[0].username_claim, "ec-name");
+    }
+
+    #[test]
+    fn saml_mistakes_name_their_line_and_key() {
+        let text = "[[console]]\nname = \"s\"\nmode = \"saml\"\nredirect_uris = [\"http://127.0.0.1:1/cb\"]\n\
+                    sign = \"everything\"\nrequire_signed_requests = true\nname_id_format = \"weird\"\nacs_url = \"http://127.0.0.1:1/acs\"\n\n\
+                    [[console]]\nname = \"o\"\nmode = \"oauth\"\nredirect_uris = [\"http://127.0.0.1:1/cb\"]\n\
+                    acs_url = \"http://127.0.0.1:1/acs\"\n\n\
+                    [[console]]\nname = \"t\"\nmode = \"saml\"\nacs_url = \"http://evil.example/acs\"\n\n\
+                    [[console]]\nname = \"u\"\nmode = \"saml\"\n";
+        let e = from_str(Path::new("t.toml"), text).unwrap_err();
+        let found: Vec<(usize, &str)> = e.0.iter().map(|e| (e.line, e.key.as_str())).collect();
+        for want in [
+            (4, "console[s].redirect_uris"),
+            (5, "console[s].sign"),
+            (2, "console[s].require_signed_requests"),
+            (7, "console[s].name_id_format"),
+            (14, "console[o].acs_url"),
+            (19, "console[t].acs_url"),
+            (22, "console[u].acs_url"),
+        ] {
+            assert!(found.contains(&want), "{want:?} not in {found:?}");
+        }
+    }
+}

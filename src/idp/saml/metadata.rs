@@ -93,7 +93,7 @@ pub fn parse_sp(text_in: &str) -> Result<SpInfo, SpMetadataError> {
     let acs = posts
         .iter()
         .find(|s| s.attribute("isDefault") == Some("true"))
-        .or(posts.first())
+        .or_else(|| posts.first())
         .and_then(|s| s.attribute("Location"))
         .ok_or(SpMetadataError::NoAcs)?;
     let slo_url = children(sp, NS_MD, "SingleLogoutService")
