@@ -135,8 +135,32 @@ pub fn explain(
     for a in client.profile.tacacs_args(role) {
         let _ = writeln!(out, "  {a}");
     }
+    saml_consoles(&mut out, config, u, role);
     Explanation {
         text: out,
         granted: true,
+    }
+}
+
+/// What each `saml`-mode console would receive (NameID and attributes).
+fn saml_consoles(
+    out: &mut String,
+    config: &Config,
+    u: &crate::authn::LocalUser,
+    role: &crate::policy::Role,
+) {
+    let (email, full_name) = (config.users.email(u), config.users.full_name(u));
+    let person = crate::idp::oauth::Person {
+        sub: u.name.to_string(),
+        name: u.name.to_string(),
+        email: (!email.is_empty()).then(|| email.to_string()),
+        full_name: (!full_name.is_empty()).then(|| full_name.to_string()),
+        rbac_roles: role.rbac_roles.to_string(),
+        rbac_aag: role.rbac_aag.to_string(),
+    };
+    for c in &config.consoles {
+        if let Some(text) = crate::idp::saml::explain_console(c, &person) {
+            out.push_str(&text);
+        }
     }
 }

@@ -235,3 +235,67 @@ pub fn name_id(s: &SamlConsole, p: &Person) -> String {
         NameIdFrom::Random => crate::saml::request::new_id(),
     }
 }
+
+/// For `portcullis explain`: what a `saml`-mode console would receive for
+/// `p` (where the Response goes, what is signed, the NameID and the
+/// attributes); `None` for a console in another mode.
+pub fn explain_console(c: &ConsoleSettings, p: &Person) -> Option<String> {
+    use std::fmt::Write as _;
+    let s = saml_of(c)?;
+    let mut out = format!(
+        "console `{}` (saml, entity ID {}):\n  Response posted to {} (signed: {})\n",
+        c.name,
+        s.entity_id,
+        s.acs_url,
+        s.signed.as_str()
+    );
+    let format = s.name_id_format.rsplit(':').next().unwrap_or_default();
+    let value = match s.name_id_from {
+        settings::NameIdFrom::Random => "(random per login)".to_string(),
+        _ => name_id(s, p),
+    };
+    let _ = writeln!(out, "  NameID ({format}) = {value}");
+    for (k, v) in attributes(c, p) {
+        let _ = writeln!(out, "  attribute {k} = {v}");
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explain_shows_what_the_demo_saml_console_receives() {
+        let config = crate::testkit::demo_config();
+        let c = config
+            .consoles
+            .iter()
+            .find(|c| c.name == "orchestrator-saml")
+            .unwrap();
+        let p = Person {
+            sub: "bob".into(),
+            name: "bob".into(),
+            email: Some("bob@example.net".into()),
+            full_name: None,
+            rbac_roles: "Helpdesk".into(),
+            rbac_aag: "Asia-Admin".into(),
+        };
+        let text = explain_console(c, &p).unwrap();
+        for want in [
+            "Response posted to http://127.0.0.1:9602/saml/acs (signed: both)",
+            "NameID (unspecified) = bob@example.net",
+            "attribute ec-name = bob@example.net",
+            "attribute ec-roles = Helpdesk",
+            "attribute ec-aag = Asia-Admin",
+        ] {
+            assert!(text.contains(want), "{want:?} in {text}");
+        }
+        let oauth = config
+            .consoles
+            .iter()
+            .find(|c| c.name == "orchestrator")
+            .unwrap();
+        assert!(explain_console(oauth, &p).is_none());
+    }
+}
