@@ -541,3 +541,71 @@ async fn single_logout_both_ways_with_a_signing_console() {
         1.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chain_through_the_upstream_saml_idp_gives_the_console_the_mapped_role() {
+    use crate::saml::{provider_block, publish_sp_metadata, start_idp, write_accounts};
+    let s = Running::start_demo();
+    let http = s.addrs.http.unwrap();
+    let accounts = s.dir.path().join("saml-accounts.json");
+    let sp_md = s.dir.path().join("sp-metadata.xml");
+    write_accounts(
+        &accounts,
+        serde_json::json!({"dave": {"password": "dave-idp-pw", "email": "dave@example.com",
+                                    "name": "Dave", "groups": ["helpdesk"]}}),
+    );
+    let idp = start_idp(&accounts, &sp_md, &[]);
+    add_to_config(&s, &provider_block("corp-saml", http, &idp, ""));
+    publish_sp_metadata(http, "corp-saml", &sp_md).await;
+    let sp = start_sp(http, &["--entity-id", DEMO_ACS, "--acs", DEMO_ACS]);
+
+    let b = browser();
+    // The console sends the person to portcullis, whose login page offers
+    // the upstream IdP.
+    let r = b
+        .get(sp_url(&sp, "/login?binding=redirect&relay=rs-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.url().path(), "/oauth2/login");
+    let page = r.text().await.unwrap();
+    assert!(page.contains("/auth/saml/corp-saml/start"), "{page}");
+    // Upstream: the IdP's login form, then its auto-post page to our ACS.
+    let r = b
+        .get(format!("http://{http}/auth/saml/corp-saml/start"))
+        .send()
+        .await
+        .unwrap();
+    let at = r.url().clone();
+    let (action, mut fields) = form(&r.text().await.unwrap()).expect("the IdP's login form");
+    set(&mut fields, "username", "dave");
+    set(&mut fields, "password", "dave-idp-pw");
+    let r = b
+        .post(at.join(&action).unwrap())
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    let (acs, fields) = form(&r.text().await.unwrap()).expect("the IdP's POST form");
+    assert_eq!(acs, format!("http://{http}/auth/saml/corp-saml/acs"));
+    // Our ACS logs dave in and resumes the console login it interrupted.
+    let r = b.post(&acs).form(&fields).send().await.unwrap();
+    let at = r.url().clone();
+    let page = r.text().await.unwrap();
+    let (action, fields) = form(&page).unwrap_or_else(|| panic!("at {at}: {page}"));
+    assert_eq!(action, DEMO_ACS);
+    let dave: Value = b
+        .post(sp_url(&sp, "/acs"))
+        .form(&fields)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dave["ok"], true, "{dave}");
+    // dave's upstream group `helpdesk` maps to the helpdesk role.
+    assert_eq!(ava(&dave, "ec-name"), "dave@example.com");
+    assert_eq!(ava(&dave, "ec-roles"), "Helpdesk");
+    assert_eq!(ava(&dave, "ec-aag"), "Asia-Admin");
+}
