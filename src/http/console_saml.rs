@@ -153,7 +153,7 @@ impl Web {
         }
         let dir = config.server.data_dir.join("saml-idp");
         let keys = tokio::task::spawn_blocking(move || {
-            saml::keys::load_or_generate(&dir, "portcullis SAML IdP", SystemTime::now())
+            saml::keys::load_or_generate(&dir, saml::keys::GENERATED_CN, SystemTime::now())
         })
         .await
         .map_err(|_| saml::SamlKeyError::Generate)??;

@@ -609,3 +609,52 @@ async fn the_chain_through_the_upstream_saml_idp_gives_the_console_the_mapped_ro
     assert_eq!(ava(&dave, "ec-roles"), "Helpdesk");
     assert_eq!(ava(&dave, "ec-aag"), "Asia-Admin");
 }
+
+/// The certificates metadata publishes, in order (signing, then next).
+async fn published(http: SocketAddr) -> Vec<String> {
+    let md = reqwest::get(format!("http://{http}/saml/idp/metadata"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    md.split("<ds:X509Certificate>")
+        .skip(1)
+        .map(|p| p[..p.find('<').unwrap()].to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollover_signs_with_the_certificate_published_as_next() {
+    let s = Running::start_demo();
+    let http = s.addrs.http.unwrap();
+    let before = published(http).await;
+    assert_eq!(before.len(), 2, "signing and next certificates");
+    let (code, out, err) = run(&[
+        "idp",
+        "saml-rotate-key",
+        "--config",
+        s.config.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    add_to_config(&s, "\n");
+    let after = published(http).await;
+    assert_eq!(
+        after[0], before[1],
+        "the published next certificate signs now"
+    );
+    assert!(!before.contains(&after[1]), "a new next certificate");
+    // A Response verifies with the certificate published ahead of time.
+    let sp = start_sp(http, &["--entity-id", DEMO_ACS, "--acs", DEMO_ACS]);
+    let alice = sso(
+        &browser(),
+        &sp,
+        "redirect",
+        "alice",
+        "alice-pass-1",
+        DEMO_ACS,
+    )
+    .await;
+    assert_eq!(alice["ok"], true, "{alice}");
+    assert!(alice["xml"].as_str().unwrap().contains(&before[1]));
+}

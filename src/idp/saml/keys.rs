@@ -103,6 +103,9 @@ impl SamlKeys {
     }
 }
 
+/// The subject CN of generated certificates.
+pub const GENERATED_CN: &str = "portcullis SAML IdP";
+
 const KEY: &str = "signing-key.pem";
 const CERT: &str = "signing-cert.pem";
 const NEXT_KEY: &str = "next-key.pem";
