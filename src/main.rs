@@ -469,7 +469,7 @@ fn saml_rotate_key(path: PathBuf) -> anyhow::Result<ExitCode> {
     let cert = portcullis::idp::saml::keys::rotate(
         &dir,
         portcullis::idp::saml::keys::GENERATED_CN,
-        std::time::SystemTime::now(),
+        SystemTime::now(),
     )
     .context("rotating the SAML signing key")?;
     println!(
