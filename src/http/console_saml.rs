@@ -108,6 +108,10 @@ fn error_page(reason: Reason) -> Response {
             StatusCode::FORBIDDEN,
             "Logins started here are not enabled for this application.",
         ),
+        Reason::LoginMethod => (
+            StatusCode::FORBIDDEN,
+            "This application does not accept the way you logged in.",
+        ),
         _ => (StatusCode::BAD_REQUEST, "The request is not valid."),
     };
     (
@@ -397,6 +401,15 @@ async fn resume(
     };
     match web.console_session(&config, console, &headers) {
         Some(user) => answer(&web, &p, &config, &a, user, &headers).await,
+        // Logged in, but by a way this console does not take.
+        None if web.session(&headers).is_some() => {
+            let r = Refused {
+                reason: Reason::LoginMethod,
+                detail: "the session's login method is not allowed for this console".into(),
+            };
+            refused(&p, Some(&console.name), &r, "login");
+            error_page(r.reason)
+        }
         None => login_expired(),
     }
 }

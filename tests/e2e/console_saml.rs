@@ -521,6 +521,11 @@ async fn single_logout_both_ways_with_a_signing_console() {
     assert_eq!(me(b.clone()).await, 401);
     s.wait_log("SAML logout answered by the console");
 
+    // The HTTP-POST binding with an enveloped signature, checked likewise.
+    let b = browser();
+    let bob = sso(&b, &sp, "post", "bob", "bob-pass-2", &acs).await;
+    assert_eq!(ava(&bob, "ec-roles"), "Helpdesk", "{bob}");
+
     // An unsigned request from this console is refused.
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
