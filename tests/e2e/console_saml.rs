@@ -663,3 +663,72 @@ async fn rollover_signs_with_the_certificate_published_as_next() {
     assert_eq!(alice["ok"], true, "{alice}");
     assert!(alice["xml"].as_str().unwrap().contains(&before[1]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idp_initiated_login_is_off_by_default_and_works_where_enabled() {
+    let s = Running::start_demo();
+    let http = s.addrs.http.unwrap();
+    let b = browser();
+    let r = b
+        .get(format!("http://{http}/saml/idp/init/orchestrator-saml"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(!r.text().await.unwrap().contains("SAMLResponse"));
+    assert_eq!(
+        saml_metric(
+            &s,
+            "refusals",
+            "console=\"orchestrator-saml\",reason=\"idp_initiated_off\""
+        ),
+        1.0
+    );
+    let sp = start_sp(http, &["--entity-id", "auto/md", "--acs", "auto/acs"]);
+    let acs = sp.get("acs").to_string();
+    add_to_config(
+        &s,
+        &format!(
+            "\n[[console]]\nname = \"portal\"\nmode = \"saml\"\nentity_id = \"{}\"\n\
+             acs_url = \"{acs}\"\nidp_initiated = true\n",
+            sp.get("entity_id")
+        ),
+    );
+    // Started at portcullis: login, then an unsolicited Response.
+    let r = b
+        .get(format!(
+            "http://{http}/saml/idp/init/portal?RelayState=%2Fdashboard"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.url().path(), "/oauth2/login");
+    let at = r.url().clone();
+    let (action, mut fields) = form(&r.text().await.unwrap()).unwrap();
+    set(&mut fields, "username", "bob");
+    set(&mut fields, "password", "bob-pass-2");
+    let page = b
+        .post(at.join(&action).unwrap())
+        .form(&fields)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (action, fields) = form(&page).unwrap();
+    assert_eq!(action, acs);
+    let bob: Value = b
+        .post(sp_url(&sp, "/acs"))
+        .form(&fields)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bob["ok"], true, "{bob}");
+    assert_eq!(bob["relay_state"], "/dashboard");
+    assert!(bob["in_response_to"].is_null(), "unsolicited: {bob}");
+    assert_eq!(ava(&bob, "ec-aag"), "Asia-Admin");
+}
