@@ -360,6 +360,27 @@ mod tests {
     }
 
     #[test]
+    fn a_configured_signing_pair_replaces_the_generated_one() {
+        let data = format!("{}/tests/data/saml", env!("CARGO_MANIFEST_DIR"));
+        let text = format!(
+            "[idp]\nsaml_entity_id = \"https://idp.example/saml\"\n\
+             saml_key_file = \"{data}/sp-key.pem\"\nsaml_cert_file = \"{data}/sp-cert.pem\"\n\
+             saml_next_cert_file = \"{data}/idp-cert.pem\"\n"
+        );
+        let c = from_str(Path::new("t.toml"), &text).unwrap().config;
+        let k = c.idp.saml.configured.as_ref().unwrap();
+        assert_eq!(k.published().count(), 2);
+        assert_eq!(
+            c.idp.saml.entity_id.as_deref(),
+            Some("https://idp.example/saml")
+        );
+        // A certificate that is not the key's is refused.
+        let wrong = text.replace("sp-cert.pem", "idp-cert.pem");
+        let e = from_str(Path::new("t.toml"), &wrong).unwrap_err();
+        assert_eq!((e.0[0].line, e.0[0].key.as_str()), (3, "idp.saml_key_file"));
+    }
+
+    #[test]
     fn saml_mistakes_name_their_line_and_key() {
         let text = "[[console]]\nname = \"s\"\nmode = \"saml\"\nredirect_uris = [\"http://127.0.0.1:1/cb\"]\n\
                     sign = \"everything\"\nrequire_signed_requests = true\nname_id_format = \"weird\"\nacs_url = \"http://127.0.0.1:1/acs\"\n\n\
