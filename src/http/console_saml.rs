@@ -289,7 +289,12 @@ impl Web {
                 SystemTime::now(),
             );
             info!(console = %login.console, "SAML logout sent to the console");
-            let q = saml::sign::redirect_query("SAMLRequest", &xml, None, &keys.active);
+            // RSA signing stays off the async workers.
+            let q = tokio::task::spawn_blocking(move || {
+                saml::sign::redirect_query("SAMLRequest", &xml, None, &keys.active)
+            })
+            .await
+            .ok()?;
             let sep = if slo.contains('?') { '&' } else { '?' };
             return Some(format!("{slo}{sep}{q}"));
         }
@@ -727,12 +732,15 @@ async fn slo(web: Arc<Web>, inbound: Result<Inbound, Refused>, headers: HeaderMa
         Err(e) => return server_error("SAML keys unavailable", &e),
     };
     let xml = out::logout_response(&u.entity_id, slo, &req.id, out::SUCCESS, SystemTime::now());
-    let q = saml::sign::redirect_query(
-        "SAMLResponse",
-        &xml,
-        inbound.relay_state.as_deref(),
-        &keys.active,
-    );
+    let relay = inbound.relay_state.clone();
+    let q = match tokio::task::spawn_blocking(move || {
+        saml::sign::redirect_query("SAMLResponse", &xml, relay.as_deref(), &keys.active)
+    })
+    .await
+    {
+        Ok(q) => q,
+        Err(e) => return server_error("SAML signing failed", &e),
+    };
     let sep = if slo.contains('?') { '&' } else { '?' };
     (clear, Redirect::to(&format!("{slo}{sep}{q}"))).into_response()
 }
