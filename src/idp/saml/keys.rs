@@ -114,6 +114,11 @@ const NEXT_CERT: &str = "next-cert.pem";
 /// The generated pair in `dir` (made 0700), generating what is missing: the
 /// signing pair at first start, and always a next pair.
 pub fn load_or_generate(dir: &Path, cn: &str, now: SystemTime) -> Result<SamlKeys, SamlKeyError> {
+    // Two first requests at once must not both write a pair.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let io = |what: &Path| {
         let w = what.display().to_string();
         move |e| SamlKeyError::Io(w, e)
