@@ -265,6 +265,72 @@ pub fn explain_console(c: &ConsoleSettings, p: &Person) -> Option<String> {
 mod tests {
     use super::*;
 
+    const ACS: &str = "http://127.0.0.1:9602/saml/acs";
+    const SSO: &str = "http://idp/saml/idp/sso";
+
+    fn inbound(attrs: &str, issuer: &str, at: SystemTime) -> Inbound {
+        Inbound {
+            xml: format!(
+                "<samlp:AuthnRequest xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" \
+                 xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" ID=\"_q\" Version=\"2.0\" \
+                 IssueInstant=\"{}\" {attrs}><saml:Issuer>{issuer}</saml:Issuer></samlp:AuthnRequest>",
+                crate::saml::time::format(at)
+            ),
+            relay_state: Some("r".into()),
+            redirect_sig: None,
+            param: "SAMLRequest",
+        }
+    }
+
+    #[test]
+    fn authn_requests_are_checked_against_the_registry() {
+        let config = crate::testkit::demo_config();
+        let now = SystemTime::now();
+        let check = |attrs: &str, issuer: &str, at: SystemTime| {
+            check_authn_request(&config.consoles, &inbound(attrs, issuer, at), SSO, now)
+        };
+        let ok = check(
+            &format!("AssertionConsumerServiceURL=\"{ACS}\" Destination=\"{SSO}\""),
+            ACS,
+            now,
+        )
+        .unwrap();
+        assert_eq!(ok.console, "orchestrator-saml");
+        assert_eq!(
+            (ok.request_id.as_str(), ok.relay_state.as_deref()),
+            ("_q", Some("r"))
+        );
+        // No ACS URL in the request: the registered one is used.
+        assert!(check("", ACS, now).is_ok());
+        let reason = |attrs: &str, issuer: &str, at| check(attrs, issuer, at).unwrap_err().1.reason;
+        assert_eq!(
+            reason("AssertionConsumerServiceURL=\"http://evil/acs\"", ACS, now),
+            Reason::BadAcs
+        );
+        assert_eq!(
+            reason("AssertionConsumerServiceIndex=\"3\"", ACS, now),
+            Reason::BadAcs
+        );
+        assert_eq!(
+            reason(
+                "ProtocolBinding=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Artifact\"",
+                ACS,
+                now
+            ),
+            Reason::Unsupported
+        );
+        assert_eq!(
+            reason("Destination=\"http://other/sso\"", ACS, now),
+            Reason::BadDestination
+        );
+        assert_eq!(reason("", "http://stranger", now), Reason::UnknownIssuer);
+        let hour = Duration::from_secs(3600);
+        assert_eq!(reason("", ACS, now - hour), Reason::Stale);
+        assert_eq!(reason("", ACS, now + hour), Reason::Stale);
+        // The OAuth console is no SAML console, whatever its client id.
+        assert_eq!(reason("", "orchestrator", now), Reason::UnknownIssuer);
+    }
+
     #[test]
     fn explain_shows_what_the_demo_saml_console_receives() {
         let config = crate::testkit::demo_config();
