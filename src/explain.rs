@@ -135,22 +135,26 @@ pub fn explain(
     for a in client.profile.tacacs_args(role) {
         let _ = writeln!(out, "  {a}");
     }
-    saml_consoles(&mut out, config, u, role);
+    consoles(&mut out, config, u, role);
     Explanation {
         text: out,
         granted: true,
     }
 }
 
-/// What each `saml`-mode console would receive (NameID and attributes).
-fn saml_consoles(
+/// What each registered appliance console would receive: the claims its
+/// ID token (OAuth mode) or tokens (JWT mode) carry beyond the standard ones,
+/// or, in SAML mode, the NameID and attributes of its assertion.
+fn consoles(
     out: &mut String,
     config: &Config,
     u: &crate::authn::LocalUser,
     role: &crate::policy::Role,
 ) {
-    let (email, full_name) = (config.users.email(u), config.users.full_name(u));
-    let person = crate::idp::oauth::Person {
+    use crate::idp::oauth::{Person, console_claims, profile_claims};
+    let email = config.users.email(u);
+    let full_name = config.users.full_name(u);
+    let person = Person {
         sub: u.name.to_string(),
         name: u.name.to_string(),
         email: (!email.is_empty()).then(|| email.to_string()),
@@ -161,6 +165,20 @@ fn saml_consoles(
     for c in &config.consoles {
         if let Some(text) = crate::idp::saml::explain_console(c, &person) {
             out.push_str(&text);
+            continue;
+        }
+        let mut m = serde_json::Map::new();
+        profile_claims(&person, &c.scopes, &mut m);
+        console_claims(c, &person, &mut m);
+        let _ = writeln!(
+            out,
+            "console `{}` ({}, aud {}):",
+            c.name,
+            c.mode.as_str(),
+            c.audience
+        );
+        for (k, v) in &m {
+            let _ = writeln!(out, "  {k} = {v}");
         }
     }
 }

@@ -80,6 +80,22 @@ enum Command {
         #[command(subcommand)]
         action: IdpCommand,
     },
+    /// The provider side for appliance consoles.
+    Console {
+        #[command(subcommand)]
+        action: ConsoleCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConsoleCommand {
+    /// Key rotation: the published next key starts signing, the current one
+    /// stays published until its tokens expire, and a new next key is
+    /// published. Reload the server (SIGHUP) to take it.
+    RotateKey {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -175,6 +191,9 @@ fn main() -> ExitCode {
         Command::Idp {
             action: IdpCommand::SamlRotateKey { config },
         } => saml_rotate_key(config),
+        Command::Console {
+            action: ConsoleCommand::RotateKey { config },
+        } => rotate_key(config),
     };
     match result {
         Ok(code) => code,
@@ -595,4 +614,20 @@ impl Signals {
             }
         }
     }
+}
+
+fn rotate_key(path: PathBuf) -> anyhow::Result<ExitCode> {
+    let Some(loaded) = load_or_report(&path) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let c = &loaded.config;
+    let store = portcullis::idp::SqliteIdpStore::open(&c.server.data_dir)
+        .context("opening the console provider's store")?;
+    let kid = portcullis::idp::rotate_key(&store, c.idp.signing_alg, portcullis::idp::now())
+        .context("rotating the signing key")?;
+    println!(
+        "signing key is now {kid} ({}); reload the server (SIGHUP) to sign with it",
+        c.idp.signing_alg.as_str()
+    );
+    Ok(ExitCode::SUCCESS)
 }

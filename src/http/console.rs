@@ -24,7 +24,7 @@ use super::session::{SESSION_COOKIE, SessionUser, random_id};
 use super::state::{Resolved, Web};
 use crate::config::Config;
 use crate::idp::oauth::{self, AuthorizeError, Params, Person, Reason};
-use crate::idp::store::{CodeRecord, CodeTake, Family, RefreshTake};
+use crate::idp::store::{AccessRecord, CodeRecord, CodeTake, Family, RefreshTake};
 use crate::idp::{ConsoleSettings, JwtAlg, LoginMethod, Mode, Provider, Subject, now};
 
 /// Binds a console login in progress to the browser that started it.
@@ -681,18 +681,15 @@ async fn token(State(web): State<Arc<Web>>, headers: HeaderMap, body: Bytes) -> 
             };
             p.metrics.issued(&console.name, "authorization_code");
             info!(console = %console.name, user = %person.name, "console tokens issued (code)");
-            tokens(
-                &p,
-                &config,
-                console,
-                &iss,
-                &person,
-                &scope,
-                rec.nonce.as_deref(),
-                rec.auth_time,
+            let g = Grant {
+                subject: &rec.subject,
+                person: &person,
+                scope: &scope,
+                nonce: rec.nonce.as_deref(),
+                auth_time: rec.auth_time,
                 refresh,
-            )
-            .await
+            };
+            tokens(&p, &config, console, &iss, g).await
         }
         Some("refresh_token") => {
             let Some(old) = f.get("refresh_token") else {
@@ -746,34 +743,38 @@ async fn token(State(web): State<Arc<Web>>, headers: HeaderMap, body: Bytes) -> 
             let scope: Vec<String> = fam.scope.split(' ').map(str::to_string).collect();
             p.metrics.issued(&console.name, "refresh_token");
             info!(console = %console.name, user = %person.name, "console tokens issued (refresh)");
-            tokens(
-                &p,
-                &config,
-                console,
-                &iss,
-                &person,
-                &scope,
-                None,
-                fam.auth_time,
-                Some(new),
-            )
-            .await
+            let g = Grant {
+                subject: &fam.subject,
+                person: &person,
+                scope: &scope,
+                nonce: None,
+                auth_time: fam.auth_time,
+                refresh: Some(new),
+            };
+            tokens(&p, &config, console, &iss, g).await
         }
         _ => fail(Reason::UnsupportedGrantType, "grant_type"),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What a token response is about.
+struct Grant<'a> {
+    subject: &'a Subject,
+    person: &'a Person,
+    scope: &'a [String],
+    nonce: Option<&'a str>,
+    auth_time: i64,
+    refresh: Option<String>,
+}
+
+/// The token response: a signed ID token, an opaque access token (stored
+/// by its hash, for userinfo) and the refresh token if one was issued.
 async fn tokens(
     p: &Provider,
     config: &Config,
     console: &ConsoleSettings,
     iss: &str,
-    person: &Person,
-    scope: &[String],
-    nonce: Option<&str>,
-    auth_time: i64,
-    refresh: Option<String>,
+    g: Grant<'_>,
 ) -> Response {
     let ring = match p.ring(config).await {
         Ok(r) => r,
@@ -784,56 +785,44 @@ async fn tokens(
         console,
         &oauth::IdTokenInput {
             issuer: iss,
-            person,
-            scope,
-            nonce,
-            auth_time,
+            person: g.person,
+            scope: g.scope,
+            nonce: g.nonce,
+            auth_time: g.auth_time,
             now: t,
         },
     );
     let at_ttl = console.access_token_ttl.as_secs() as i64;
-    let access = json!({
-        "iss": iss, "sub": person.sub, "aud": iss, "client_id": console.client_id,
-        "scope": scope.join(" "), "iat": t, "nbf": t, "exp": t + at_ttl, "jti": random_id(),
-    });
-    let (Ok(id_token), Ok(access_token)) = (
-        ring.active.sign("JWT", &id),
-        ring.active.sign("at+jwt", &access),
-    ) else {
-        return server_error("signing failed", &"signature");
+    let access_token = oauth::random_token();
+    let record = AccessRecord {
+        client_id: console.client_id.clone(),
+        subject: g.subject.clone(),
+        scope: g.scope.join(" "),
+        expires: t + at_ttl,
     };
+    let hash = oauth::token_hash(&access_token);
+    // An RSA signature is heavy for an async worker: the blocking pool
+    // signs while the store records the access token.
+    let (signed, stored) = tokio::join!(
+        tokio::task::spawn_blocking(move || ring.active.sign("JWT", &id)),
+        p.blocking(move |s| s.put_access(&hash, &record)),
+    );
+    let id_token = match signed {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => return server_error("signing failed", &e),
+        Err(e) => return server_error("signing task failed", &e),
+    };
+    if let Err(e) = stored {
+        return server_error("access token not stored", &e);
+    }
     let mut body = json!({
         "access_token": access_token, "token_type": "Bearer", "expires_in": at_ttl,
-        "id_token": id_token, "scope": scope.join(" "),
+        "id_token": id_token, "scope": g.scope.join(" "),
     });
-    if let Some(r) = refresh {
+    if let Some(r) = g.refresh {
         body["refresh_token"] = r.into();
     }
     axum::Json(body).into_response()
-}
-
-/// The access token's claims, if we signed it, it is live and not revoked.
-async fn access_claims(
-    web: &Web,
-    p: &Provider,
-    config: &Config,
-    iss: &str,
-    token: &str,
-) -> Option<Value> {
-    let ring = p.ring(config).await.ok()?;
-    let c = ring.verify(token)?;
-    if c["iss"].as_str() != Some(iss)
-        || c["aud"].as_str() != Some(iss)
-        || c["exp"].as_i64()? <= now()
-    {
-        return None;
-    }
-    let jti = c["jti"].as_str()?.to_string();
-    if p.blocking(move |s| s.access_revoked(&jti)).await.ok()? {
-        return None;
-    }
-    let _ = web;
-    Some(c)
 }
 
 /// GET/POST /oauth2/userinfo: the person's claims now, for a live access token.
@@ -842,11 +831,11 @@ async fn userinfo(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
         return no_provider();
     };
     let config = web.config.load_full();
-    let iss = issuer(&config, &headers);
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "));
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(|t| oauth::token_hash(t.trim()));
     let unauthorized = |p: &Provider, console: Option<&str>, detail: &str| {
         refused(p, console, Reason::InvalidToken, detail);
         (
@@ -855,31 +844,26 @@ async fn userinfo(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
         )
             .into_response()
     };
-    let Some(c) = (match bearer {
-        Some(t) => access_claims(&web, &p, &config, &iss, t.trim()).await,
-        None => None,
-    }) else {
-        return unauthorized(&p, None, "userinfo: no valid access token");
+    let record = match bearer {
+        Some(h) => p.blocking(move |s| s.get_access(&h, now())).await,
+        None => Ok(None),
+    };
+    let record = match record {
+        Ok(Some(r)) => r,
+        Ok(None) => return unauthorized(&p, None, "userinfo: no valid access token"),
+        Err(e) => return server_error("access token lookup", &e),
     };
     let Some(console) = config
         .consoles
         .iter()
-        .find(|k| Some(k.client_id.as_str()) == c["client_id"].as_str())
+        .find(|k| k.client_id == record.client_id)
     else {
         return unauthorized(&p, None, "userinfo: client no longer registered");
     };
-    let sub = c["sub"].as_str().unwrap_or_default();
-    let subject = match sub.split_once(':') {
-        Some((provider, subject)) => Subject::External {
-            provider: provider.into(),
-            subject: subject.into(),
-        },
-        None => Subject::Local { name: sub.into() },
-    };
     let Some(person) = web
-        .resolve(&user_of(&subject))
+        .resolve(&user_of(&record.subject))
         .await
-        .and_then(|r| person(&subject, &r))
+        .and_then(|r| person(&record.subject, &r))
     else {
         return unauthorized(
             &p,
@@ -887,12 +871,7 @@ async fn userinfo(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
             "userinfo: the table refuses the user now",
         );
     };
-    let scope: Vec<String> = c["scope"]
-        .as_str()
-        .unwrap_or_default()
-        .split(' ')
-        .map(str::to_string)
-        .collect();
+    let scope: Vec<String> = record.scope.split(' ').map(str::to_string).collect();
     let mut m = serde_json::Map::new();
     m.insert("sub".into(), person.sub.clone().into());
     oauth::profile_claims(&person, &scope, &mut m);
@@ -928,24 +907,10 @@ async fn revoke(State(web): State<Arc<Web>>, headers: HeaderMap, body: Bytes) ->
     let Some(token) = f.get("token") else {
         return token_error(Reason::InvalidRequest, false);
     };
-    let iss = issuer(&config, &headers);
-    let done = if token.contains('.') {
-        match access_claims(&web, &p, &config, &iss, token).await {
-            Some(c) if c["client_id"].as_str() == Some(console.client_id.as_str()) => {
-                let (jti, exp) = (
-                    c["jti"].as_str().unwrap_or_default().to_string(),
-                    c["exp"].as_i64().unwrap_or_default(),
-                );
-                p.blocking(move |s| s.revoke_access(&jti, exp))
-                    .await
-                    .map(|_| true)
-            }
-            _ => Ok(false),
-        }
-    } else {
-        let (h, id) = (oauth::token_hash(token), console.client_id.clone());
-        p.blocking(move |s| s.revoke_refresh(&h, &id)).await
-    };
+    let (h, id) = (oauth::token_hash(token), console.client_id.clone());
+    let done = p
+        .blocking(move |s| Ok(s.revoke_access(&h, &id)? || s.revoke_refresh(&h, &id)?))
+        .await;
     match done {
         Ok(found) => {
             info!(console = %console.name, found, "console token revoked");
@@ -1108,12 +1073,19 @@ async fn jwt_login(
             Ok(r) => r,
             Err(e) => return server_error("keys unavailable", &e),
         };
-        match (
-            ring.active.sign("JWT", &id),
-            ring.active.sign("JWT", &access),
-        ) {
-            (Ok(a), Ok(b)) => (a, b),
-            _ => return server_error("signing failed", &"signature"),
+        // RSA signatures are heavy for an async worker.
+        let (id, access) = (id.clone(), access.clone());
+        let signed = tokio::task::spawn_blocking(move || {
+            Ok::<_, crate::idp::KeyError>((
+                ring.active.sign("JWT", &id)?,
+                ring.active.sign("JWT", &access)?,
+            ))
+        })
+        .await;
+        match signed {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(e)) => return server_error("signing failed", &e),
+            Err(e) => return server_error("signing task failed", &e),
         }
     } else {
         match (sign(&id), sign(&access)) {
@@ -1137,4 +1109,33 @@ async fn jwt_login(
     p.metrics.issued(&console.name, "jwt");
     info!(console = %console.name, user = %person.name, "console tokens issued (jwt)");
     Redirect::to(&with_query(consume, &pairs)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_encoded_and_appended() {
+        assert_eq!(
+            with_query("http://h/cb", &[("code", "a b&c"), ("state", "x=y")]),
+            "http://h/cb?code=a+b%26c&state=x%3Dy"
+        );
+        assert_eq!(
+            with_query("http://h/cb?k=1", &[("e", "v")]),
+            "http://h/cb?k=1&e=v"
+        );
+    }
+
+    #[test]
+    fn the_issuer_is_the_configured_one_else_a_sane_host() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
+        let c = crate::testkit::config_from("");
+        assert_eq!(issuer(&c, &h), "http://127.0.0.1:8080");
+        h.insert(header::HOST, HeaderValue::from_static("evil/path?x"));
+        assert_eq!(issuer(&c, &h), "http://localhost");
+        let c = crate::testkit::config_from("[idp]\nissuer = \"https://aaa.example.com\"\n");
+        assert_eq!(issuer(&c, &h), "https://aaa.example.com");
+    }
 }

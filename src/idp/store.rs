@@ -108,6 +108,15 @@ pub struct Family {
     pub auth_time: i64,
 }
 
+/// An issued access token (opaque to the console; userinfo reads it).
+#[derive(Debug, Clone)]
+pub struct AccessRecord {
+    pub client_id: String,
+    pub subject: Subject,
+    pub scope: String,
+    pub expires: i64,
+}
+
 /// What presenting a refresh token found.
 #[derive(Debug)]
 pub enum RefreshTake {
@@ -158,8 +167,12 @@ pub trait IdpStore: Send + Sync + std::fmt::Debug {
     fn revoke_family(&self, id: &str) -> Result<(), StoreError>;
     fn family_live(&self, id: &str) -> Result<bool, StoreError>;
 
-    fn revoke_access(&self, jti: &str, expires: i64) -> Result<(), StoreError>;
-    fn access_revoked(&self, jti: &str) -> Result<bool, StoreError>;
+    /// Records an issued (opaque) access token by its hash.
+    fn put_access(&self, hash: &[u8; 32], token: &AccessRecord) -> Result<(), StoreError>;
+    /// The access token's record, if it is live at `now`.
+    fn get_access(&self, hash: &[u8; 32], now: i64) -> Result<Option<AccessRecord>, StoreError>;
+    /// Revokes an access token of `client_id` (RFC 7009); whether one was found.
+    fn revoke_access(&self, hash: &[u8; 32], client_id: &str) -> Result<bool, StoreError>;
     /// Removes what expired before `now`.
     fn prune(&self, now: i64) -> Result<(), StoreError>;
 }
@@ -187,8 +200,10 @@ CREATE TABLE IF NOT EXISTS refresh_tokens (
     used INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS refresh_by_family ON refresh_tokens (family);
-CREATE TABLE IF NOT EXISTS revoked_access (
-    jti TEXT PRIMARY KEY, expires INTEGER NOT NULL
+CREATE TABLE IF NOT EXISTS access_tokens (
+    hash BLOB PRIMARY KEY, client_id TEXT NOT NULL,
+    kind TEXT NOT NULL, provider TEXT NOT NULL, subject TEXT NOT NULL,
+    scope TEXT NOT NULL, expires INTEGER NOT NULL
 );
 ";
 
@@ -601,23 +616,57 @@ impl IdpStore for SqliteIdpStore {
             .is_some_and(|(_, revoked, _)| !revoked))
     }
 
-    fn revoke_access(&self, jti: &str, expires: i64) -> Result<(), StoreError> {
+    fn put_access(&self, hash: &[u8; 32], t: &AccessRecord) -> Result<(), StoreError> {
+        let (kind, provider, subject) = t.subject.encode();
         self.conn()
             .execute(
-                "INSERT OR IGNORE INTO revoked_access (jti, expires) VALUES (?1, ?2)",
-                params![jti, expires],
+                "INSERT INTO access_tokens (hash, client_id, kind, provider, subject, scope, expires)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![&hash[..], t.client_id, kind, provider, subject, t.scope, t.expires],
             )
             .map_err(self.db())?;
         Ok(())
     }
 
-    fn access_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+    fn get_access(&self, hash: &[u8; 32], now: i64) -> Result<Option<AccessRecord>, StoreError> {
         let conn = self.conn();
-        let n: i64 = conn
+        let row: Option<(String, String, String, String, String, i64)> = conn
             .query_row(
-                "SELECT count(*) FROM revoked_access WHERE jti = ?1",
-                params![jti],
-                |r| r.get(0),
+                "SELECT client_id, kind, provider, subject, scope, expires FROM access_tokens
+                  WHERE hash = ?1 AND expires > ?2",
+                params![&hash[..], now],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(self.db())?;
+        let Some((client_id, kind, provider, subject, scope, expires)) = row else {
+            return Ok(None);
+        };
+        let subject = Subject::decode(&kind, provider, subject)
+            .ok_or_else(|| self.corrupt("access subject"))?;
+        Ok(Some(AccessRecord {
+            client_id,
+            subject,
+            scope,
+            expires,
+        }))
+    }
+
+    fn revoke_access(&self, hash: &[u8; 32], client_id: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn()
+            .execute(
+                "DELETE FROM access_tokens WHERE hash = ?1 AND client_id = ?2",
+                params![&hash[..], client_id],
             )
             .map_err(self.db())?;
         Ok(n > 0)
@@ -629,7 +678,7 @@ impl IdpStore for SqliteIdpStore {
             "DELETE FROM codes WHERE expires < {now} - 86400;
              DELETE FROM refresh_tokens WHERE expires < {now};
              DELETE FROM families WHERE expires < {now};
-             DELETE FROM revoked_access WHERE expires < {now};"
+             DELETE FROM access_tokens WHERE expires < {now};"
         ))
         .map_err(self.db())?;
         Ok(())
@@ -726,5 +775,39 @@ mod tests {
             s.rotate_refresh(&[20; 32], &[21; 32], 60, 1000).unwrap(),
             RefreshTake::Invalid
         ));
+    }
+
+    #[test]
+    fn the_store_is_private_to_the_server() {
+        use std::os::unix::fs::PermissionsExt;
+        let top = tempfile::tempdir().unwrap();
+        let dir = top.path().join("data");
+        let s = SqliteIdpStore::open(&dir).unwrap();
+        s.put_code(&code(1, 100)).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join(DB_FILE)), 0o600);
+    }
+
+    #[test]
+    fn access_tokens_are_found_by_hash_until_they_expire_or_are_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteIdpStore::open(dir.path()).unwrap();
+        let rec = AccessRecord {
+            client_id: "c".into(),
+            subject: Subject::Local { name: "bob".into() },
+            scope: "openid".into(),
+            expires: 100,
+        };
+        s.put_access(&[5; 32], &rec).unwrap();
+        assert!(s.get_access(&[5; 32], 99).unwrap().is_some());
+        assert!(s.get_access(&[5; 32], 100).unwrap().is_none(), "expired");
+        assert!(
+            !s.revoke_access(&[5; 32], "other").unwrap(),
+            "only its own client revokes it"
+        );
+        assert!(s.revoke_access(&[5; 32], "c").unwrap());
+        assert!(s.get_access(&[5; 32], 99).unwrap().is_none());
+        s.prune(1000).unwrap();
     }
 }

@@ -697,3 +697,340 @@ fn logout_url(http: SocketAddr, q: &[(&str, &str)]) -> String {
     u.query_pairs_mut().extend_pairs(q);
     u.to_string()
 }
+
+fn kids(jwks: &str) -> Vec<String> {
+    let v: Value = serde_json::from_str(jwks).unwrap();
+    v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn kid_of(token: &Value) -> String {
+    jsonwebtoken::decode_header(token.as_str().unwrap())
+        .unwrap()
+        .kid
+        .unwrap()
+}
+
+#[test]
+fn a_rotated_key_was_published_before_it_signs_and_the_old_one_stays() {
+    let s = Running::start_demo();
+    let http = s.addrs.http.unwrap();
+    let before = kids(&s.http_get("/oauth2/jwks").1);
+    assert_eq!(before.len(), 2, "the signing key and the next one");
+    let old = kid_of(&login(http, "alice", "alice-pass-1")["id_token"]);
+    let next = before.iter().find(|k| **k != old).unwrap().clone();
+    let (code, out, err) = run(&[
+        "console",
+        "rotate-key",
+        "--config",
+        s.config.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&next), "{out}");
+    s.signal(libc::SIGHUP);
+    s.wait_log("configuration reloaded");
+    let after = kids(&s.http_get("/oauth2/jwks").1);
+    assert_eq!(after.len(), 3, "old, current, and a new next key");
+    assert!(after.contains(&old) && after.contains(&next));
+    let new = login(http, "bob", "bob-pass-2");
+    assert_eq!(kid_of(&new["id_token"]), next);
+}
+
+#[test]
+fn explain_shows_what_each_console_receives() {
+    let demo = repo().join("examples/portcullis.toml");
+    let (code, out, _) = run(&[
+        "explain",
+        "--config",
+        demo.to_str().unwrap(),
+        "--user",
+        "bob",
+    ]);
+    assert_eq!(code, 0);
+    let section = out.split("console `orchestrator` (oauth").nth(1).unwrap();
+    for want in [
+        "ec-roles = \"Helpdesk\"",
+        "ec-aag = \"Asia-Admin\"",
+        "email = \"bob@example.net\"",
+    ] {
+        assert!(section.contains(want), "{want} not in {out}");
+    }
+    assert!(out.contains("console `orchestrator-jwt` (jwt, aud orchestrator-jwt)"));
+}
+
+/// The chain: the console sends the person to portcullis, portcullis logs
+/// them in through the upstream OpenID Provider (npm oidc-provider), and
+/// the console's ID token carries the role their upstream groups map to.
+#[test]
+fn a_console_login_through_the_upstream_oidc_provider_carries_the_mapped_role() {
+    use crate::oidc::{provider_block, start_idp, write_accounts};
+    let s = Running::start_demo();
+    let http = s.addrs.http.unwrap();
+    let accounts = s.dir.path().join("accounts.json");
+    write_accounts(
+        &accounts,
+        "u-dave",
+        serde_json::json!([{"sub": "u-dave", "preferred_username": "dave", "email": "dave@example.com",
+                 "name": "Dave", "groups": ["helpdesk", "Everyone"]}]),
+    );
+    let idp = start_idp(&format!("http://{http}/auth/oidc/corp/callback"), &accounts);
+    add_to_config(&s, &provider_block("corp", idp.get("issuer"), http));
+    let dave = console(http, &["login", "--via", "/auth/oidc/corp/start"]);
+    assert_eq!(dave["claims"]["email"], "dave@example.com", "{dave}");
+    assert_eq!(dave["claims"]["ec-roles"], "Helpdesk", "{dave}");
+    assert_eq!(dave["claims"]["ec-aag"], "Asia-Admin", "{dave}");
+    assert_eq!(dave["claims"]["sub"], "corp:u-dave", "{dave}");
+
+    // A console that allows only the local form does not take the
+    // upstream session: the person is asked to log in locally.
+    add_to_config(
+        &s,
+        "\n[[console]]\nname = \"local-only\"\nmode = \"oauth\"\nclient_secret = \"local-only-secret-0123456789\"\n\
+         redirect_uris = [\"http://127.0.0.1:9605/cb\"]\nlogin_methods = [\"local\"]\n",
+    );
+    let page = console(
+        http,
+        &[
+            "login",
+            "--via",
+            "/auth/oidc/corp/start",
+            "--client-id",
+            "local-only",
+            "--client-secret",
+            "local-only-secret-0123456789",
+            "--redirect-uri",
+            "http://127.0.0.1:9605/cb",
+            "--scope",
+            "openid email",
+        ],
+    );
+    let text = page["page"]["page"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("name=\"password\"") && !text.contains("/auth/oidc/corp/start"),
+        "{page}"
+    );
+}
+
+/// CPU seconds (user + system) a process has used, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = stat.rsplit_once(')').unwrap().1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 (utime, stime), counted from after the command name.
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// One provider under load: how to reach it and which process serves it.
+struct Target {
+    authorize: String,
+    token: String,
+    client: (String, String),
+    redirect: String,
+    pid: u32,
+}
+
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+/// One complete code flow for a browser that already has a session:
+/// authorize (redirects followed by hand) to the code, then the token
+/// exchange. `login`: log in at portcullis's local form on the way (a
+/// cached credential after the first).
+async fn flow(b: &reqwest::Client, t: &Target, login: Option<SocketAddr>) {
+    let mut url = format!(
+        "{}?response_type=code&client_id={}&scope=openid+email&state=s&nonce=n&code_challenge={CHALLENGE}&code_challenge_method=S256&redirect_uri={}",
+        t.authorize,
+        t.client.0,
+        url::form_urlencoded::byte_serialize(t.redirect.as_bytes()).collect::<String>()
+    );
+    for _ in 0..10 {
+        let r = b.get(&url).send().await.unwrap();
+        let to = location(&r).unwrap_or_else(|| panic!("{url}: {}", r.status()));
+        let to = url::Url::parse(&url)
+            .unwrap()
+            .join(&to)
+            .unwrap()
+            .to_string();
+        if to.starts_with(&t.redirect) {
+            let code = query(&to).remove("code").expect("code");
+            let r = b
+                .post(&t.token)
+                .basic_auth(&t.client.0, Some(&t.client.1))
+                .form(&[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("redirect_uri", &t.redirect),
+                    ("code_verifier", VERIFIER),
+                ])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let v: Value = r.json().await.unwrap();
+            assert!(v["id_token"].is_string());
+            return;
+        }
+        if let (Some(http), true) = (login, to.contains("/oauth2/login")) {
+            let page = b.get(&to).send().await.unwrap().text().await.unwrap();
+            let rid = page
+                .split("name=\"rid\" value=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            let r = b
+                .post(format!("http://{http}/oauth2/login"))
+                .form(&[
+                    ("rid", rid),
+                    ("username", "alice"),
+                    ("password", "alice-pass-1"),
+                ])
+                .send()
+                .await
+                .unwrap();
+            url = format!("http://{http}{}", location(&r).unwrap());
+            continue;
+        }
+        url = to;
+    }
+    panic!("no code from {}", t.authorize);
+}
+
+/// Completed flows per second and server CPU per flow, `clients` browsers
+/// at once for `secs`; `fresh`: each flow after a logout (a new session,
+/// so a login with a cached credential each time).
+async fn measure(
+    t: &Target,
+    clients: usize,
+    secs: f64,
+    login: Option<SocketAddr>,
+    fresh: bool,
+) -> (f64, f64) {
+    let browsers: Vec<reqwest::Client> = (0..clients).map(|_| manual_browser()).collect();
+    for b in &browsers {
+        flow(b, t, login).await; // warm: sessions, connections
+    }
+    let cpu0 = cpu_seconds(t.pid);
+    let start = Instant::now();
+    let until = start + Duration::from_secs_f64(secs);
+    let mut tasks = Vec::new();
+    for b in browsers {
+        let t = Target {
+            authorize: t.authorize.clone(),
+            token: t.token.clone(),
+            client: t.client.clone(),
+            redirect: t.redirect.clone(),
+            pid: t.pid,
+        };
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < until {
+                if let (true, Some(http)) = (fresh, login) {
+                    // A new session each time: the next flow logs in again.
+                    let r = b
+                        .post(format!("http://{http}/oauth2/logout"))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 200);
+                }
+                flow(&b, &t, login).await;
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut flows = 0;
+    for t in tasks {
+        flows += t.await.unwrap();
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(t.pid) - cpu0;
+    (flows as f64 / wall, cpu / flows as f64 * 1e6)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Completed code flows per second, portcullis against npm oidc-provider in
+/// the same run, rounds interleaved, medians reported. Run it on a release
+/// build: `cargo test --release --test e2e bench_console -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run by hand on a release build"]
+async fn bench_console_code_flows_against_oidc_provider() {
+    use crate::oidc::{start_idp, write_accounts};
+    let s = Running::start_demo();
+    let http = s.addrs.http.unwrap();
+    let accounts = s.dir.path().join("accounts.json");
+    write_accounts(
+        &accounts,
+        "u-a",
+        serde_json::json!([{"sub": "u-a", "preferred_username": "a", "email": "a@example.com", "groups": []}]),
+    );
+    let cb = "http://127.0.0.1:9/cb";
+    let idp = start_idp(cb, &accounts);
+    let issuer = idp.get("issuer").to_string();
+    let disc: Value = reqwest::get(format!("{issuer}/.well-known/openid-configuration"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let theirs = Target {
+        authorize: disc["authorization_endpoint"].as_str().unwrap().into(),
+        token: disc["token_endpoint"].as_str().unwrap().into(),
+        client: ("portcullis-test".into(), "a-client-secret-for-tests".into()),
+        redirect: cb.into(),
+        pid: idp.pid(),
+    };
+    let ours = Target {
+        authorize: format!("http://{http}/oauth2/authorize"),
+        token: format!("http://{http}/oauth2/token"),
+        client: (ORCH.0.into(), ORCH.1.into()),
+        redirect: REDIRECT.into(),
+        pid: s.child.id(),
+    };
+    let clients = std::env::var("BENCH_CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    let secs = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3.0);
+    let (mut p, mut pl, mut o) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..5 {
+        let a = measure(&ours, clients, secs, Some(http), false).await;
+        let b = measure(&theirs, clients, secs, None, false).await;
+        let c = measure(&ours, clients, secs, Some(http), true).await;
+        eprintln!(
+            "round {round}: portcullis {:.0}/s ({:.0} us CPU/flow), with a cached-credential login {:.0}/s ({:.0} us), oidc-provider {:.0}/s ({:.0} us)",
+            a.0, a.1, c.0, c.1, b.0, b.1
+        );
+        p.push(a);
+        pl.push(c);
+        o.push(b);
+    }
+    let m = |v: &[(f64, f64)], i: usize| {
+        median(v.iter().map(|x| if i == 0 { x.0 } else { x.1 }).collect())
+    };
+    eprintln!(
+        "median: portcullis {:.0} flows/s ({:.0} us CPU/flow); with a cached-credential login each flow {:.0} flows/s ({:.0} us); npm oidc-provider {:.0} flows/s ({:.0} us); ratio {:.1}x",
+        m(&p, 0),
+        m(&p, 1),
+        m(&pl, 0),
+        m(&pl, 1),
+        m(&o, 0),
+        m(&o, 1),
+        m(&p, 0) / m(&o, 0)
+    );
+}

@@ -48,7 +48,7 @@ def browse(b, url, user, password, stop, via=None):
                 if url.startswith(stop):
                     return url
                 continue
-        return {"status": r.status_code, "page": r.text[:500]}
+        return {"status": r.status_code, "page": r.text[:4000]}
     return {"status": 0, "page": "redirect loop"}
 
 

@@ -316,6 +316,10 @@ impl Peer {
         Self { child, ready }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A string field of the ready line.
     pub fn get(&self, k: &str) -> &str {
         self.ready[k].as_str().unwrap()

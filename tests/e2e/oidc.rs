@@ -24,7 +24,7 @@ const CLIENT_ID: &str = "portcullis-test";
 const CLIENT_SECRET: &str = "a-client-secret-for-tests";
 
 /// The npm IdP (its ready line carries `issuer`), killed on drop.
-fn start_idp(redirect_uri: &str, accounts: &Path) -> Peer {
+pub(crate) fn start_idp(redirect_uri: &str, accounts: &Path) -> Peer {
     let dir = repo().join("tests/idp");
     assert!(
         dir.join("node_modules/oidc-provider").exists(),
@@ -41,7 +41,7 @@ fn start_idp(redirect_uri: &str, accounts: &Path) -> Peer {
     )
 }
 
-fn provider_block(name: &str, issuer: &str, http: SocketAddr) -> String {
+pub(crate) fn provider_block(name: &str, issuer: &str, http: SocketAddr) -> String {
     format!(
         "\n[[oidc]]\nname = \"{name}\"\nissuer = \"{issuer}\"\nclient_id = \"{CLIENT_ID}\"\n\
          client_secret = \"{CLIENT_SECRET}\"\nredirect_uri = \"http://{http}/auth/oidc/{name}/callback\"\n\
@@ -64,7 +64,7 @@ async fn login(http: SocketAddr, provider: &str) -> (reqwest::Client, Value) {
     (b, me)
 }
 
-fn write_accounts(path: &Path, current: &str, accounts: Value) {
+pub(crate) fn write_accounts(path: &Path, current: &str, accounts: Value) {
     std::fs::write(
         path,
         json!({"current": current, "accounts": accounts}).to_string(),
