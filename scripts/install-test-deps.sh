@@ -50,6 +50,7 @@ py_missing=()
 python3 -c 'import pyrad' 2>/dev/null || py_missing+=("pyrad==2.6.0")
 python3 -c 'import tacacs_plus' 2>/dev/null || py_missing+=("tacacs_plus==2.6")
 python3 -c 'import saml2' 2>/dev/null || py_missing+=("pysaml2==7.5.5")
+# pysaml2 is also the console (SP) of portcullis's SAML IdP (tests/e2e/saml_sp.py).
 # The console side of portcullis's OAuth and JWT modes (tests/e2e/console.rs).
 python3 -c 'import authlib' 2>/dev/null || py_missing+=("authlib==1.3.2")
 python3 -c 'import jwt' 2>/dev/null || py_missing+=("PyJWT==2.10.1")

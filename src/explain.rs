@@ -218,8 +218,8 @@ pub fn explain_login(
 }
 
 /// What each registered appliance console would receive: the claims its
-/// ID token (OAuth mode) or tokens (JWT mode) carry beyond the standard ones.
-/// What each registered console would receive for this person.
+/// ID token (OAuth mode) or tokens (JWT mode) carry beyond the standard ones,
+/// or, in SAML mode, the NameID and attributes of its assertion.
 fn consoles(
     out: &mut String,
     config: &Config,
@@ -238,6 +238,10 @@ fn consoles(
         rbac_aag: role.rbac_aag.to_string(),
     };
     for c in &config.consoles {
+        if let Some(text) = crate::idp::saml::explain_console(c, &person) {
+            out.push_str(&text);
+            continue;
+        }
         let mut m = serde_json::Map::new();
         profile_claims(&person, &c.scopes, &mut m);
         console_claims(c, &person, &mut m);

@@ -122,6 +122,13 @@ enum IdpCommand {
         #[arg(long, short)]
         provider: String,
     },
+    /// SAML IdP key rollover: the next certificate (published in metadata)
+    /// starts signing and a new next pair is made. Give consoles the next
+    /// certificate first; reload the server (SIGHUP) to sign with it.
+    SamlRotateKey {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -213,6 +220,9 @@ fn main() -> ExitCode {
         Command::Idp {
             action: IdpCommand::Test { config, provider },
         } => idp_test(config, &provider),
+        Command::Idp {
+            action: IdpCommand::SamlRotateKey { config },
+        } => saml_rotate_key(config),
         Command::Console {
             action: ConsoleCommand::RotateKey { config },
         } => rotate_key(config),
@@ -785,6 +795,31 @@ fn accounting_shared(settings: Arc<PgSettings>, action: AcctCommand) -> anyhow::
         ListFormat::Csv => accounting::write_csv(&mut out, &records)?,
     }
     out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn saml_rotate_key(path: PathBuf) -> anyhow::Result<ExitCode> {
+    let Some(loaded) = load_or_report(&path) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    if loaded.config.idp.saml.configured.is_some() {
+        eprintln!(
+            "the SAML IdP signs with the configured `[idp] saml_key_file`: replace it (and `saml_next_cert_file`) instead"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let dir = loaded.config.server.data_dir.join("saml-idp");
+    let cert = portcullis::idp::saml::keys::rotate(
+        &dir,
+        portcullis::idp::saml::keys::GENERATED_CN,
+        SystemTime::now(),
+    )
+    .context("rotating the SAML signing key")?;
+    println!(
+        "SAML IdP now signs with {} (valid until {}); reload the server (SIGHUP) to sign with it",
+        cert.subject,
+        portcullis::saml::time::format(cert.not_after)
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -406,6 +406,26 @@ pub struct RawConsole {
     pub jwt_alg: Option<Spanned<String>>,
     /// `local`, `oidc:NAME`, `saml:NAME`.
     pub login_methods: Option<Vec<Spanned<String>>>,
+    /// SAML mode: the console's entity ID (default: its ACS URL).
+    pub entity_id: Option<Spanned<String>>,
+    /// SAML mode: where Responses are posted (the only place).
+    pub acs_url: Option<Spanned<String>>,
+    /// SAML mode: the console's single logout endpoint.
+    pub slo_url: Option<Spanned<String>>,
+    /// SAML mode: the console's signing certificate(s), PEM.
+    pub cert_file: Option<Spanned<String>>,
+    /// SAML mode: the console's SP metadata file, instead of the above.
+    pub sp_metadata_file: Option<Spanned<String>>,
+    pub require_signed_requests: Option<bool>,
+    /// `unspecified`, `emailAddress`, `persistent`, `transient` or a URN.
+    pub name_id_format: Option<Spanned<String>>,
+    /// `email`, `name` or `subject`.
+    pub name_id_from: Option<Spanned<String>>,
+    /// `response`, `assertion` or `both`.
+    pub sign: Option<Spanned<String>>,
+    pub idp_initiated: Option<bool>,
+    /// Seconds an assertion may be presented.
+    pub assertion_ttl: Option<Spanned<i64>>,
 }
 
 /// `[idp]`: portcullis as the provider for consoles.
@@ -415,4 +435,12 @@ pub struct RawIdp {
     pub issuer: Option<Spanned<String>>,
     /// RS256 (default) or ES256.
     pub signing_alg: Option<Spanned<String>>,
+    /// SAML IdP: our entity ID (default: the metadata URL).
+    pub saml_entity_id: Option<Spanned<String>>,
+    /// SAML IdP: a configured key (PKCS#8 PEM) and certificate instead of
+    /// the pair generated in the data directory; the next certificate is
+    /// published in metadata ahead of a rollover.
+    pub saml_key_file: Option<Spanned<String>>,
+    pub saml_cert_file: Option<Spanned<String>>,
+    pub saml_next_cert_file: Option<Spanned<String>>,
 }

@@ -14,6 +14,7 @@ use toml::Spanned;
 use super::error::Locator;
 
 mod console;
+mod console_saml;
 mod directory;
 mod privilege;
 mod saml;

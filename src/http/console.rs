@@ -65,7 +65,7 @@ pub(super) fn routes() -> Router<Arc<Web>> {
 
 /// The `iss` of our tokens: `[idp] issuer`, else `web.public_url`, else the
 /// address the request came to (only sane for development: see README).
-fn issuer(config: &Config, headers: &HeaderMap) -> String {
+pub(super) fn issuer(config: &Config, headers: &HeaderMap) -> String {
     if let Some(i) = config
         .idp
         .issuer
@@ -86,11 +86,11 @@ fn issuer(config: &Config, headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
-fn no_provider() -> Response {
+pub(super) fn no_provider() -> Response {
     (StatusCode::NOT_FOUND, "no console provider").into_response()
 }
 
-fn server_error(what: &str, e: &dyn std::fmt::Display) -> Response {
+pub(super) fn server_error(what: &str, e: &dyn std::fmt::Display) -> Response {
     warn!(error = %e, "console provider: {what}");
     (
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -189,7 +189,7 @@ fn method_of(config: &Config, user: &SessionUser) -> LoginMethod {
     }
 }
 
-fn subject_of(user: &SessionUser) -> Subject {
+pub(super) fn subject_of(user: &SessionUser) -> Subject {
     match user {
         SessionUser::Local { name } => Subject::Local { name: name.clone() },
         SessionUser::External { provider, subject } => Subject::External {
@@ -210,7 +210,7 @@ fn user_of(s: &Subject) -> SessionUser {
 }
 
 /// The person as the table decides now; `None` when refused, disabled or gone.
-fn person(subject: &Subject, r: &Resolved) -> Option<Person> {
+pub(super) fn person(subject: &Subject, r: &Resolved) -> Option<Person> {
     let d = r.decision.as_ref()?;
     let text = |k: &str| {
         r.extra[k]
@@ -242,7 +242,12 @@ impl Web {
 
     /// Sends the browser to the console login page, remembering where to
     /// resume.
-    fn to_login(&self, console: &str, resume: String, denied: Option<String>) -> Response {
+    pub(super) fn to_login(
+        &self,
+        console: &str,
+        resume: String,
+        denied: Option<String>,
+    ) -> Response {
         let rid = random_id();
         {
             let mut p = self
@@ -305,7 +310,7 @@ impl Web {
     }
 
     /// The session user if they logged in by a method `console` allows.
-    async fn console_session(
+    pub(super) async fn console_session(
         &self,
         config: &Config,
         console: &ConsoleSettings,

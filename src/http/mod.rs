@@ -14,6 +14,7 @@
 
 mod api;
 mod console;
+mod console_saml;
 mod csrf;
 mod listen;
 mod metrics;
@@ -61,6 +62,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/api/lockouts", get(api::lockouts))
         .route("/api/lockouts/clear", post(api::clear_lockout))
         .merge(console::routes())
+        .merge(console_saml::routes())
         .layer(DefaultBodyLimit::max(limits.max_body))
         .layer(axum::middleware::from_fn_with_state(
             (limits.request_timeout, timed_out),

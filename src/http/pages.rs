@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Form;
 use std::net::SocketAddr;
@@ -14,7 +15,7 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use super::csrf;
-use super::session::{SESSION_COOKIE, SessionUser};
+use super::session::{LOGOUT_COOKIE, SESSION_COOKIE, SessionUser};
 use super::state::Web;
 
 pub(super) fn escape(s: &str) -> String {
@@ -267,7 +268,25 @@ pub(super) async fn logout(
     if !web.csrf_ok(&headers, &f.csrf) {
         return csrf::refused("logout");
     }
-    let ended = web.close_session(&headers).await;
+    continue_logout(&web, &headers).await
+}
+
+/// The logout after its form was checked, and again each time a SAML
+/// console answers ours: consoles this session logged in to hear of it
+/// first, one by one (the browser carries a cookie saying a logout is under
+/// way, so a LogoutResponse alone cannot end anyone's session); then the
+/// session ends here.
+pub(super) async fn continue_logout(web: &Web, headers: &HeaderMap) -> Response {
+    if let Some(to) = web.next_console_logout(headers).await {
+        let binding = web
+            .cookie(headers, SESSION_COOKIE)
+            .map(|sid| web.set_cookie(LOGOUT_COOKIE, &sid, Duration::from_secs(300)));
+        return match binding {
+            Some(c) => ([(header::SET_COOKIE, c)], Redirect::to(&to)).into_response(),
+            None => Redirect::to(&to).into_response(),
+        };
+    }
+    let ended = web.close_session(headers).await;
     let mut to = "/login".to_string();
     if let Some(saml) = ended.and_then(|s| s.saml) {
         let config = web.config.load_full();
@@ -284,10 +303,25 @@ pub(super) async fn logout(
         }
     }
     (
-        [(header::SET_COOKIE, Web::clear_cookie(SESSION_COOKIE))],
+        [
+            (header::SET_COOKIE, Web::clear_cookie(SESSION_COOKIE)),
+            (header::SET_COOKIE, Web::clear_cookie(LOGOUT_COOKIE)),
+        ],
         Redirect::to(&to),
     )
         .into_response()
+}
+
+/// Whether this browser's logout is under way (it posted `/logout` and was
+/// sent to a console): the cookie names its current session.
+pub(super) fn logout_under_way(web: &Web, headers: &HeaderMap) -> bool {
+    match (
+        web.cookie(headers, LOGOUT_COOKIE),
+        web.cookie(headers, SESSION_COOKIE),
+    ) {
+        (Some(a), Some(b)) => subtle::ConstantTimeEq::ct_eq(a.as_bytes(), b.as_bytes()).into(),
+        _ => false,
+    }
 }
 
 /// GET /: who is logged in, or to the login page.

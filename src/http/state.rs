@@ -76,6 +76,7 @@ pub struct Web {
     pub(super) console: super::console::ConsoleState,
     pub(super) store_health: Option<crate::store::StoreHealth>,
     pub(super) shared_sessions: Option<crate::store::PgSessions>,
+    pub(super) saml_idp: super::console_saml::SamlIdpState,
 }
 
 impl Web {
@@ -104,6 +105,7 @@ impl Web {
             console: Default::default(),
             store_health: parts.store_health,
             shared_sessions,
+            saml_idp: Default::default(),
         }
     }
 

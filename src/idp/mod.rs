@@ -5,6 +5,7 @@
 
 pub mod keys;
 pub mod oauth;
+pub mod saml;
 pub mod settings;
 pub mod store;
 
@@ -29,6 +30,7 @@ type Labels = Vec<(String, String)>;
 pub struct IdpMetrics {
     refusals: Family<Labels, Counter>,
     tokens: Family<Labels, Counter>,
+    pub saml: saml::SamlMetrics,
 }
 
 impl IdpMetrics {
@@ -44,6 +46,7 @@ impl IdpMetrics {
             "Tokens issued to consoles, by console and grant",
             m.tokens.clone(),
         );
+        m.saml.register(registry);
         m
     }
 

@@ -436,6 +436,7 @@ fn fuzz_console() -> ConsoleSettings {
         code_ttl: Duration::from_secs(60),
         jwt_alg: super::JwtAlg::Hs256,
         login_methods: None,
+        saml: None,
     }
 }
 

@@ -13,6 +13,8 @@ pub enum Mode {
     OAuth,
     /// The JWT provider: tokens delivered to the console's consuming URL.
     Jwt,
+    /// SAML 2.0: portcullis is the console's IdP (`idp::saml`).
+    Saml,
 }
 
 impl Mode {
@@ -20,6 +22,7 @@ impl Mode {
         match self {
             Self::OAuth => "oauth",
             Self::Jwt => "jwt",
+            Self::Saml => "saml",
         }
     }
 }
@@ -145,6 +148,8 @@ pub struct ConsoleSettings {
     pub jwt_alg: JwtAlg,
     /// `None`: every login method the server offers.
     pub login_methods: Option<Vec<LoginMethod>>,
+    /// SAML mode only.
+    pub saml: Option<std::sync::Arc<super::saml::SamlConsole>>,
 }
 
 impl ConsoleSettings {
@@ -167,6 +172,8 @@ pub struct IdpSettings {
     /// request came to (development only: set one in production).
     pub issuer: Option<String>,
     pub signing_alg: KeyAlg,
+    /// The SAML IdP side.
+    pub saml: super::saml::settings::SamlIdpSettings,
 }
 
 impl Default for IdpSettings {
@@ -174,6 +181,7 @@ impl Default for IdpSettings {
         Self {
             issuer: None,
             signing_alg: KeyAlg::Rs256,
+            saml: Default::default(),
         }
     }
 }

@@ -4,6 +4,7 @@ mod accounting;
 mod cli;
 mod config;
 mod console;
+mod console_saml;
 mod directory;
 mod harness;
 mod oidc;

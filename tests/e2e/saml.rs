@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::harness::*;
 
 /// The pysaml2 IdP, killed on drop.
-fn start_idp(accounts: &Path, sp_metadata: &Path, extra: &[&str]) -> Peer {
+pub(crate) fn start_idp(accounts: &Path, sp_metadata: &Path, extra: &[&str]) -> Peer {
     Peer::start(
         Command::new("python3")
             .arg(repo().join("tests/saml-idp/idp.py"))
@@ -26,7 +26,7 @@ fn start_idp(accounts: &Path, sp_metadata: &Path, extra: &[&str]) -> Peer {
     )
 }
 
-fn provider_block(name: &str, http: SocketAddr, idp: &Peer, extra: &str) -> String {
+pub(crate) fn provider_block(name: &str, http: SocketAddr, idp: &Peer, extra: &str) -> String {
     format!(
         "\n[[saml]]\nname = \"{name}\"\nidp_metadata_url = \"{md}\"\n\
          sp_entity_id = \"http://{http}/auth/saml/{name}/metadata\"\n\
@@ -133,11 +133,11 @@ async fn login(http: SocketAddr, provider: &str, user: &str, pw: &str) -> (reqwe
     (b, me)
 }
 
-fn write_accounts(path: &Path, accounts: Value) {
+pub(crate) fn write_accounts(path: &Path, accounts: Value) {
     std::fs::write(path, accounts.to_string()).unwrap();
 }
 
-async fn publish_sp_metadata(http: SocketAddr, provider: &str, to: &PathBuf) -> String {
+pub(crate) async fn publish_sp_metadata(http: SocketAddr, provider: &str, to: &PathBuf) -> String {
     let r = reqwest::get(format!("http://{http}/auth/saml/{provider}/metadata"))
         .await
         .unwrap();

@@ -44,6 +44,7 @@ pub(super) fn consoles(
             None => cx.err(a.span(), "idp.signing_alg", "expected `RS256` or `ES256`"),
         }
     }
+    settings.saml = super::console_saml::idp(cx, idp);
     let mut names = HashSet::new();
     let mut client_ids = HashSet::new();
     let mut out = Vec::new();
@@ -65,11 +66,12 @@ pub(super) fn consoles(
         let mode = match c.mode.get_ref().as_str() {
             "oauth" => Mode::OAuth,
             "jwt" => Mode::Jwt,
+            "saml" => Mode::Saml,
             other => {
                 cx.err(
                     c.mode.span(),
                     key("mode"),
-                    format!("`{other}`: expected `oauth` or `jwt`"),
+                    format!("`{other}`: expected `oauth`, `jwt` or `saml`"),
                 );
                 continue;
             }
@@ -171,6 +173,7 @@ pub(super) fn consoles(
                     _ => {}
                 }
             }
+            Mode::Saml => {}
         }
         let scopes = match &c.scopes {
             None => DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect(),
@@ -281,7 +284,9 @@ pub(super) fn consoles(
             code_ttl: secs(cx, &c.code_ttl, "code_ttl", 1..601, 60),
             jwt_alg,
             login_methods,
+            saml: super::console_saml::console(cx, c, mode),
         });
+        super::console_saml::defaults(cx, c, &mut out);
     }
     (out, settings)
 }
