@@ -479,14 +479,19 @@ fn serve(path: PathBuf, format: LogFormat, print_addresses: bool) -> anyhow::Res
             ),
             Acct::Shared { store, .. } => Identities::Postgres(PgIdentities::new(store.clone())),
         };
-        let idp = portcullis::idp::SqliteIdpStore::open(&loaded.config.server.data_dir)
-            .context("opening the console provider's store")?;
+        let idp: Arc<dyn portcullis::idp::IdpStore> = match &acct {
+            Acct::Sqlite(_) => Arc::new(
+                portcullis::idp::SqliteIdpStore::open(&loaded.config.server.data_dir)
+                    .context("opening the console provider's store")?,
+            ),
+            Acct::Shared { store, .. } => Arc::new(portcullis::idp::PgIdpStore::new(store.clone())),
+        };
         let server = Server::with_store(
             loaded.config,
             metrics,
             Some(sink),
             Some(identity),
-            Some(Arc::new(idp)),
+            Some(idp),
             acct.health(),
             acct.sessions(),
         );
@@ -945,10 +950,38 @@ fn rotate_key(path: PathBuf) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     };
     let c = &loaded.config;
-    let store = portcullis::idp::SqliteIdpStore::open(&c.server.data_dir)
-        .context("opening the console provider's store")?;
-    let kid = portcullis::idp::rotate_key(&store, c.idp.signing_alg, portcullis::idp::now())
-        .context("rotating the signing key")?;
+    let alg = c.idp.signing_alg;
+    let kid = match c.store.postgres().cloned() {
+        None => {
+            let store = portcullis::idp::SqliteIdpStore::open(&c.server.data_dir)
+                .context("opening the console provider's store")?;
+            portcullis::idp::rotate_key(&store, alg, portcullis::idp::now())
+                .context("rotating the signing key")?
+        }
+        Some(settings) => {
+            // The shared store blocks on a runtime: run it from a blocking
+            // thread of one.
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            let target = settings.target();
+            runtime.block_on(async move {
+                let store = PgStore::new(settings)?;
+                store
+                    .prepare()
+                    .await
+                    .with_context(|| format!("opening the shared store {target}"))?;
+                let store = portcullis::idp::PgIdpStore::new(store);
+                tokio::task::spawn_blocking(move || {
+                    portcullis::idp::rotate_key(&store, alg, portcullis::idp::now())
+                })
+                .await?
+                .context("rotating the signing key")
+            })?
+        }
+    };
     println!(
         "signing key is now {kid} ({}); reload the server (SIGHUP) to sign with it",
         c.idp.signing_alg.as_str()

@@ -5,11 +5,13 @@
 
 pub mod keys;
 pub mod oauth;
+pub mod pg;
 pub mod saml;
 pub mod settings;
 pub mod store;
 
 pub use keys::{KeyError, KeyRing, StoredKey};
+pub use pg::PgIdpStore;
 pub use settings::{ConsoleSettings, IdpSettings, JwtAlg, KeyAlg, LoginMethod, Mode};
 pub use store::{IdpStore, SqliteIdpStore, StoreError, Subject};
 
@@ -176,6 +178,8 @@ pub fn ensure_keys(
     if !has_next {
         store.add_key(&StoredKey::generate(alg, now)?)?;
     }
+    // Another node starting together may have made them first: the
+    // store's keys win over ours, so every node publishes the same JWKS.
     let keys = store.keys()?;
     KeyRing::from_stored(&keys, now, keep)?
         .ok_or_else(|| IdpError::Task("no signing key after generating one".into()))

@@ -1,8 +1,8 @@
 //! What the provider remembers: signing keys, authorization codes (short
 //! lived), refresh-token families and revoked access tokens. Codes and
-//! refresh tokens are stored as SHA-256 hashes only. Behind [`IdpStore`] so
-//! another database can take SQLite's place; every call blocks, so callers
-//! run them off the async runtime.
+//! refresh tokens are stored as SHA-256 hashes only. Behind [`IdpStore`]:
+//! SQLite here for one machine, PostgreSQL (`pg.rs`) for several nodes;
+//! every call blocks, so callers run them off the async runtime.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,6 +30,8 @@ pub enum StoreError {
     },
     #[error("idp store {}: a stored row is unreadable: {what}", path.display())]
     Corrupt { path: PathBuf, what: &'static str },
+    #[error("idp store: {0}")]
+    Shared(#[from] crate::store::DbError),
 }
 
 /// Who a code or refresh family is for: a local user by name, or an
@@ -41,7 +43,7 @@ pub enum Subject {
 }
 
 impl Subject {
-    fn encode(&self) -> (String, String, String) {
+    pub(super) fn encode(&self) -> (String, String, String) {
         match self {
             Self::Local { name } => ("local".into(), String::new(), name.clone()),
             Self::External { provider, subject } => {
@@ -50,7 +52,7 @@ impl Subject {
         }
     }
 
-    fn decode(kind: &str, provider: String, id: String) -> Option<Self> {
+    pub(super) fn decode(kind: &str, provider: String, id: String) -> Option<Self> {
         match kind {
             "local" => Some(Self::Local { name: id }),
             "external" => Some(Self::External {
@@ -131,6 +133,9 @@ pub enum RefreshTake {
 /// The provider's durable state. Calls block.
 pub trait IdpStore: Send + Sync + std::fmt::Debug {
     fn keys(&self) -> Result<Vec<StoredKey>, StoreError>;
+    /// Adds a key. A shared store may drop it when another node filled the
+    /// same role first (signing key, or next key of its algorithm), so read
+    /// [`keys`](Self::keys) again after adding.
     fn add_key(&self, key: &StoredKey) -> Result<(), StoreError>;
     /// Makes the oldest next key of `alg` sign from `now` (the current one
     /// retired at `now`), then adds a fresh next key. Returns the new

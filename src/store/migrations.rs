@@ -94,6 +94,74 @@ CREATE TABLE external_users (
 );
 ",
     },
+    Migration {
+        version: 3,
+        name: "console provider: signing keys, codes, refresh families, access tokens",
+        // As the provider's SQLite file: codes and tokens by SHA-256 hash
+        // only; times in seconds since the epoch. One signing key and one
+        // next key per algorithm, enforced here, so that nodes making the
+        // first keys together cannot both succeed.
+        sql: "
+CREATE TABLE idp_keys (
+    kid       text   PRIMARY KEY,
+    alg       text   NOT NULL,
+    pkcs8     bytea  NOT NULL,
+    created   bigint NOT NULL,
+    activated bigint,
+    retired   bigint
+);
+CREATE UNIQUE INDEX idp_keys_one_signing ON idp_keys ((activated IS NOT NULL))
+    WHERE activated IS NOT NULL AND retired IS NULL;
+CREATE UNIQUE INDEX idp_keys_one_next ON idp_keys (alg)
+    WHERE activated IS NULL AND retired IS NULL;
+CREATE TABLE idp_codes (
+    hash         bytea    PRIMARY KEY,
+    client_id    text     NOT NULL,
+    redirect_uri text     NOT NULL,
+    kind         text     NOT NULL,
+    provider     text     NOT NULL,
+    subject      text     NOT NULL,
+    scope        text     NOT NULL,
+    nonce        text,
+    challenge    text,
+    auth_time    bigint   NOT NULL,
+    expires      bigint   NOT NULL,
+    used         smallint NOT NULL DEFAULT 0,
+    family       text
+);
+CREATE INDEX idp_codes_expires ON idp_codes (expires);
+CREATE TABLE idp_families (
+    id        text    PRIMARY KEY,
+    client_id text    NOT NULL,
+    kind      text    NOT NULL,
+    provider  text    NOT NULL,
+    subject   text    NOT NULL,
+    scope     text    NOT NULL,
+    auth_time bigint  NOT NULL,
+    revoked   boolean NOT NULL DEFAULT false,
+    expires   bigint  NOT NULL
+);
+CREATE INDEX idp_families_expires ON idp_families (expires);
+CREATE TABLE idp_refresh_tokens (
+    hash    bytea   PRIMARY KEY,
+    family  text    NOT NULL,
+    expires bigint  NOT NULL,
+    used    boolean NOT NULL DEFAULT false
+);
+CREATE INDEX idp_refresh_tokens_family ON idp_refresh_tokens (family);
+CREATE INDEX idp_refresh_tokens_expires ON idp_refresh_tokens (expires);
+CREATE TABLE idp_access_tokens (
+    hash      bytea  PRIMARY KEY,
+    client_id text   NOT NULL,
+    kind      text   NOT NULL,
+    provider  text   NOT NULL,
+    subject   text   NOT NULL,
+    scope     text   NOT NULL,
+    expires   bigint NOT NULL
+);
+CREATE INDEX idp_access_tokens_expires ON idp_access_tokens (expires);
+",
+    },
 ];
 
 /// The schema version this build writes and reads.

@@ -1,7 +1,8 @@
 //! Several nodes on one PostgreSQL (Debian `postgresql`, not our code),
 //! started unprivileged by the test in a temporary directory on a loopback
 //! port and torn down after: accounting spread over two nodes with one
-//! SIGKILLed, an outage of the database under load, and the store checks.
+//! SIGKILLed, an outage of the database under load, the store checks, and
+//! browser sessions and console codes and refresh tokens used across nodes.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -793,4 +794,227 @@ fn tls_to_the_database_is_verified_against_the_configured_ca() {
         std::thread::sleep(Duration::from_millis(100));
     }
     drop(node);
+}
+
+/// The consoles' side of a node: an HTTP client that shows redirects
+/// instead of following them, keeping its cookies.
+fn console_browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(WAIT)
+        .build()
+        .unwrap()
+}
+
+async fn jwks(http: SocketAddr) -> serde_json::Value {
+    let r = reqwest::get(format!("http://{http}/oauth2/jwks"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+async fn console_token(http: SocketAddr, form: &[(&str, &str)]) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .post(format!("http://{http}/oauth2/token"))
+        .basic_auth("orchestrator", Some("orchestrator-secret-1"))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// The ID token's claims, its signature checked against `jwks`.
+fn id_claims(token: &serde_json::Value, jwks: &serde_json::Value) -> serde_json::Value {
+    let id = token["id_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{token}"));
+    let kid = jsonwebtoken::decode_header(id).unwrap().kid.unwrap();
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks.clone()).unwrap();
+    let jwk = set
+        .find(&kid)
+        .unwrap_or_else(|| panic!("{kid} not in {jwks}"));
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    v.set_audience(&["orchestrator"]);
+    jsonwebtoken::decode::<serde_json::Value>(id, &key, &v)
+        .unwrap()
+        .claims
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_code_from_one_node_is_redeemed_at_the_other_and_a_replay_anywhere_revokes() {
+    const REDIRECT: &str = "http://127.0.0.1:9600/gms/rest/authentication/oauth/redirect";
+    const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    let pg = Postgres::start();
+    let a = node(&pg, "a");
+    let b = node(&pg, "b");
+    let (http_a, http_b) = (a.addrs.http.unwrap(), b.addrs.http.unwrap());
+
+    // Both nodes make their keys on first use, here at the same moment:
+    // one wins and the other reads its keys.
+    let (ja, jb) = tokio::join!(jwks(http_a), jwks(http_b));
+    assert_eq!(ja, jb, "both nodes publish the same keys");
+    assert_eq!(ja["keys"].as_array().unwrap().len(), 2, "signing and next");
+
+    // bob logs in on A; the console sends him to A's authorize.
+    let br = console_browser();
+    let r = harness::post_login(&br, http_a, "/login", "bob", "bob-pass-2").await;
+    assert!(r.status().is_redirection(), "{}", r.status());
+    let r = br
+        .get(format!(
+            "http://{http_a}/oauth2/authorize?response_type=code&client_id=orchestrator\
+             &scope=openid+offline_access+email&state=st&nonce=n\
+             &code_challenge={CHALLENGE}&code_challenge_method=S256&redirect_uri={}",
+            url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>()
+        ))
+        .send()
+        .await
+        .unwrap();
+    let to = r
+        .headers()
+        .get("location")
+        .unwrap_or_else(|| panic!("no redirect: {}", r.status()))
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(to.starts_with(REDIRECT), "{to}");
+    let q: std::collections::HashMap<String, String> = url::Url::parse(&to)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    assert_eq!(q["state"], "st");
+    let code = q["code"].clone();
+    // Only its hash is stored.
+    assert_eq!(
+        pg.psql(
+            "portcullis",
+            &format!(
+                "SELECT count(*) FROM idp_codes WHERE hash = sha256(convert_to('{code}', 'UTF8'))"
+            )
+        ),
+        "1"
+    );
+
+    // Redeemed at B.
+    let (st, t1) = console_token(
+        http_b,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await;
+    assert_eq!(st, 200, "{t1}");
+    let claims = id_claims(&t1, &ja);
+    assert_eq!(claims["ec-roles"], "Helpdesk", "{claims}");
+    assert_eq!(claims["nonce"], "n", "{claims}");
+    let rt1 = t1["refresh_token"].as_str().unwrap().to_string();
+    // The same code again, at A this time: spent.
+    let (st, again) = console_token(
+        http_a,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await;
+    assert_eq!((st, again["error"].as_str()), (400, Some("invalid_grant")));
+
+    // That replay revoked the family the code started.
+    let (st, v) = console_token(
+        http_b,
+        &[("grant_type", "refresh_token"), ("refresh_token", &rt1)],
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{v}"
+    );
+
+    // A fresh code for the refresh part.
+    let r = br
+        .get(format!(
+            "http://{http_a}/oauth2/authorize?response_type=code&client_id=orchestrator\
+             &scope=openid+offline_access+email&state=st2&nonce=n2\
+             &code_challenge={CHALLENGE}&code_challenge_method=S256&redirect_uri={}",
+            url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>()
+        ))
+        .send()
+        .await
+        .unwrap();
+    let to = r.headers()["location"].to_str().unwrap().to_string();
+    let code2 = url::Url::parse(&to)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let (st, t2) = console_token(
+        http_b,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code2),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await;
+    assert_eq!(st, 200, "{t2}");
+    let old = t2["refresh_token"].as_str().unwrap().to_string();
+
+    // A refresh at B works and rotates the token.
+    let (st, t3) = console_token(
+        http_b,
+        &[("grant_type", "refresh_token"), ("refresh_token", &old)],
+    )
+    .await;
+    assert_eq!(st, 200, "{t3}");
+    assert_eq!(id_claims(&t3, &jb)["ec-roles"], "Helpdesk");
+    let new = t3["refresh_token"].as_str().unwrap().to_string();
+    assert_ne!(new, old);
+
+    // The old token replayed at A: refused, and the family is revoked, so
+    // the current token is refused too, at either node.
+    let (st, replay) = console_token(
+        http_a,
+        &[("grant_type", "refresh_token"), ("refresh_token", &old)],
+    )
+    .await;
+    assert_eq!((st, replay["error"].as_str()), (400, Some("invalid_grant")));
+    for http in [http_b, http_a] {
+        let (st, v) = console_token(
+            http,
+            &[("grant_type", "refresh_token"), ("refresh_token", &new)],
+        )
+        .await;
+        assert_eq!(
+            (st, v["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{v}"
+        );
+    }
+
+    // A restarted node and a third one publish the same keys.
+    let dir = b.sigkill();
+    let text = std::fs::read_to_string(dir.path().join("portcullis.toml")).unwrap();
+    let b2 = Running::start_in(dir, &text);
+    let c = node(&pg, "c");
+    assert_eq!(jwks(b2.addrs.http.unwrap()).await, ja);
+    assert_eq!(jwks(c.addrs.http.unwrap()).await, ja);
+    assert_eq!(
+        pg.psql("portcullis", "SELECT count(*) FROM idp_keys"),
+        "2",
+        "no node made keys of its own"
+    );
 }
