@@ -1018,3 +1018,132 @@ async fn a_console_code_from_one_node_is_redeemed_at_the_other_and_a_replay_anyw
         "no node made keys of its own"
     );
 }
+
+/// Nodes racing on one code, one refresh token and the first keys, through
+/// the store itself (a pool each, as separate nodes have): exactly one wins.
+#[test]
+fn nodes_racing_on_one_code_or_refresh_token_cannot_both_win() {
+    use portcullis::idp::store::{CodeRecord, CodeTake, Family, RefreshTake};
+    use portcullis::idp::{IdpStore, KeyAlg, PgIdpStore, Subject, ensure_keys};
+    use std::sync::Arc;
+    let pg = Postgres::start();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let settings = |node: &str| {
+        let mut c = tokio_postgres::Config::new();
+        c.host("127.0.0.1")
+            .port(pg.port)
+            .user("portcullis")
+            .password(PASSWORD)
+            .dbname("portcullis");
+        Arc::new(portcullis::store::PgSettings {
+            pg: c,
+            config_file: "test.toml".into(),
+            password_key: "store.password",
+            ca_pem: None,
+            pool_size: 4,
+            connect_timeout: Duration::from_secs(2),
+            query_timeout: Duration::from_secs(5),
+            auto_migrate: true,
+            node: node.into(),
+            accounting_writers: 1,
+            accounting_batch: 1,
+        })
+    };
+    let nodes: Vec<PgIdpStore> = runtime.block_on(async {
+        let mut v = Vec::new();
+        for i in 0..4 {
+            let s = portcullis::store::PgStore::new(settings(&format!("n{i}"))).unwrap();
+            s.prepare().await.unwrap();
+            v.push(PgIdpStore::new(s));
+        }
+        v
+    });
+    // Blocking calls from threads of our own, off the runtime.
+    let race = |f: &(dyn Fn(&PgIdpStore) -> String + Sync)| -> Vec<String> {
+        let mut out: Vec<String> = std::thread::scope(|s| {
+            let hs: Vec<_> = nodes.iter().map(|n| s.spawn(move || f(n))).collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        out.sort();
+        out
+    };
+
+    let rings = race(&|n| {
+        let r = ensure_keys(n, KeyAlg::Rs256, 100, 3600).unwrap();
+        r.jwks().to_string()
+    });
+    assert!(rings.iter().all(|r| *r == rings[0]), "{rings:?}");
+    assert_eq!(nodes[0].keys().unwrap().len(), 2, "one signing, one next");
+
+    let subject = Subject::Local { name: "bob".into() };
+    let far = 4_000_000_000;
+    nodes[0]
+        .put_code(&CodeRecord {
+            hash: [1; 32],
+            client_id: "orchestrator".into(),
+            redirect_uri: "http://127.0.0.1/cb".into(),
+            subject: subject.clone(),
+            scope: "openid offline_access".into(),
+            nonce: None,
+            challenge: None,
+            auth_time: 1,
+            expires: far,
+        })
+        .unwrap();
+    let takes = race(&|n| match n.take_code(&[1; 32]).unwrap() {
+        CodeTake::Fresh(c) => {
+            assert_eq!(c.subject, Subject::Local { name: "bob".into() });
+            "fresh".into()
+        }
+        CodeTake::Reused { .. } => "reused".into(),
+        CodeTake::Unknown => "unknown".into(),
+    });
+    assert_eq!(takes, ["fresh", "reused", "reused", "reused"]);
+
+    // The family started from that (already replayed) code is born revoked;
+    // a family from a clean code rotates once per token.
+    let fam = |id: &str| Family {
+        id: id.into(),
+        client_id: "orchestrator".into(),
+        subject: subject.clone(),
+        scope: "openid offline_access".into(),
+        auth_time: 1,
+    };
+    nodes[1]
+        .new_family(&fam("f1"), &[1; 32], &[10; 32], far)
+        .unwrap();
+    assert!(!nodes[2].family_live("f1").unwrap());
+    nodes[0]
+        .put_code(&CodeRecord {
+            hash: [2; 32],
+            client_id: "orchestrator".into(),
+            redirect_uri: "http://127.0.0.1/cb".into(),
+            subject: subject.clone(),
+            scope: "openid offline_access".into(),
+            nonce: None,
+            challenge: None,
+            auth_time: 1,
+            expires: far,
+        })
+        .unwrap();
+    assert!(matches!(
+        nodes[3].take_code(&[2; 32]).unwrap(),
+        CodeTake::Fresh(_)
+    ));
+    nodes[3]
+        .new_family(&fam("f2"), &[2; 32], &[20; 32], far)
+        .unwrap();
+    let rotations = race(
+        &|n| match n.rotate_refresh(&[20; 32], &[30; 32], 5, far).unwrap() {
+            RefreshTake::Rotated(_) => "rotated".into(),
+            RefreshTake::Replayed { .. } => "replayed".into(),
+            RefreshTake::Invalid => "invalid".into(),
+        },
+    );
+    assert_eq!(rotations, ["replayed", "replayed", "replayed", "rotated"]);
+    assert!(!nodes[0].family_live("f2").unwrap(), "a replay revokes");
+}
