@@ -28,7 +28,8 @@
 //!   behind the `AccountingSink` trait; an in-memory sink.
 //! - [`identity`]: external users (IdP logins) and their synced groups.
 //! - [`idp`]: toward appliance web consoles: the OAuth/OIDC provider and
-//!   JWT issuer (keys, codes, refresh families), claims from the table.
+//!   JWT issuer (keys, codes, refresh families: SQLite, or the shared
+//!   PostgreSQL of `[store]`), claims from the table.
 //! - [`oidc`]: the OpenID Connect relying party (web login through the IdP).
 //! - [`saml`]: the SAML 2.0 service provider (web login through the IdP).
 //! - [`pending`]: started logins awaiting the browser, bounded per source.
