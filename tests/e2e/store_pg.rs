@@ -1017,6 +1017,24 @@ async fn a_console_code_from_one_node_is_redeemed_at_the_other_and_a_replay_anyw
         "2",
         "no node made keys of its own"
     );
+    // Rotation works on the shared keys: the next key every node already
+    // publishes starts signing.
+    let next = pg.psql(
+        "portcullis",
+        "SELECT kid FROM idp_keys WHERE activated IS NULL",
+    );
+    let cfg = c.dir.path().join("portcullis.toml");
+    let (code, out, err) = run(&["console", "rotate-key", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("signing key is now {next}")), "{out}");
+    assert_eq!(
+        pg.psql(
+            "portcullis",
+            "SELECT count(*) FROM idp_keys WHERE retired IS NULL"
+        ),
+        "2",
+        "the new signing key and a new next key"
+    );
 }
 
 /// Nodes racing on one code, one refresh token and the first keys, through
