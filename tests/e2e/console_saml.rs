@@ -34,56 +34,6 @@ fn sp_url(sp: &Peer, path: &str) -> String {
     format!("http://127.0.0.1:{}{path}", sp.ready["port"])
 }
 
-fn unescape(s: &str) -> String {
-    s.replace("&quot;", "\"")
-        .replace("&#x2B;", "+")
-        .replace("&#43;", "+")
-        .replace("&#x3D;", "=")
-        .replace("&#61;", "=")
-        .replace("&#x2F;", "/")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
-fn attr(tag: &str, name: &str) -> Option<String> {
-    for q in ['"', '\''] {
-        let key = format!(" {name}={q}");
-        if let Some(i) = tag.find(&key) {
-            let rest = &tag[i + key.len()..];
-            let end = rest.find(q)?;
-            return Some(unescape(&rest[..end]));
-        }
-    }
-    None
-}
-
-/// The first form of a page: its action and every named input.
-fn form(html: &str) -> Option<(String, Vec<(String, String)>)> {
-    let f = html.find("<form")?;
-    let tag_end = f + html[f..].find('>')?;
-    let action = attr(&html[f..tag_end], "action").unwrap_or_default();
-    let mut fields = Vec::new();
-    let mut rest = &html[f..];
-    while let Some(i) = rest.find("<input") {
-        let end = i + rest[i..].find('>')?;
-        let tag = &rest[i..end];
-        if let Some(n) = attr(tag, "name") {
-            fields.push((n, attr(tag, "value").unwrap_or_default()));
-        }
-        rest = &rest[end..];
-    }
-    Some((action, fields))
-}
-
-fn set(fields: &mut [(String, String)], k: &str, v: &str) {
-    for f in fields.iter_mut() {
-        if f.0 == k {
-            f.1 = v.to_string();
-        }
-    }
-}
-
 /// From the SP's login link through portcullis (its login form when there
 /// is no session) to the auto-post page; returns that page's form.
 async fn to_response(
