@@ -14,7 +14,8 @@
 //!   the RADIUS codec.
 //! - [`policy`]: the role-mapping table and `Grant`; no I/O.
 //! - [`authn`]: credential checks: local users, argon2 off the runtime, the
-//!   verified-credential cache, CHAP and MS-CHAP.
+//!   verified-credential cache, login throttling, CHAP and MS-CHAP, and
+//!   LDAP / AD directories in `server.auth_order`.
 //! - [`profile`]: renders a grant for a kind of appliance.
 //! - [`client`]: appliances by source network, with their secrets.
 //! - [`datadir`]: the data directory and databases, private to the server.
@@ -27,14 +28,16 @@
 //! - [`accounting`]: the durable accounting store (SQLite, group commit)
 //!   behind the `AccountingSink` trait; an in-memory sink.
 //! - [`identity`]: external users (IdP logins) and their synced groups.
-//! - [`idp`]: toward appliance web consoles: the OAuth/OIDC provider and
-//!   JWT issuer (keys, codes, refresh families: SQLite, or the shared
-//!   PostgreSQL of `[store]`), claims from the table.
+//! - [`idp`]: toward appliance web consoles: the OAuth/OIDC provider, JWT
+//!   issuer and SAML 2.0 IdP (keys, codes, refresh families: SQLite, or the
+//!   shared PostgreSQL of `[store]`; signed assertions), claims and
+//!   attributes from the table.
 //! - [`oidc`]: the OpenID Connect relying party (web login through the IdP).
 //! - [`saml`]: the SAML 2.0 service provider (web login through the IdP).
 //! - [`pending`]: started logins awaiting the browser, bounded per source.
-//! - [`http`]: `/metrics`, `/healthz`, browser logins and sessions,
-//!   `/api/me`, the admin API.
+//! - [`http`]: the listener and its limits, `/metrics`, `/healthz`,
+//!   browser logins and sessions (CSRF-checked forms), `/api/me`, the admin
+//!   API, and the console provider's routes.
 //! - [`explain`]: what the table grants a user and why (`portcullis explain`).
 //! - [`metrics`]: shared metric pieces (buckets, label types, exposition).
 //! - [`clock`]: time and randomness, passed into services.

@@ -1,5 +1,6 @@
 //! HTTP listener counters: open connections, connections refused by the
-//! per-address cap, and requests cut off by the request deadline. Label
+//! per-address cap, requests cut off by the request deadline or refused
+//! for the size of their body. Label
 //! values are a closed set.
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -18,6 +19,7 @@ pub struct HttpMetrics {
     pub(super) open: Gauge,
     refused: Family<Reason, Counter>,
     pub(super) timed_out: Counter,
+    pub(super) too_large: Counter,
 }
 
 impl HttpMetrics {
@@ -35,6 +37,11 @@ impl HttpMetrics {
             "http_connections_refused",
             "HTTP connections closed on arrival, by reason (per_address: the address holds web.max_connections_per_address)",
             m.refused.clone(),
+        );
+        registry.register(
+            "http_requests_too_large",
+            "HTTP requests answered 413 because their body was over web.max_body",
+            m.too_large.clone(),
         );
         registry.register(
             "http_requests_timed_out",

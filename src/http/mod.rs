@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 
 pub fn router(web: Arc<Web>) -> Router {
     let limits = web.config.load().web.limits;
-    let timed_out = web.http_metrics.timed_out.clone();
+    let http_metrics = web.http_metrics.clone();
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -65,7 +65,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .merge(console_saml::routes())
         .layer(DefaultBodyLimit::max(limits.max_body))
         .layer(axum::middleware::from_fn_with_state(
-            (limits.request_timeout, timed_out),
+            (limits.request_timeout, http_metrics),
             deadline,
         ))
         .layer(axum::middleware::from_fn(security_headers))
@@ -74,15 +74,24 @@ pub fn router(web: Arc<Web>) -> Router {
 
 /// A request, body and answer included, gets `web.request_timeout`: a
 /// client trickling its body cannot hold a handler (and what it holds).
+/// Bodies over `web.max_body` (refused 413 by the extractors) are counted
+/// and logged here, whichever route refused them.
 async fn deadline(
-    State((limit, timed_out)): State<(Duration, prometheus_client::metrics::counter::Counter)>,
+    State((limit, m)): State<(Duration, HttpMetrics)>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    let path = req.uri().path().to_owned();
     match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(r) => r,
+        Ok(r) => {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                m.too_large.inc();
+                tracing::warn!(%path, "request refused: body over web.max_body");
+            }
+            r
+        }
         Err(_) => {
-            timed_out.inc();
+            m.timed_out.inc();
             (StatusCode::REQUEST_TIMEOUT, "request took too long").into_response()
         }
     }

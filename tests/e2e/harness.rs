@@ -396,3 +396,56 @@ pub fn assert_network_admin_from_idp(me: &serde_json::Value) {
         "IdP-only groups are not local groups"
     );
 }
+
+/// The HTML entities the IdPs' and our pages use, undone.
+pub fn unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&#x2B;", "+")
+        .replace("&#43;", "+")
+        .replace("&#x3D;", "=")
+        .replace("&#61;", "=")
+        .replace("&#x2F;", "/")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// An attribute's value in an HTML tag.
+pub fn attr(tag: &str, name: &str) -> Option<String> {
+    for q in ['"', '\''] {
+        let key = format!(" {name}={q}");
+        if let Some(i) = tag.find(&key) {
+            let rest = &tag[i + key.len()..];
+            let end = rest.find(q)?;
+            return Some(unescape(&rest[..end]));
+        }
+    }
+    None
+}
+
+/// The first form of a page: its action and every named input.
+pub fn form(html: &str) -> Option<(String, Vec<(String, String)>)> {
+    let f = html.find("<form")?;
+    let tag_end = f + html[f..].find('>')?;
+    let action = attr(&html[f..tag_end], "action").unwrap_or_default();
+    let mut fields = Vec::new();
+    let mut rest = &html[f..];
+    while let Some(i) = rest.find("<input") {
+        let end = i + rest[i..].find('>')?;
+        let tag = &rest[i..end];
+        if let Some(n) = attr(tag, "name") {
+            fields.push((n, attr(tag, "value").unwrap_or_default()));
+        }
+        rest = &rest[end..];
+    }
+    Some((action, fields))
+}
+
+/// Sets a form field's value.
+pub fn set(fields: &mut [(String, String)], k: &str, v: &str) {
+    for f in fields.iter_mut() {
+        if f.0 == k {
+            f.1 = v.to_string();
+        }
+    }
+}

@@ -35,56 +35,6 @@ pub(crate) fn provider_block(name: &str, http: SocketAddr, idp: &Peer, extra: &s
     )
 }
 
-fn unescape(s: &str) -> String {
-    s.replace("&quot;", "\"")
-        .replace("&#x2B;", "+")
-        .replace("&#43;", "+")
-        .replace("&#x3D;", "=")
-        .replace("&#61;", "=")
-        .replace("&#x2F;", "/")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
-fn attr(tag: &str, name: &str) -> Option<String> {
-    for q in ['"', '\''] {
-        let key = format!("{name}={q}");
-        if let Some(i) = tag.find(&key) {
-            let rest = &tag[i + key.len()..];
-            let end = rest.find(q)?;
-            return Some(unescape(&rest[..end]));
-        }
-    }
-    None
-}
-
-/// The first form of a page: its action and every named input.
-fn form(html: &str) -> (String, Vec<(String, String)>) {
-    let f = html.find("<form").expect("a form");
-    let tag_end = f + html[f..].find('>').unwrap();
-    let action = attr(&html[f..tag_end], "action").unwrap_or_default();
-    let mut fields = Vec::new();
-    let mut rest = &html[f..];
-    while let Some(i) = rest.find("<input") {
-        let end = i + rest[i..].find('>').unwrap();
-        let tag = &rest[i..end];
-        if let Some(n) = attr(tag, "name") {
-            fields.push((n, attr(tag, "value").unwrap_or_default()));
-        }
-        rest = &rest[end..];
-    }
-    (action, fields)
-}
-
-fn set(fields: &mut [(String, String)], k: &str, v: &str) {
-    for f in fields.iter_mut() {
-        if f.0 == k {
-            f.1 = v.to_string();
-        }
-    }
-}
-
 /// Through our /start, the IdP's login form and its auto-post page: returns
 /// the browser, the IdP's POST-binding form (ACS and fields), unsent.
 async fn to_acs(
@@ -103,7 +53,7 @@ async fn to_acs(
     let status = r.status();
     let page = r.text().await.unwrap();
     assert_eq!(status, 200, "IdP login page at {at}: {page}");
-    let (action, mut fields) = form(&page);
+    let (action, mut fields) = form(&page).expect("a form");
     set(&mut fields, "username", user);
     set(&mut fields, "password", pw);
     let r = b
@@ -115,7 +65,7 @@ async fn to_acs(
     let status = r.status();
     let page = r.text().await.unwrap();
     assert_eq!(status, 200, "IdP login: {page}");
-    let (acs, fields) = form(&page);
+    let (acs, fields) = form(&page).expect("a form");
     assert!(fields.iter().any(|(k, _)| k == "SAMLResponse"), "{page}");
     (b, acs, fields)
 }
