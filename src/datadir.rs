@@ -6,7 +6,7 @@
 use std::fs::{self, OpenOptions, Permissions};
 use std::io;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Creates `dir` (and its parents) if needed and makes it 0700.
 pub fn private_dir(dir: &Path) -> io::Result<()> {
@@ -36,6 +36,50 @@ pub fn private_db(path: &Path) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Why [`open_sqlite`] failed; each store maps it to its own error.
+#[derive(Debug)]
+pub enum OpenError {
+    /// The directory or the file could not be made private.
+    Create { path: PathBuf, cause: io::Error },
+    Db {
+        path: PathBuf,
+        cause: rusqlite::Error,
+    },
+}
+
+/// Opens (creating it private) the SQLite database `file` in `data_dir`,
+/// in WAL mode with the given `synchronous` level, and applies `schema`.
+/// Calls on the connection block: use it off the async runtime.
+pub fn open_sqlite(
+    data_dir: &Path,
+    file: &str,
+    synchronous: &str,
+    schema: &str,
+) -> Result<(PathBuf, rusqlite::Connection), OpenError> {
+    private_dir(data_dir).map_err(|cause| OpenError::Create {
+        path: data_dir.to_path_buf(),
+        cause,
+    })?;
+    let path = data_dir.join(file);
+    private_db(&path).map_err(|cause| OpenError::Create {
+        path: path.clone(),
+        cause,
+    })?;
+    let db = |cause| OpenError::Db {
+        path: path.clone(),
+        cause,
+    };
+    let conn = rusqlite::Connection::open(&path).map_err(db)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(db)?;
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous};"
+    ))
+    .map_err(db)?;
+    conn.execute_batch(schema).map_err(db)?;
+    Ok((path, conn))
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::datadir::OpenError;
 use serde::Serialize;
 
 mod shared;
@@ -87,25 +89,12 @@ pub struct IdentityStore {
 
 impl IdentityStore {
     pub fn open(data_dir: &Path) -> Result<Self, IdentityError> {
-        crate::datadir::private_dir(data_dir).map_err(|cause| IdentityError::CreateDir {
-            path: data_dir.to_path_buf(),
-            cause,
-        })?;
-        let path = data_dir.join(DB_FILE);
-        crate::datadir::private_db(&path).map_err(|cause| IdentityError::CreateDir {
-            path: path.clone(),
-            cause,
-        })?;
-        let db = |cause| IdentityError::Db {
-            path: path.clone(),
-            cause,
-        };
-        let conn = Connection::open(&path).map_err(db)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(db)?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
-            .map_err(db)?;
-        conn.execute_batch(SCHEMA).map_err(db)?;
+        let (path, conn) = crate::datadir::open_sqlite(data_dir, DB_FILE, "FULL", SCHEMA).map_err(
+            |e| match e {
+                OpenError::Create { path, cause } => IdentityError::CreateDir { path, cause },
+                OpenError::Db { path, cause } => IdentityError::Db { path, cause },
+            },
+        )?;
         Ok(Self {
             path,
             conn: Arc::new(Mutex::new(conn)),

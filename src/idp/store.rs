@@ -11,6 +11,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::keys::StoredKey;
 use super::settings::KeyAlg;
+use crate::datadir::OpenError;
 use crate::secret::Secret;
 
 /// File name inside the data directory.
@@ -221,25 +222,11 @@ pub struct SqliteIdpStore {
 
 impl SqliteIdpStore {
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        crate::datadir::private_dir(data_dir).map_err(|cause| StoreError::Create {
-            path: data_dir.to_path_buf(),
-            cause,
-        })?;
-        let path = data_dir.join(DB_FILE);
-        crate::datadir::private_db(&path).map_err(|cause| StoreError::Create {
-            path: path.clone(),
-            cause,
-        })?;
-        let db = |cause| StoreError::Db {
-            path: path.clone(),
-            cause,
-        };
-        let conn = Connection::open(&path).map_err(db)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(db)?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
-            .map_err(db)?;
-        conn.execute_batch(SCHEMA).map_err(db)?;
+        let (path, conn) = crate::datadir::open_sqlite(data_dir, DB_FILE, "NORMAL", SCHEMA)
+            .map_err(|e| match e {
+                OpenError::Create { path, cause } => StoreError::Create { path, cause },
+                OpenError::Db { path, cause } => StoreError::Db { path, cause },
+            })?;
         Ok(Self {
             path,
             conn: Arc::new(Mutex::new(conn)),
