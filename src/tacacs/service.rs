@@ -344,9 +344,9 @@ impl Service {
             priv_lvl: s.priv_lvl,
             rounds: 0,
         };
-        match s.authen_type {
+        let (result, method) = match s.authen_type {
             AuthenType::ASCII => {
-                if user.is_empty() {
+                return if user.is_empty() {
                     let mut prompt = Vec::new();
                     if let Some(b) = &config.tacacs.banner {
                         prompt.extend_from_slice(b.as_bytes());
@@ -377,22 +377,11 @@ impl Service {
                         REPLY_FLAG_NOECHO,
                         out,
                     )
-                }
+                };
             }
             AuthenType::PAP => {
                 let result = self.check_password(config, &user, s.data).await;
-                self.finish_login(
-                    config,
-                    client,
-                    key,
-                    rh,
-                    &user,
-                    s.authen_service,
-                    s.priv_lvl,
-                    result,
-                    "pap",
-                    out,
-                )
+                (result, "pap")
             }
             AuthenType::CHAP => {
                 // data = PPP id (1) || challenge || response (16), §5.4.2.3.
@@ -410,18 +399,7 @@ impl Service {
                         }
                     }
                 };
-                self.finish_login(
-                    config,
-                    client,
-                    key,
-                    rh,
-                    &user,
-                    s.authen_service,
-                    s.priv_lvl,
-                    result,
-                    "chap",
-                    out,
-                )
+                (result, "chap")
             }
             AuthenType::MSCHAP => {
                 // data = id (1) || challenge (8) || response (49: LM 24, NT 24, flags), §5.4.2.4.
@@ -441,18 +419,7 @@ impl Service {
                     }
                     Ok(_) => Err(AuthnError::BadPassword),
                 };
-                self.finish_login(
-                    config,
-                    client,
-                    key,
-                    rh,
-                    &user,
-                    s.authen_service,
-                    s.priv_lvl,
-                    result,
-                    "mschap",
-                    out,
-                )
+                (result, "mschap")
             }
             AuthenType::MSCHAPV2 => {
                 // data = id (1) || challenge (16) || response (49: peer challenge 16,
@@ -476,23 +443,12 @@ impl Service {
                     }
                     Ok(_) => Err(AuthnError::BadPassword),
                 };
-                self.finish_login(
-                    config,
-                    client,
-                    key,
-                    rh,
-                    &user,
-                    s.authen_service,
-                    s.priv_lvl,
-                    result,
-                    "mschapv2",
-                    out,
-                )
+                (result, "mschapv2")
             }
             _ => {
                 self.metrics
                     .request(&client.name, "authentication", "unsupported_type");
-                self.authen_reply(
+                return self.authen_reply(
                     client,
                     key,
                     rh,
@@ -500,9 +456,21 @@ impl Service {
                     0,
                     b"unsupported authentication type",
                     out,
-                )
+                );
             }
-        }
+        };
+        self.finish_login(
+            config,
+            client,
+            key,
+            rh,
+            &user,
+            s.authen_service,
+            s.priv_lvl,
+            result,
+            method,
+            out,
+        )
     }
 
     /// The stored cleartext-equivalent CHAP and MS-CHAP need (local users
