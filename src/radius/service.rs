@@ -500,8 +500,28 @@ impl Service {
             Ok(x) => x,
             Err(reason) => return Step::Drop(reason),
         };
-        if pkt.code() != Code::ACCOUNTING_REQUEST {
-            return Step::Drop(DropReason::UnexpectedCode);
+        match pkt.code() {
+            Code::ACCOUNTING_REQUEST => {}
+            Code::STATUS_SERVER => {
+                // RFC 5997 §3: on the accounting port the answer is an
+                // Accounting-Response. `open` has already insisted on its
+                // Message-Authenticator. Without an accounting store there
+                // is nothing here to be alive for, so the appliance fails over.
+                if self.accounting.is_none() {
+                    return Step::Drop(DropReason::AccountingUnavailable);
+                }
+                self.count(client, "status_server", "accept");
+                return self.reply(
+                    config,
+                    client,
+                    secret,
+                    &pkt,
+                    Verdict::Reject,
+                    Code::ACCOUNTING_RESPONSE,
+                    out,
+                );
+            }
+            _ => return Step::Drop(DropReason::UnexpectedCode),
         }
         let Some(sink) = self.accounting.as_deref() else {
             self.count(client, "accounting_request", "dropped");

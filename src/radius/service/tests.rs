@@ -905,6 +905,45 @@ fn status_server_is_answered_with_an_access_accept() {
     assert_eq!(requests(&svc, "access_request", "accept"), 0);
 }
 
+#[test]
+fn status_server_on_the_accounting_port_is_answered_with_an_accounting_response() {
+    let config = demo();
+    let sink = Arc::new(MemorySink::default());
+    let svc = service_with_sink(&sink);
+    let mut buf = [0u8; 4096];
+    let w = RequestWriter::new_with_message_authenticator(
+        &mut buf,
+        Code::STATUS_SERVER,
+        0x2b,
+        &[0xc4; 16],
+    )
+    .unwrap();
+    let n = w.finish(&demo_secret()).unwrap();
+    let req = buf[..n].to_vec();
+    let first = req.clone();
+    let mut out = [0u8; 4096];
+    let n = expect_reply(acct(&svc, &config, DEMO_SRC, &req, &mut out));
+    let reply = checked_reply(&out[..n], &req, &demo_secret());
+    assert_eq!(reply.code(), Code::ACCOUNTING_RESPONSE);
+    assert_eq!(reply.identifier(), 0x2b);
+    assert_eq!(requests(&svc, "status_server", "accept"), 1);
+    // Without its Message-Authenticator it is dropped, as on the other port.
+    let w = RequestWriter::new(&mut buf, Code::STATUS_SERVER, 0x2c, &[0xc5; 16]).unwrap();
+    let n = w.finish(&demo_secret()).unwrap();
+    let req = buf[..n].to_vec();
+    assert!(matches!(
+        acct(&svc, &config, DEMO_SRC, &req, &mut out),
+        Step::Drop(_)
+    ));
+    assert!(sink.records().is_empty(), "nothing stored");
+    // A server with no accounting store is not alive on this port.
+    let svc = service();
+    assert!(matches!(
+        acct(&svc, &config, DEMO_SRC, &first, &mut out),
+        Step::Drop(_)
+    ));
+}
+
 // ---------------------------------------------------------------------------
 // 5. CHAP and MS-CHAPv2
 
