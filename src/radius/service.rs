@@ -333,7 +333,12 @@ impl Service {
         };
         match self.answer(config, client, secret, &pkt, verdict, out) {
             Step::Reply(n) => Some(n),
-            _ => None,
+            Step::Drop(reason) => {
+                // As the engine counts drops decided on the receive loop.
+                self.metrics.drop(reason);
+                None
+            }
+            Step::Verify(_) | Step::Store(_) => None,
         }
     }
 

@@ -292,6 +292,19 @@ fn rfc2865_example_accept_verifies_with_our_codec() {
 }
 
 #[tokio::test]
+async fn a_deferred_reply_that_cannot_be_written_is_dropped_and_counted() {
+    let config = rfc_config();
+    let svc = service();
+    let req = hex(RFC_REQUEST);
+    let mut out = [0u8; 4096];
+    let d = expect_verify(auth(&svc, &config, RFC_SRC, &req, &mut out));
+    assert_eq!(drops(&svc, "buffer_full"), 0);
+    let mut tiny = [0u8; 8];
+    assert_eq!(svc.finish(&d, &mut tiny).await, None);
+    assert_eq!(drops(&svc, "buffer_full"), 1);
+}
+
+#[tokio::test]
 async fn rfc2865_example_request_is_accepted_after_argon2() {
     let config = rfc_config();
     let svc = service();
