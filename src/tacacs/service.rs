@@ -27,6 +27,9 @@ use crate::policy::{Action as CmdAction, ClientCtx, CommandVerdict, Grant, MAX_W
 const MAX_OPEN_SESSIONS: usize = 64;
 /// ASCII prompts answered before a login is given up.
 const MAX_ASCII_ROUNDS: u8 = 6;
+/// What the terminal reads when authorization is refused for who the
+/// person is (unknown, disabled, no role), whatever the reason.
+const NOT_AUTHORIZED: &str = "Authorization failed";
 
 #[derive(Debug)]
 enum Waiting {
@@ -672,14 +675,28 @@ impl Service {
             .credentials
             .known(&config.users, &config.directories, &config.policy, &user)
             .await;
+        // Whether the name is unknown, disabled or has no role is the
+        // operator's business, not the terminal's: one message for all three
+        // (as authentication says "Authentication failed"), the reason logged
+        // and counted.
+        let refused = |label: &'static str, reason: &dyn std::fmt::Display| {
+            info!(user = %user, client = %client.name, reason = %reason, "tacacs+ authorization refused");
+            label
+        };
         let grant: Grant<'_> = match known {
-            Err(e) => return self.author_fail(client, key, rh, e.label(), &format!("{e}"), out),
+            Err(e) => {
+                let label = refused(e.label(), &e);
+                return self.author_fail(client, key, rh, label, NOT_AUTHORIZED, out);
+            }
             Ok(u) => match config
                 .policy
                 .decide(&u.identity(), &ClientCtx { name: &client.name })
             {
                 Ok(g) => g,
-                Err(r) => return self.author_fail(client, key, rh, r.label(), &r.to_string(), out),
+                Err(r) => {
+                    let label = refused(r.label(), &r);
+                    return self.author_fail(client, key, rh, label, NOT_AUTHORIZED, out);
+                }
             },
         };
         if service != b"shell" {
