@@ -770,6 +770,52 @@ fn drop_malformed_mschap2_response() {
 }
 
 #[test]
+fn malformed_chap_and_mschap_are_dropped_whoever_they_name() {
+    // alice opted in to CHAP, bob did not, nobody does not exist: a prober
+    // sending malformed requests learns nothing from drop versus reject.
+    let config = demo();
+    let mut out = [0u8; 4096];
+    for user in ["alice", "bob", "nobody"] {
+        let cases: [(&str, Box<dyn Fn(&mut RequestWriter<'_>)>); 3] = [
+            (
+                "bad_chap_password_length",
+                Box::new(|w| w.put(attr::CHAP_PASSWORD, &[1; 16]).unwrap()),
+            ),
+            (
+                "bad_mschap_response_length",
+                Box::new(|w| {
+                    w.put_vsa(attr::VENDOR_MICROSOFT, attr::ms::CHAP_CHALLENGE, &[7; 16])
+                        .unwrap();
+                    w.put_vsa(attr::VENDOR_MICROSOFT, attr::ms::CHAP2_RESPONSE, &[0; 49])
+                        .unwrap();
+                }),
+            ),
+            (
+                "bad_mschap_response_length",
+                Box::new(|w| {
+                    w.put_vsa(attr::VENDOR_MICROSOFT, attr::ms::CHAP_CHALLENGE, &[7; 8])
+                        .unwrap();
+                    w.put_vsa(attr::VENDOR_MICROSOFT, attr::ms::CHAP_RESPONSE, &[0; 51])
+                        .unwrap();
+                }),
+            ),
+        ];
+        for (label, put) in cases {
+            let svc = service();
+            let req = access_request(1, [11; 16], |w| {
+                w.put(attr::USER_NAME, user.as_bytes()).unwrap();
+                put(w);
+            });
+            let step = auth(&svc, &config, DEMO_SRC, &req, &mut out);
+            match step {
+                Step::Drop(r) => assert_eq!(r.label(), label, "{user}"),
+                _ => panic!("{user} {label}: answered"),
+            }
+        }
+    }
+}
+
+#[test]
 fn drop_a_reply_that_does_not_fit_the_buffer() {
     let config = demo();
     let svc = service();
