@@ -769,6 +769,8 @@ fn drop_malformed_mschap2_response() {
     );
 }
 
+type PutAttrs = dyn Fn(&mut RequestWriter<'_>);
+
 #[test]
 fn malformed_chap_and_mschap_are_dropped_whoever_they_name() {
     // alice opted in to CHAP, bob did not, nobody does not exist: a prober
@@ -776,7 +778,7 @@ fn malformed_chap_and_mschap_are_dropped_whoever_they_name() {
     let config = demo();
     let mut out = [0u8; 4096];
     for user in ["alice", "bob", "nobody"] {
-        let cases: [(&str, Box<dyn Fn(&mut RequestWriter<'_>)>); 3] = [
+        let cases: [(&str, Box<PutAttrs>); 3] = [
             (
                 "bad_chap_password_length",
                 Box::new(|w| w.put(attr::CHAP_PASSWORD, &[1; 16]).unwrap()),
