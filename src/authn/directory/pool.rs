@@ -612,6 +612,19 @@ mod tests {
     use super::*;
     use crate::authn::directory::ServerUrl;
 
+    impl Directory {
+        /// A check sharing with no other: each call its own flight.
+        async fn check(&self, name: &str, password: &str) -> Result<Arc<Found>, DirError> {
+            static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let mut key = [0u8; 16];
+            key[..8].copy_from_slice(
+                &N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    .to_le_bytes(),
+            );
+            self.check_once(key, name, password).await
+        }
+    }
+
     /// A directory on a listener that accepts and never answers.
     fn silent(pool_size: usize, timeout: Duration) -> (Directory, std::net::TcpListener) {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
