@@ -237,6 +237,10 @@ fn with_the_directory_down_remote_first_falls_back_to_local_users_in_time() {
     // A cached directory login keeps its last known groups while it is down.
     let r = radclient_pap(a, "dave", password("dave"));
     assert_eq!(r.avpairs, ADMIN, "{}", r.output);
+    // ... and across a reload that leaves the directory's settings alone.
+    crate::harness::add_to_config(&s, "\n# reloaded during the outage\n");
+    let r = radclient_pap(a, "dave", password("dave"));
+    assert_eq!(r.avpairs, ADMIN, "{}", r.output);
     // alice exists in both: the local password works now, as the local user.
     let r = radclient_pap(a, "alice", "alice-pass-1");
     assert!(accepted(&r), "{}", r.output);

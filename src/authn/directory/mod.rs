@@ -87,6 +87,9 @@ pub struct DirectorySettings {
     pub servers: Vec<ServerUrl>,
     /// Roots from `ca_file`; `None`: the system's.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// SHA-256 of the `ca_file` read for `tls`, so that a reload can tell
+    /// whether the trust changed (a client configuration cannot be compared).
+    pub ca_digest: Option<[u8; 32]>,
     pub bind: BindMethod,
     pub user_base: String,
     /// With `{user}`, replaced by the RFC 4515-escaped name.
@@ -127,6 +130,56 @@ impl std::fmt::Debug for DirectorySettings {
 }
 
 impl DirectorySettings {
+    /// What a pooled connection was made under: servers, trust, the service
+    /// bind, the bound on a check. Equal across a reload, the connections
+    /// (and the back-off of a dead directory) carry over.
+    fn connection_digest(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for s in &self.servers {
+            h.update(format!("{}\0{:?}\0", s.url, s.transport));
+        }
+        h.update(self.ca_digest.unwrap_or_default());
+        match &self.bind {
+            BindMethod::SearchThenBind { dn, password } => {
+                h.update(b"search\0");
+                h.update(dn.as_bytes());
+                h.update(b"\0");
+                h.update(Sha256::digest(password.expose()));
+            }
+            BindMethod::Template(t) => {
+                h.update(b"template\0");
+                h.update(t.as_bytes());
+            }
+        }
+        h.update(format!("\0{:?}\0{}", self.timeout, self.pool_size));
+        h.finalize().into()
+    }
+
+    /// What a cached entry (DN, raw groups, mail, name) was read under: the
+    /// connection and the searches. Equal across a reload, the group cache
+    /// carries over, so a reload during a directory outage does not cost
+    /// cached users their login. Renames and the prefix apply after the
+    /// cache, so changing them keeps it.
+    fn lookup_digest(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(self.connection_digest());
+        for f in [
+            &self.user_base,
+            &self.user_filter,
+            &self.group_base,
+            &self.group_name_attribute,
+            &self.email_attribute,
+            &self.name_attribute,
+        ] {
+            h.update(f.as_bytes());
+            h.update(b"\0");
+        }
+        h.update(format!("{:?}", self.group_lookup));
+        h.finalize().into()
+    }
+
     /// The table's name for a group as the directory gave it (a DN from
     /// `memberOf`, or the name attribute of a group entry), if it has one.
     pub fn table_name(&self, raw: &str, from_dn: bool) -> Option<String> {
@@ -231,8 +284,9 @@ impl DirectoryUser {
 }
 
 /// The running side of every directory, shared by all generations like
-/// the credential cache: pools and group caches, rebuilt when a reload
-/// changes a directory's settings.
+/// the credential cache: pools and group caches. A reload that changes a
+/// directory's settings gets a new one, which keeps the old connections and
+/// group cache when what they depend on is unchanged.
 #[derive(Debug, Default)]
 pub(crate) struct Runtime {
     dirs: Mutex<HashMap<Arc<str>, Arc<Directory>>>,
@@ -255,7 +309,16 @@ impl Runtime {
         {
             return d.clone();
         }
-        let d = Arc::new(Directory::new(settings.clone(), self.metrics.clone()));
+        let d = Directory::new(settings.clone(), self.metrics.clone());
+        if let Some(old) = dirs.get(&settings.name) {
+            let before = old.settings();
+            d.inherit(
+                old,
+                before.connection_digest() == settings.connection_digest(),
+                before.lookup_digest() == settings.lookup_digest(),
+            );
+        }
+        let d = Arc::new(d);
         dirs.insert(settings.name.clone(), d.clone());
         d
     }
@@ -270,6 +333,7 @@ pub(crate) mod tests {
             name: "corp".into(),
             servers: vec![],
             tls: None,
+            ca_digest: None,
             bind: BindMethod::Template("{user}@corp".into()),
             user_base: "dc=x".into(),
             user_filter: "(uid={user})".into(),

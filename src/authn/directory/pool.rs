@@ -148,6 +148,43 @@ impl Directory {
         }
     }
 
+    /// The settings this directory runs under.
+    pub(crate) fn settings(&self) -> &Arc<DirectorySettings> {
+        &self.settings
+    }
+
+    /// Takes over what `old` (the previous generation's) had that is still
+    /// good: its idle connections and back-off when they were made under the
+    /// same connection settings, its group cache when entries were read the
+    /// same way.
+    pub(crate) fn inherit(&self, old: &Directory, same_connection: bool, same_lookup: bool) {
+        if same_connection {
+            let idle =
+                std::mem::take(&mut *old.idle.lock().unwrap_or_else(PoisonError::into_inner));
+            *self.idle.lock().unwrap_or_else(PoisonError::into_inner) = idle;
+            *self
+                .down_until
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = *old
+                .down_until
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        if same_lookup {
+            let groups = old.groups.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut mine = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+            for (k, c) in groups.iter() {
+                mine.insert(
+                    k.clone(),
+                    Cached {
+                        found: c.found.clone(),
+                        fetched: c.fetched,
+                    },
+                );
+            }
+        }
+    }
+
     /// Whether this is the live form of `settings` (the same generation's).
     pub(crate) fn serves(&self, settings: &Arc<DirectorySettings>) -> bool {
         Arc::ptr_eq(&self.settings, settings)
@@ -623,6 +660,32 @@ mod tests {
             );
             self.check_once(key, name, password).await
         }
+    }
+
+    #[test]
+    fn a_reload_keeps_the_group_cache_unless_the_lookup_changed() {
+        let rt = crate::authn::directory::Runtime::default();
+        let base = || crate::authn::directory::tests::settings(&[], None);
+        let d = rt.get(&Arc::new(base()));
+        d.remember(
+            "dave",
+            Arc::new(Found {
+                dn: "uid=dave".into(),
+                groups: vec![("netadmins".into(), false)],
+                email: "".into(),
+                full_name: "".into(),
+            }),
+        );
+        // A new generation whose only change is a rename: the cache stays.
+        let renamed = crate::authn::directory::tests::settings(&[("netadmins", "ops")], None);
+        let d2 = rt.get(&Arc::new(renamed));
+        assert!(!Arc::ptr_eq(&d, &d2));
+        assert_eq!(d2.cached("dave").unwrap().0.dn.as_ref(), "uid=dave");
+        // Another user filter may find another entry: the cache goes.
+        let mut other = base();
+        other.user_filter = "(cn={user})".into();
+        let d3 = rt.get(&Arc::new(other));
+        assert!(d3.cached("dave").is_none());
     }
 
     /// A directory on a listener that accepts and never answers.

@@ -193,10 +193,16 @@ pub(super) fn directories(
             Duration::from_secs(cx.int(v, &key(k), range, default) as u64)
         };
         let timeout = secs(cx, &d.timeout, "timeout", 1..61, 5);
+        let ca_digest = d.ca_file.as_ref().and_then(|f| {
+            use sha2::{Digest, Sha256};
+            let bytes = std::fs::read(cx.path(f.get_ref())).ok()?;
+            Some(Sha256::digest(bytes).into())
+        });
         let settings = DirectorySettings {
             name: name.as_str().into(),
             servers,
             tls,
+            ca_digest,
             bind: bind.unwrap_or(BindMethod::Template(String::new())),
             user_base: d.user_base.get_ref().clone(),
             user_filter,
