@@ -157,7 +157,7 @@ impl Directory {
     /// good: its idle connections and back-off when they were made under the
     /// same connection settings, its group cache when entries were read the
     /// same way.
-    pub(crate) fn inherit(&self, old: &Directory, same_connection: bool, same_lookup: bool) {
+    pub(crate) fn inherit(&self, old: &Self, same_connection: bool, same_lookup: bool) {
         if same_connection {
             let idle =
                 std::mem::take(&mut *old.idle.lock().unwrap_or_else(PoisonError::into_inner));
