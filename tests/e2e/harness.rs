@@ -449,3 +449,25 @@ pub fn set(fields: &mut [(String, String)], k: &str, v: &str) {
         }
     }
 }
+
+/// One exchange through the PyPI `tacacs_plus` client
+/// (tests/e2e/tacacs_client.py); its JSON answer.
+pub fn tacacs_py(addr: SocketAddr, key: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new("python3")
+        .arg(repo().join("tests/e2e/tacacs_client.py"))
+        .args([
+            addr.ip().to_string(),
+            addr.port().to_string(),
+            key.to_string(),
+        ])
+        .args(args)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}

@@ -12,6 +12,7 @@ mod harness;
 mod guessing;
 mod memory;
 mod reloads;
+mod tacacs;
 mod xml;
 
 use std::net::SocketAddr;
