@@ -19,7 +19,7 @@ use crate::harness::*;
 const DEMO_ACS: &str = "http://127.0.0.1:9602/saml/acs";
 
 /// The pysaml2 SP, killed on drop.
-fn start_sp(http: SocketAddr, args: &[&str]) -> Peer {
+pub(crate) fn start_sp(http: SocketAddr, args: &[&str]) -> Peer {
     Peer::start(
         Command::new("python3")
             .arg(repo().join("tests/e2e/saml_sp.py"))
@@ -30,7 +30,7 @@ fn start_sp(http: SocketAddr, args: &[&str]) -> Peer {
     )
 }
 
-fn sp_url(sp: &Peer, path: &str) -> String {
+pub(crate) fn sp_url(sp: &Peer, path: &str) -> String {
     format!("http://127.0.0.1:{}{path}", sp.ready["port"])
 }
 
@@ -155,7 +155,7 @@ fn xmlsec_verify_both(xml: &str, cert: &Path, dir: &Path, tag: &str) {
     xmlsec_verify(&xml[a..end], cert, dir, &format!("{tag}-assertion.xml"));
 }
 
-fn ava<'a>(v: &'a Value, name: &str) -> &'a str {
+pub(crate) fn ava<'a>(v: &'a Value, name: &str) -> &'a str {
     v["ava"][name][0]
         .as_str()
         .unwrap_or_else(|| panic!("{name} in {v}"))
