@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::harness::*;
 
 /// The demo console's ACS (and entity ID), where Responses must go.
-const DEMO_ACS: &str = "http://127.0.0.1:9602/saml/acs";
+pub(crate) const DEMO_ACS: &str = "http://127.0.0.1:9602/saml/acs";
 
 /// The pysaml2 SP, killed on drop.
 pub(crate) fn start_sp(http: SocketAddr, args: &[&str]) -> Peer {
@@ -268,7 +268,7 @@ async fn pysaml2_logs_the_demo_users_in_with_the_roles_of_the_one_table() {
 }
 
 /// An AuthnRequest as a console would send it, with the redirect binding.
-fn authn_request(issuer: &str, acs: &str, extra: &str) -> String {
+pub(crate) fn authn_request(issuer: &str, acs: &str, extra: &str) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -298,7 +298,7 @@ fn authn_request(issuer: &str, acs: &str, extra: &str) -> String {
     )
 }
 
-fn redirect_query(xml: &str) -> String {
+pub(crate) fn redirect_query(xml: &str) -> String {
     use std::io::Write as _;
     let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
     z.write_all(xml.as_bytes()).unwrap();

@@ -433,3 +433,83 @@ async fn a_flood_of_started_logins_from_one_address_displaces_only_its_own_in_th
         .unwrap();
     assert_eq!(r.status(), 200, "the other address's login is still there");
 }
+
+/// With the database down, each kind of login says why it cannot start (the
+/// page every web login shows then), counted where logins are counted; it
+/// works again once the database is back, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_store_logins_say_so_and_work_again_when_it_is_back() {
+    use crate::console_saml::{DEMO_ACS, authn_request, redirect_query};
+    use crate::saml::{provider_block, publish_sp_metadata, start_idp, write_accounts};
+    let pg = Postgres::start();
+    let a = node(&pg, "a");
+    let http = a.addrs.http.unwrap();
+    let accounts = a.dir.path().join("saml-accounts.json");
+    let sp_md = a.dir.path().join("sp-metadata.xml");
+    write_accounts(&accounts, json!({}));
+    let idp = start_idp(&accounts, &sp_md, &[]);
+    add_to_config(&a, &provider_block("corp-saml", http, &idp, ""));
+    publish_sp_metadata(http, "corp-saml", &sp_md).await;
+    let client = console_browser();
+    let get = |path: String| {
+        let client = client.clone();
+        async move {
+            let r = client
+                .get(format!("http://{http}{path}"))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let starts = [
+        "/auth/saml/corp-saml/start".to_string(),
+        "/oauth2/authorize?response_type=code&client_id=orchestrator&scope=openid\
+         &state=s&redirect_uri=http%3A%2F%2F127.0.0.1%3A9600%2Fgms%2Frest\
+         %2Fauthentication%2Foauth%2Fredirect"
+            .to_string(),
+        format!(
+            "/saml/idp/sso?{}",
+            redirect_query(&authn_request(DEMO_ACS, DEMO_ACS, ""))
+        ),
+    ];
+    // Up: each start goes on (the IdP's metadata is cached from here on).
+    for path in &starts {
+        let (status, body) = get(path.clone()).await;
+        assert!([302, 303].contains(&status), "{path}: {status} {body}");
+    }
+
+    pg.stop_server();
+    for path in &starts {
+        let (status, body) = get(path.clone()).await;
+        assert_eq!(status, 503, "{path}: {body}");
+        assert!(body.contains("does not answer"), "{path}: {body}");
+    }
+    let (_, m) = a.http_get("/metrics");
+    assert_eq!(
+        metric(
+            &m,
+            "portcullis_saml_logins_total{provider=\"corp-saml\",result=\"store_unavailable\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    a.wait_log("console login could not start: the shared store does not answer");
+    a.wait_log("console SAML login could not start: the shared store does not answer");
+
+    pg.start_server();
+    let deadline = std::time::Instant::now() + harness::WAIT;
+    for path in &starts {
+        loop {
+            let (status, body) = get(path.clone()).await;
+            if [302, 303].contains(&status) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{path}: {status} {body}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
