@@ -225,16 +225,13 @@ where
             .transpose()
     }
 
-    /// Entries held (in memory; tests).
-    pub fn len(&self) -> usize {
+    /// Entries held in memory.
+    #[cfg(test)]
+    fn len(&self) -> usize {
         match &self.backend {
             PendingBackend::Memory(m) => m.len(),
-            PendingBackend::Shared(_) => 0,
+            PendingBackend::Shared(_) => unreachable!("tests use memory"),
         }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -605,7 +602,7 @@ mod tests {
         p.put("a", ip(1), "x".into(), Duration::ZERO).await.unwrap();
         assert_eq!(p.peek("a").await.unwrap(), None);
         assert_eq!(p.take("a").await.unwrap(), None);
-        assert!(p.is_empty(), "taking it removed it");
+        assert_eq!(p.len(), 0, "taking it removed it");
     }
 
     #[tokio::test]
