@@ -513,3 +513,102 @@ async fn without_the_store_logins_say_so_and_work_again_when_it_is_back() {
         }
     }
 }
+
+/// Nodes racing on one assertion ID and on one started login, through the
+/// store itself (a pool each, as separate nodes have): exactly one wins.
+#[test]
+fn nodes_racing_on_one_assertion_or_one_started_login_cannot_both_win() {
+    use portcullis::store::ephemeral::{Kind, PendingStore, ReplayCache};
+    use portcullis::store::{PgSettings, PgStore};
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+    let pg = Postgres::start();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stores: Vec<PgStore> = runtime.block_on(async {
+        let mut v = Vec::new();
+        for i in 0..4 {
+            let mut c = tokio_postgres::Config::new();
+            c.host("127.0.0.1")
+                .port(pg.port)
+                .user("portcullis")
+                .password(crate::store_pg::PASSWORD)
+                .dbname("portcullis");
+            let s = PgStore::new(Arc::new(PgSettings {
+                pg: c,
+                config_file: "test.toml".into(),
+                password_key: "store.password",
+                ca_pem: None,
+                pool_size: 2,
+                connect_timeout: Duration::from_secs(2),
+                query_timeout: Duration::from_secs(5),
+                auto_migrate: true,
+                node: format!("n{i}"),
+                accounting_writers: 1,
+                accounting_batch: 1,
+            }))
+            .unwrap();
+            s.prepare().await.unwrap();
+            v.push(s);
+        }
+        v
+    });
+    let now = SystemTime::now();
+    let until = now + Duration::from_secs(300);
+    for round in 0..20 {
+        let id = format!("_assertion-{round}");
+        let firsts: Vec<bool> = runtime.block_on(async {
+            let caches: Vec<ReplayCache> =
+                stores.iter().cloned().map(ReplayCache::shared).collect();
+            let tries = caches.iter().map(|c| c.first_use("corp", &id, until, now));
+            futures::future::join_all(tries)
+                .await
+                .into_iter()
+                .map(Result::unwrap)
+                .collect()
+        });
+        assert_eq!(firsts.iter().filter(|f| **f).count(), 1, "{firsts:?}");
+
+        let taken: Vec<Option<String>> = runtime.block_on(async {
+            let p: Vec<PendingStore<String>> = stores
+                .iter()
+                .cloned()
+                .map(|s| PendingStore::shared(Kind::SamlRequest, s))
+                .collect();
+            let rid = format!("_request-{round}");
+            let ip = std::net::IpAddr::from([192, 0, 2, 1]);
+            p[round % 4]
+                .put(&rid, ip, "corp".into(), Duration::from_secs(60))
+                .await
+                .unwrap();
+            let tries = p.iter().map(|p| p.take(&rid));
+            futures::future::join_all(tries)
+                .await
+                .into_iter()
+                .map(Result::unwrap)
+                .collect()
+        });
+        let won: Vec<_> = taken.iter().flatten().collect();
+        assert_eq!(won, ["corp"], "{taken:?}");
+    }
+    // Past its time an ID is taken over, not a replay.
+    let later = until + Duration::from_secs(1);
+    let cache = ReplayCache::shared(stores[0].clone());
+    runtime.block_on(async {
+        assert!(!cache.is_seen("corp", "_assertion-0", later).await.unwrap());
+        assert!(
+            cache
+                .first_use(
+                    "corp",
+                    "_assertion-0",
+                    later + Duration::from_secs(60),
+                    later
+                )
+                .await
+                .unwrap()
+        );
+    });
+}
