@@ -105,6 +105,13 @@ impl<V> Pending<V> {
         g.remove(id).map(|e| (e.value, e.at))
     }
 
+    /// Looks at the entry without taking it: `f` of its value and when it
+    /// was added.
+    pub fn get<R>(&self, id: &str, f: impl FnOnce(&V, Instant) -> R) -> Option<R> {
+        let g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        g.map.get(id).map(|e| f(&e.value, e.at))
+    }
+
     pub fn len(&self) -> usize {
         self.inner
             .lock()

@@ -4,11 +4,10 @@
 //! the console login page (the local form and the upstream providers the
 //! console allows) and comes back; the table decides on every token.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -20,26 +19,39 @@ use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use super::pages::{escape, page};
-use super::session::{SESSION_COOKIE, SessionUser, random_id};
+use super::session::{SESSION_COOKIE, SessionUser, random_id, store_unavailable};
 use super::state::{Resolved, Web};
 use crate::config::Config;
 use crate::idp::oauth::{self, AuthorizeError, Params, Person, Reason};
 use crate::idp::store::{AccessRecord, CodeRecord, CodeTake, Family, RefreshTake};
 use crate::idp::{ConsoleSettings, JwtAlg, LoginMethod, Mode, Provider, Subject, now};
+use crate::store::ephemeral::{Kind, PendingStore};
+use crate::store::{DbError, PgStore};
 
 /// Binds a console login in progress to the browser that started it.
 const CONSOLE_COOKIE: &str = "portcullis_console";
 /// How long a started console login waits for the person to log in.
 const LOGIN_WAIT: Duration = Duration::from_secs(600);
-const MAX_PENDING: usize = 10_000;
 
-/// Console logins waiting for the person to log in, by random id.
-#[derive(Debug, Default)]
+/// Console logins waiting for the person to log in, by random id: in this
+/// process, or in the shared store so the login may finish on any node.
+#[derive(Debug)]
 pub(super) struct ConsoleState {
-    pending: Mutex<HashMap<String, Pending>>,
+    pending: PendingStore<Pending>,
 }
 
-#[derive(Debug, Clone)]
+impl ConsoleState {
+    pub(super) fn new(store: Option<&PgStore>) -> Self {
+        Self {
+            pending: match store {
+                Some(s) => PendingStore::shared(Kind::ConsoleLogin, s.clone()),
+                None => PendingStore::in_memory(Kind::ConsoleLogin),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Pending {
     console: String,
     /// Where the browser resumes once logged in (our own path).
@@ -47,7 +59,6 @@ struct Pending {
     /// The `access_denied` redirect to the registered URI, if the console
     /// takes one (OAuth mode); JWT mode shows a page instead.
     denied: Option<String>,
-    created: Instant,
 }
 
 pub(super) fn routes() -> Router<Arc<Web>> {
@@ -231,52 +242,40 @@ pub(super) fn person(subject: &Subject, r: &Resolved) -> Option<Person> {
 impl Web {
     /// Where a login finished elsewhere (the upstream OIDC or SAML callback)
     /// goes next: back into the console login it interrupted, else home.
-    pub(super) fn after_login(&self, headers: &HeaderMap) -> String {
-        self.cookie(headers, CONSOLE_COOKIE)
-            .and_then(|rid| {
-                // Used once: a later login of this browser goes home.
-                self.take_pending(&rid).map(|p| p.resume)
-            })
-            .unwrap_or_else(|| "/".to_string())
+    pub(super) async fn after_login(&self, headers: &HeaderMap) -> String {
+        let Some(rid) = self.cookie(headers, CONSOLE_COOKIE) else {
+            return "/".to_string();
+        };
+        // Used once: a later login of this browser goes home.
+        match self.take_pending(&rid).await {
+            Ok(p) => p.map_or_else(|| "/".to_string(), |p| p.resume),
+            Err(e) => {
+                warn!(error = %e, "console login not resumed: the shared store does not answer");
+                "/".to_string()
+            }
+        }
     }
 
     /// Sends the browser to the console login page, remembering where to
     /// resume.
-    pub(super) fn to_login(
+    pub(super) async fn to_login(
         &self,
         console: &str,
+        source: IpAddr,
         resume: String,
         denied: Option<String>,
     ) -> Response {
         let rid = random_id();
-        {
-            let mut p = self
-                .console
-                .pending
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if p.len() >= MAX_PENDING {
-                p.retain(|_, v| v.created.elapsed() < LOGIN_WAIT);
-                // Still full of fresh ones (a flood): the oldest gives way,
-                // never one just started.
-                if p.len() >= MAX_PENDING
-                    && let Some(k) = p
-                        .iter()
-                        .min_by_key(|(_, v)| v.created)
-                        .map(|(k, _)| k.clone())
-                {
-                    p.remove(&k);
-                }
-            }
-            p.insert(
-                rid.clone(),
-                Pending {
-                    console: console.to_string(),
-                    resume,
-                    denied,
-                    created: Instant::now(),
-                },
-            );
+        let p = Pending {
+            console: console.to_string(),
+            resume,
+            denied,
+        };
+        // Bounded per source address and in all: a flood of starts from
+        // one address displaces only its own.
+        if let Err(e) = self.console.pending.put(&rid, source, p, LOGIN_WAIT).await {
+            warn!(console, error = %e, "console login could not start: the shared store does not answer");
+            return store_unavailable();
         }
         // Cross-site capable: a SAML IdP comes back by a cross-site POST.
         (
@@ -289,24 +288,12 @@ impl Web {
             .into_response()
     }
 
-    fn take_pending(&self, rid: &str) -> Option<Pending> {
-        self.console
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(rid)
-            .filter(|v| v.created.elapsed() < LOGIN_WAIT)
+    async fn take_pending(&self, rid: &str) -> Result<Option<Pending>, DbError> {
+        self.console.pending.take(rid).await
     }
 
-    fn pending(&self, rid: &str) -> Option<Pending> {
-        let p = self
-            .console
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        p.get(rid)
-            .filter(|v| v.created.elapsed() < LOGIN_WAIT)
-            .cloned()
+    async fn pending(&self, rid: &str) -> Result<Option<Pending>, DbError> {
+        self.console.pending.peek(rid).await
     }
 
     /// The session user if they logged in by a method `console` allows.
@@ -325,6 +312,7 @@ impl Web {
 /// GET /oauth2/authorize: the code flow's front door.
 async fn authorize(
     State(web): State<Arc<Web>>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Response {
@@ -374,11 +362,14 @@ async fn authorize(
         with_query(&a.redirect_uri, &pairs)
     };
     let Some(user) = web.console_session(&config, console, &headers).await else {
-        return web.to_login(
-            &console.name,
-            format!("/oauth2/authorize?{q}"),
-            Some(denied),
-        );
+        return web
+            .to_login(
+                &console.name,
+                from.ip(),
+                format!("/oauth2/authorize?{q}"),
+                Some(denied),
+            )
+            .await;
     };
     let subject = subject_of(&user);
     let granted = web.resolve(&user).await.and_then(|r| person(&subject, &r));
@@ -423,11 +414,21 @@ fn rid_of(q: Option<&str>) -> Option<String> {
 
 /// GET /oauth2/login?rid=: the ways the console allows to log in.
 async fn login_page(State(web): State<Arc<Web>>, RawQuery(q): RawQuery) -> Response {
-    render_login(&web, rid_of(q.as_deref()).as_deref(), None)
+    render_login(&web, rid_of(q.as_deref()).as_deref(), None).await
 }
 
-fn render_login(web: &Web, rid: Option<&str>, error: Option<&str>) -> Response {
-    let Some((rid, pending)) = rid.and_then(|r| web.pending(r).map(|p| (r, p))) else {
+async fn render_login(web: &Web, rid: Option<&str>, error: Option<&str>) -> Response {
+    let found = match rid {
+        Some(r) => match web.pending(r).await {
+            Ok(p) => p.map(|p| (r, p)),
+            Err(e) => {
+                warn!(error = %e, "console login page: the shared store does not answer");
+                return store_unavailable();
+            }
+        },
+        None => None,
+    };
+    let Some((rid, pending)) = found else {
         return (
             StatusCode::BAD_REQUEST,
             page(
@@ -509,14 +510,25 @@ async fn local_login(
     let (Some(rid), Some(username), Some(password)) =
         (f.get("rid"), f.get("username"), f.get("password"))
     else {
-        return render_login(&web, f.get("rid"), Some("Enter a user name and a password"));
+        return render_login(&web, f.get("rid"), Some("Enter a user name and a password")).await;
     };
     let bound = web.cookie(&headers, CONSOLE_COOKIE);
     let same_browser = bound
         .as_deref()
         .is_some_and(|b| bool::from(subtle::ConstantTimeEq::ct_eq(b.as_bytes(), rid.as_bytes())));
-    let Some(pending) = web.pending(rid).filter(|_| same_browser) else {
-        return render_login(&web, None, None);
+    let found = if same_browser {
+        match web.pending(rid).await {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(error = %e, "console login: the shared store does not answer");
+                return store_unavailable();
+            }
+        }
+    } else {
+        None
+    };
+    let Some(pending) = found else {
+        return render_login(&web, None, None).await;
     };
     let config = web.config.load_full();
     let Some(console) = config.consoles.iter().find(|c| c.name == pending.console) else {
@@ -529,7 +541,7 @@ async fn local_login(
             Reason::LoginMethod,
             "local login not allowed",
         );
-        return render_login(&web, Some(rid), Some("Local login is not allowed here"));
+        return render_login(&web, Some(rid), Some("Local login is not allowed here")).await;
     }
     match web
         .credentials
@@ -555,7 +567,10 @@ async fn local_login(
                 Ok(c) => c,
                 Err(page) => return page,
             };
-            web.take_pending(rid);
+            if let Err(e) = web.take_pending(rid).await {
+                // The entry expires on its own; the login itself succeeded.
+                warn!(error = %e, "console login: the shared store does not answer");
+            }
             (
                 [(header::SET_COOKIE, cookie)],
                 Redirect::to(&pending.resume),
@@ -581,7 +596,7 @@ async fn local_login(
             } else {
                 "Login failed"
             };
-            render_login(&web, Some(rid), Some(msg))
+            render_login(&web, Some(rid), Some(msg)).await
         }
     }
 }
@@ -1027,6 +1042,7 @@ async fn logout_confirmed(State(web): State<Arc<Web>>, headers: HeaderMap) -> Re
 /// tokens, `state` echoed.
 async fn jwt_login(
     State(web): State<Arc<Web>>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
@@ -1054,7 +1070,8 @@ async fn jwt_login(
         return error_page(StatusCode::BAD_REQUEST, Reason::InvalidRequest);
     };
     let Some(user) = web.console_session(&config, console, &headers).await else {
-        return web.to_login(&console.name, format!("/console/{name}/jwt?{q}"), None);
+        let resume = format!("/console/{name}/jwt?{q}");
+        return web.to_login(&console.name, from.ip(), resume, None).await;
     };
     let subject = subject_of(&user);
     let Some(person) = web.resolve(&user).await.and_then(|r| person(&subject, &r)) else {

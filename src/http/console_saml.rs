@@ -4,13 +4,13 @@
 //! A person without a session goes through the console login page of
 //! `http::console` and comes back here; the table decides every assertion.
 
-use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -18,36 +18,47 @@ use tracing::{info, warn};
 
 use super::console::{issuer, no_provider, person, server_error, subject_of};
 use super::pages::page;
-use super::session::{SESSION_COOKIE, SessionUser, random_id};
+use super::session::{SESSION_COOKIE, SessionUser, random_id, store_unavailable};
 use super::state::Web;
 use crate::config::Config;
 use crate::idp::saml::request::{self, LogoutRequest, LogoutResponse};
 use crate::idp::saml::response::{self as out, Assertion};
 use crate::idp::saml::{self, Accepted, Inbound, Reason, Refused, SamlConsole, SamlKeys};
 use crate::idp::{ConsoleSettings, Provider};
+use crate::store::ephemeral::{ConsoleLogin, ConsoleLogins, Kind, PendingStore};
+use crate::store::{DbError, PgStore};
 
 /// How long a started SAML login waits for the person (as `http::console`).
 const LOGIN_WAIT: Duration = Duration::from_secs(600);
-const MAX_PENDING: usize = 10_000;
-/// Console logins remembered for single logout, in all.
-const MAX_LOGINS: usize = 100_000;
 
 /// SSO requests waiting for a login, and which consoles each session
-/// logged in to (for the logout portcullis starts).
-#[derive(Debug, Default)]
+/// logged in to (for the logout portcullis starts): in this process, or in
+/// the shared store so that any node may finish the login or the logout.
+#[derive(Debug)]
 pub(super) struct SamlIdpState {
-    pending: Mutex<HashMap<String, (Accepted, Instant)>>,
-    logins: Mutex<HashMap<String, Vec<ConsoleLogin>>>,
+    pending: PendingStore<Accepted>,
+    logins: ConsoleLogins,
     keys: Mutex<Option<(u64, Arc<SamlKeys>)>>,
 }
 
-/// What a LogoutRequest to the console must name.
-#[derive(Debug, Clone)]
-struct ConsoleLogin {
-    console: String,
-    name_id: String,
-    name_id_format: &'static str,
-    session_index: String,
+impl SamlIdpState {
+    pub(super) fn new(store: Option<&PgStore>) -> Self {
+        let (pending, logins) = match store {
+            Some(s) => (
+                PendingStore::shared(Kind::SamlIdpRequest, s.clone()),
+                ConsoleLogins::shared(s.clone()),
+            ),
+            None => (
+                PendingStore::in_memory(Kind::SamlIdpRequest),
+                ConsoleLogins::in_memory(),
+            ),
+        };
+        Self {
+            pending,
+            logins,
+            keys: Mutex::default(),
+        }
+    }
 }
 
 pub(super) fn routes() -> Router<Arc<Web>> {
@@ -170,80 +181,55 @@ impl Web {
         Ok(keys)
     }
 
-    fn saml_pending(&self, a: Accepted) -> String {
+    async fn saml_pending(&self, a: Accepted, source: IpAddr) -> Result<String, DbError> {
         let k = random_id();
-        let mut p = self
-            .saml_idp
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if p.len() >= MAX_PENDING {
-            p.retain(|_, (_, t)| t.elapsed() < LOGIN_WAIT);
-            if p.len() >= MAX_PENDING
-                && let Some(old) = p.keys().next().cloned()
-            {
-                p.remove(&old);
-            }
-        }
-        p.insert(k.clone(), (a, Instant::now()));
-        k
+        self.saml_idp.pending.put(&k, source, a, LOGIN_WAIT).await?;
+        Ok(k)
     }
 
-    fn take_saml_pending(&self, k: &str) -> Option<Accepted> {
-        self.saml_idp
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(k)
-            .filter(|(_, t)| t.elapsed() < LOGIN_WAIT)
-            .map(|(a, _)| a)
+    async fn take_saml_pending(&self, k: &str) -> Result<Option<Accepted>, DbError> {
+        self.saml_idp.pending.take(k).await
     }
 
-    fn remember_login(&self, headers: &HeaderMap, login: ConsoleLogin) {
+    async fn remember_login(&self, headers: &HeaderMap, login: ConsoleLogin) {
         let Some(sid) = self.cookie(headers, SESSION_COOKIE) else {
             return;
         };
-        let mut l = self
-            .saml_idp
-            .logins
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if l.len() >= MAX_LOGINS {
-            let live = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-            l.retain(|k, _| live.contains_key(k));
+        let ttl = self.config.load().web.session_ttl;
+        if let Err(e) = self.saml_idp.logins.remember(&sid, login, ttl).await {
+            warn!(error = %e, "console login not recorded for single logout: the shared store does not answer");
         }
-        let v = l.entry(sid).or_default();
-        v.retain(|c| c.console != login.console);
-        v.push(login);
     }
 
     /// Ends every session that logged in to `console` with this NameID
     /// (and one of these session indexes, when given). Returns how many.
-    fn end_console_sessions(&self, console: &str, name_id: &str, indexes: &[String]) -> usize {
-        let ids: Vec<String> = {
-            let mut l = self
-                .saml_idp
-                .logins
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let ids: Vec<String> = l
-                .iter()
-                .filter(|(_, v)| {
-                    v.iter().any(|c| {
-                        c.console == console
-                            && c.name_id == name_id
-                            && (indexes.is_empty() || indexes.contains(&c.session_index))
-                    })
-                })
-                .map(|(k, _)| k.clone())
-                .collect();
-            for k in &ids {
-                l.remove(k);
+    async fn end_console_sessions(
+        &self,
+        console: &str,
+        name_id: &str,
+        indexes: &[String],
+    ) -> Result<usize, DbError> {
+        self.saml_idp
+            .logins
+            .end_sessions(console, name_id, indexes, |sid| {
+                self.sessions
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(sid)
+                    .is_some()
+            })
+            .await
+    }
+
+    /// The session's most recent console login, taken out.
+    async fn next_console_login(&self, sid: &str) -> Option<ConsoleLogin> {
+        match self.saml_idp.logins.pop(sid).await {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(error = %e, "console logout skipped: the shared store does not answer");
+                None
             }
-            ids
-        };
-        let mut s = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-        ids.iter().filter(|k| s.remove(*k).is_some()).count()
+        }
     }
 
     /// For `/logout`: the next console of this session to send a
@@ -253,19 +239,7 @@ impl Web {
         let sid = self.cookie(headers, SESSION_COOKIE)?;
         let config = self.config.load_full();
         loop {
-            let login = {
-                let mut l = self
-                    .saml_idp
-                    .logins
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                let v = l.get_mut(&sid)?;
-                let next = v.pop();
-                if v.is_empty() {
-                    l.remove(&sid);
-                }
-                next?
-            };
+            let login = self.next_console_login(&sid).await?;
             let Some((_, s)) = saml_console(&config, &login.console) else {
                 continue;
             };
@@ -284,7 +258,7 @@ impl Web {
                 &u.entity_id,
                 slo,
                 &login.name_id,
-                login.name_id_format,
+                &login.name_id_format,
                 &login.session_index,
                 SystemTime::now(),
             );
@@ -322,20 +296,31 @@ async fn metadata(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
 /// GET /saml/idp/sso: the HTTP-Redirect binding.
 async fn sso_redirect(
     State(web): State<Arc<Web>>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Response {
     let inbound = request::from_query(q.as_deref().unwrap_or(""));
-    sso(web, inbound, headers).await
+    sso(web, inbound, headers, from.ip()).await
 }
 
 /// POST /saml/idp/sso: the HTTP-POST binding.
-async fn sso_post(State(web): State<Arc<Web>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn sso_post(
+    State(web): State<Arc<Web>>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let inbound = request::from_form(&body);
-    sso(web, inbound, headers).await
+    sso(web, inbound, headers, from.ip()).await
 }
 
-async fn sso(web: Arc<Web>, inbound: Result<Inbound, Refused>, headers: HeaderMap) -> Response {
+async fn sso(
+    web: Arc<Web>,
+    inbound: Result<Inbound, Refused>,
+    headers: HeaderMap,
+    source: IpAddr,
+) -> Response {
     let Some(p) = web.idp.clone() else {
         return no_provider();
     };
@@ -345,7 +330,7 @@ async fn sso(web: Arc<Web>, inbound: Result<Inbound, Refused>, headers: HeaderMa
         .map_err(|r| (None, r))
         .and_then(|i| saml::check_authn_request(&config.consoles, &i, &u.sso, SystemTime::now()));
     match accepted {
-        Ok(a) => start(&web, &p, &config, a, &headers).await,
+        Ok(a) => start(&web, &p, &config, a, &headers, source).await,
         Err((console, r)) => {
             refused(&p, console.as_deref(), &r, "AuthnRequest");
             error_page(r.reason)
@@ -361,6 +346,7 @@ async fn start(
     config: &Config,
     a: Accepted,
     headers: &HeaderMap,
+    source: IpAddr,
 ) -> Response {
     let Some((console, _)) = saml_console(config, &a.console) else {
         return error_page(Reason::UnknownIssuer);
@@ -374,12 +360,21 @@ async fn start(
     if a.is_passive {
         return status(web, p, config, &a, headers, out::NO_PASSIVE, "no session").await;
     }
-    let (console_name, k) = (console.name.clone(), web.saml_pending(a));
+    let console_name = console.name.clone();
+    let k = match web.saml_pending(a, source).await {
+        Ok(k) => k,
+        Err(e) => {
+            warn!(console = %console_name, error = %e, "console SAML login could not start: the shared store does not answer");
+            return store_unavailable();
+        }
+    };
     web.to_login(
         &console_name,
+        source,
         format!("/saml/idp/resume?k={k}"),
         Some(format!("/saml/idp/denied?k={k}")),
     )
+    .await
 }
 
 fn key_of(q: Option<&str>) -> Option<String> {
@@ -398,7 +393,16 @@ async fn resume(
         return no_provider();
     };
     let config = web.config.load_full();
-    let Some(a) = key_of(q.as_deref()).and_then(|k| web.take_saml_pending(&k)) else {
+    let Some(a) = (match key_of(q.as_deref()) {
+        Some(k) => match web.take_saml_pending(&k).await {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(error = %e, "console SAML login: the shared store does not answer");
+                return store_unavailable();
+            }
+        },
+        None => None,
+    }) else {
         return login_expired();
     };
     let Some((console, _)) = saml_console(&config, &a.console) else {
@@ -441,7 +445,16 @@ async fn denied(
         return no_provider();
     };
     let config = web.config.load_full();
-    let Some(a) = key_of(q.as_deref()).and_then(|k| web.take_saml_pending(&k)) else {
+    let Some(a) = (match key_of(q.as_deref()) {
+        Some(k) => match web.take_saml_pending(&k).await {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(error = %e, "console SAML login: the shared store does not answer");
+                return store_unavailable();
+            }
+        },
+        None => None,
+    }) else {
         return login_expired();
     };
     status(
@@ -591,10 +604,11 @@ async fn answer(
         ConsoleLogin {
             console: console.name.clone(),
             name_id,
-            name_id_format: s.name_id_format,
+            name_id_format: s.name_id_format.to_string(),
             session_index,
         },
-    );
+    )
+    .await;
     p.metrics.saml.responded(&console.name, "success");
     info!(console = %console.name, user = %person.name, "SAML assertion issued to the console");
     html(out::post_page(
@@ -609,6 +623,7 @@ async fn answer(
 /// unsolicited Response), only for consoles that turned it on.
 async fn idp_initiated(
     State(web): State<Arc<Web>>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
@@ -644,7 +659,7 @@ async fn idp_initiated(
         is_passive: false,
         force_authn: false,
     };
-    start(&web, &p, &config, a, &headers).await
+    start(&web, &p, &config, a, &headers, from.ip()).await
 }
 
 async fn slo_redirect(
@@ -730,7 +745,16 @@ async fn slo(web: Arc<Web>, inbound: Result<Inbound, Refused>, headers: HeaderMa
         refused(&p, Some(&console.name), &r, "LogoutRequest");
         return error_page(r.reason);
     }
-    let ended = web.end_console_sessions(&console.name, &req.name_id, &req.session_indexes);
+    let ended = match web
+        .end_console_sessions(&console.name, &req.name_id, &req.session_indexes)
+        .await
+    {
+        Ok(n) => n,
+        Err(e) => {
+            warn!(console = %console.name, error = %e, "SAML logout from the console: the shared store does not answer");
+            return store_unavailable();
+        }
+    };
     info!(console = %console.name, sessions = ended, "SAML logout from the console");
     let clear = [(header::SET_COOKIE, Web::clear_cookie(SESSION_COOKIE))];
     let Some(slo) = &s.slo_url else {

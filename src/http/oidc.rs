@@ -167,5 +167,6 @@ pub(super) async fn oidc_callback(
     let mut h = HeaderMap::new();
     h.append(header::SET_COOKIE, session);
     h.append(header::SET_COOKIE, Web::clear_cookie(LOGIN_COOKIE));
-    (h, Redirect::to(&web.after_login(&headers))).into_response()
+    let to = web.after_login(&headers).await;
+    (h, Redirect::to(&to)).into_response()
 }

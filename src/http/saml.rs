@@ -13,7 +13,7 @@ use serde::Deserialize;
 use tracing::warn;
 
 use super::pages::{idp_unavailable, login_refused};
-use super::session::{SAML_COOKIE, SamlSession};
+use super::session::{SAML_COOKIE, SamlSession, store_unavailable};
 use super::state::{Via, Web};
 use crate::identity::Profile;
 
@@ -39,6 +39,11 @@ pub(super) async fn saml_start(
                 Redirect::to(&url),
             )
                 .into_response()
+        }
+        Err(crate::saml::IdpError::Store(e)) => {
+            warn!(provider = %name, error = %e, "saml login could not start: the shared store does not answer");
+            web.saml_metrics.login(&name, "store_unavailable");
+            store_unavailable()
         }
         Err(e) => {
             warn!(provider = %name, error = %e, "saml login could not start");
@@ -86,8 +91,11 @@ pub(super) async fn saml_acs(
         Err(r) => {
             let reason = r.reason.label();
             warn!(provider = %name, reason, detail = %r.detail, "saml login refused");
-            web.saml_metrics.verify_failure(&name, reason);
             web.saml_metrics.login(&name, reason);
+            if r.reason == crate::saml::Reason::Store {
+                return store_unavailable();
+            }
+            web.saml_metrics.verify_failure(&name, reason);
             return refused(reason);
         }
     };
@@ -122,7 +130,8 @@ pub(super) async fn saml_acs(
     let mut h = HeaderMap::new();
     h.append(header::SET_COOKIE, session);
     h.append(header::SET_COOKIE, Web::clear_cookie(SAML_COOKIE));
-    (h, Redirect::to(&web.after_login(&headers))).into_response()
+    let to = web.after_login(&headers).await;
+    (h, Redirect::to(&to)).into_response()
 }
 
 /// GET /auth/saml/{provider}/metadata: our SP metadata for the IdP admin.

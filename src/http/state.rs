@@ -87,6 +87,9 @@ impl Web {
             key = s.cookie_key;
             s.sessions
         });
+        // Login state goes where the sessions go, so any node that accepts
+        // a session can also finish the login that made it.
+        let store = shared_sessions.as_ref().map(|s| s.store().clone());
         Self {
             config: parts.config,
             credentials: parts.credentials,
@@ -98,14 +101,16 @@ impl Web {
             providers: ByGeneration::default(),
             metrics: parts.oidc_metrics,
             saml_providers: ByGeneration::default(),
-            saml_state: LoginState::default(),
+            saml_state: store
+                .clone()
+                .map_or_else(LoginState::default, LoginState::shared),
             saml_metrics: parts.saml_metrics,
             http_metrics: parts.http_metrics,
             idp: parts.idp,
-            console: Default::default(),
+            console: super::console::ConsoleState::new(store.as_ref()),
             store_health: parts.store_health,
             shared_sessions,
-            saml_idp: Default::default(),
+            saml_idp: super::console_saml::SamlIdpState::new(store.as_ref()),
         }
     }
 

@@ -214,7 +214,7 @@ async fn a_response_is_accepted_once_and_only_by_the_browser_that_asked() {
     assert_eq!(r.reason, Reason::InResponseTo, "{r}");
 
     // Asked, but by another browser.
-    state.add_pending_for_test("_req-0001", "corp");
+    state.add_pending_for_test("_req-0001", "corp").await;
     let r = p
         .complete(&good, Some("_req-other"), &state, now)
         .await
@@ -222,13 +222,13 @@ async fn a_response_is_accepted_once_and_only_by_the_browser_that_asked() {
     assert_eq!(r.reason, Reason::InResponseTo, "{r}");
 
     // Asked by this browser: accepted, then a replay.
-    state.add_pending_for_test("_req-0001", "corp");
+    state.add_pending_for_test("_req-0001", "corp").await;
     let v = p
         .complete(&good, Some("_req-0001"), &state, now)
         .await
         .unwrap();
     assert_eq!(v.name_id, "alice");
-    state.add_pending_for_test("_req-0001", "corp");
+    state.add_pending_for_test("_req-0001", "corp").await;
     let r = p
         .complete(&good, Some("_req-0001"), &state, now)
         .await

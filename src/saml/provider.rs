@@ -3,7 +3,6 @@
 //! verification plus the state it cannot hold, outstanding AuthnRequests
 //! (InResponseTo) and assertion IDs already used (replay).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -17,15 +16,15 @@ use super::request::{AuthnRequest, LogoutRequest, new_id, redirect_url};
 use super::response::{Expect, Verified, verify};
 use super::settings::{IdpSource, SamlSettings};
 use super::xml::{MAX_XML, b64};
-use crate::pending::Pending;
+use crate::store::DbError;
+use crate::store::PgStore;
+use crate::store::ephemeral::{Kind, PendingStore, ReplayCache};
 
 /// SAML responses verified at once, process-wide; more wait their turn, so
 /// hostile posts cannot take every blocking thread or core.
 const MAX_VERIFYING: usize = 2;
 static VERIFYING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_VERIFYING);
 
-/// Bounds on the shared maps, so a flood of starts cannot grow memory.
-const MAX_SEEN: usize = 100_000;
 /// A failed metadata fetch is not retried sooner than this.
 const REFETCH_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -70,57 +69,55 @@ pub enum IdpError {
     /// The last attempt failed moments ago and there is no earlier copy.
     #[error("metadata unavailable (retrying shortly)")]
     Backoff,
+    /// The started login could not be kept in the shared store.
+    #[error(transparent)]
+    Store(#[from] DbError),
 }
 
-/// Login state shared by every provider and kept across reloads.
-#[derive(Default)]
+/// Login state shared by every provider and kept across reloads: in this
+/// process, or in the shared store so that any node can complete a login
+/// any node started and a replay is refused everywhere.
+#[derive(Debug)]
 pub struct LoginState {
-    /// AuthnRequest ID → provider (and when sent).
-    pending: Pending<String>,
-    /// (provider, assertion ID) → until when it could be replayed.
-    seen: Mutex<HashMap<(String, String), SystemTime>>,
+    /// AuthnRequest ID -> provider.
+    pending: PendingStore<String>,
+    /// (provider, assertion ID) -> until when it could be replayed.
+    seen: ReplayCache,
+}
+
+impl Default for LoginState {
+    fn default() -> Self {
+        Self {
+            pending: PendingStore::in_memory(Kind::SamlRequest),
+            seen: ReplayCache::in_memory(),
+        }
+    }
 }
 
 impl LoginState {
-    fn add_pending(&self, id: String, source: IpAddr, provider: &str, ttl: Duration) {
-        self.pending.insert(id, source, provider.to_string(), ttl);
+    pub fn shared(store: PgStore) -> Self {
+        Self {
+            pending: PendingStore::shared(Kind::SamlRequest, store.clone()),
+            seen: ReplayCache::shared(store),
+        }
     }
 
     #[cfg(test)]
-    pub(crate) fn add_pending_for_test(&self, id: &str, provider: &str) {
-        self.add_pending(
-            id.to_string(),
-            IpAddr::from([127, 0, 0, 1]),
-            provider,
-            Duration::from_secs(600),
-        );
+    pub(crate) async fn add_pending_for_test(&self, id: &str, provider: &str) {
+        self.pending
+            .put(
+                id,
+                IpAddr::from([127, 0, 0, 1]),
+                provider.to_string(),
+                Duration::from_secs(600),
+            )
+            .await
+            .unwrap();
     }
+}
 
-    fn take_pending(&self, id: &str) -> Option<(String, Instant)> {
-        self.pending.take(id)
-    }
-
-    /// Records an assertion ID; false when it was already used.
-    fn first_use(&self, provider: &str, id: &str, until: SystemTime, now: SystemTime) -> bool {
-        let mut s = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = (provider.to_string(), id.to_string());
-        if s.get(&key).is_some_and(|t| *t > now) {
-            return false;
-        }
-        if s.len() >= MAX_SEEN {
-            s.retain(|_, t| *t > now);
-        }
-        s.insert(key, until);
-        true
-    }
-
-    fn is_seen(&self, provider: &str, id: &str, now: SystemTime) -> bool {
-        self.seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&(provider.to_string(), id.to_string()))
-            .is_some_and(|t| *t > now)
-    }
+fn store_refusal(e: DbError) -> Refusal {
+    Refusal::new(Reason::Store, e.to_string())
 }
 
 pub struct SamlProvider {
@@ -223,7 +220,10 @@ impl SamlProvider {
         .xml();
         let key = self.request_key();
         let url = redirect_url(&idp.sso_url, &xml, None, key);
-        state.add_pending(id.clone(), source, &s.name, s.login_timeout);
+        state
+            .pending
+            .put(&id, source, s.name.clone(), s.login_timeout)
+            .await?;
         Ok((url, id))
     }
 
@@ -276,24 +276,24 @@ impl SamlProvider {
             .map_err(|e| Refusal::new(Reason::Unavailable, format!("verification task: {e}")))??
         };
         // Replay first, so a second post of a used response says so.
-        if state.is_seen(&s.name, &v.assertion_id, now) {
+        let seen = state.seen.is_seen(&s.name, &v.assertion_id, now);
+        if seen.await.map_err(store_refusal)? {
             return refuse(
                 Reason::Replay,
                 format!("assertion {:?} was already used", v.assertion_id),
             );
         }
         if let Some(irt) = &v.in_response_to {
-            let Some((provider, sent)) = state.take_pending(irt) else {
+            // Expired requests are not found.
+            let taken = state.pending.take(irt).await.map_err(store_refusal)?;
+            let Some(provider) = taken else {
                 return refuse(
                     Reason::InResponseTo,
-                    "not a request we sent, or already answered",
+                    "not a request we sent (or it expired), or already answered",
                 );
             };
-            if provider != s.name || sent.elapsed() > s.login_timeout {
-                return refuse(
-                    Reason::InResponseTo,
-                    "request expired or sent to another provider",
-                );
+            if provider != s.name {
+                return refuse(Reason::InResponseTo, "request sent to another provider");
             }
             let same_browser =
                 bound.is_some_and(|b| bool::from(b.as_bytes().ct_eq(irt.as_bytes())));
@@ -308,7 +308,8 @@ impl SamlProvider {
             .valid_until
             .checked_add(s.clock_skew)
             .unwrap_or(v.valid_until);
-        if !state.first_use(&s.name, &v.assertion_id, until, now) {
+        let first = state.seen.first_use(&s.name, &v.assertion_id, until, now);
+        if !first.await.map_err(store_refusal)? {
             return refuse(
                 Reason::Replay,
                 format!("assertion {:?} was already used", v.assertion_id),

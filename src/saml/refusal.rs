@@ -30,6 +30,8 @@ pub enum Reason {
     Subject,
     /// The IdP's metadata could not be fetched, so nothing can be checked.
     Unavailable,
+    /// The shared store did not answer, so the login cannot be checked.
+    Store,
 }
 
 impl Reason {
@@ -58,6 +60,7 @@ impl Reason {
             Self::Encrypted => "encrypted",
             Self::Subject => "subject",
             Self::Unavailable => "idp_unavailable",
+            Self::Store => "store_unavailable",
         }
     }
 }

@@ -162,6 +162,47 @@ CREATE TABLE idp_access_tokens (
 CREATE INDEX idp_access_tokens_expires ON idp_access_tokens (expires);
 ",
     },
+    Migration {
+        version: 4,
+        name: "web login state: pending SAML and console logins, SAML replay cache, console logins for logout",
+        // Entries are found by the SHA-256 of their id (ids travel in URLs
+        // and cookies, so reading the table hands out nothing usable).
+        // `source` and (kind, created_at) serve the per-address and overall
+        // bounds; expired rows are swept by the nodes now and then.
+        sql: "
+CREATE TABLE web_login_state (
+    kind       text  NOT NULL,
+    id_hash    bytea NOT NULL,
+    source     inet  NOT NULL,
+    data       json  NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL,
+    PRIMARY KEY (kind, id_hash)
+);
+CREATE INDEX web_login_state_source ON web_login_state (kind, source, created_at);
+CREATE INDEX web_login_state_age ON web_login_state (kind, created_at);
+CREATE INDEX web_login_state_expires ON web_login_state (expires_at);
+CREATE TABLE web_replay (
+    scope    text   NOT NULL,
+    id_hash  bytea  NOT NULL,
+    until_us bigint NOT NULL,
+    PRIMARY KEY (scope, id_hash)
+);
+CREATE INDEX web_replay_until ON web_replay (until_us);
+CREATE TABLE web_console_logins (
+    sid_hash       bytea NOT NULL,
+    console        text  NOT NULL,
+    name_id        text  NOT NULL,
+    name_id_format text  NOT NULL,
+    session_index  text  NOT NULL,
+    created_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    expires_at     timestamptz NOT NULL,
+    PRIMARY KEY (sid_hash, console)
+);
+CREATE INDEX web_console_logins_name ON web_console_logins (console, name_id);
+CREATE INDEX web_console_logins_expires ON web_console_logins (expires_at);
+",
+    },
 ];
 
 /// The schema version this build writes and reads.

@@ -3,6 +3,7 @@
 //! node of a cluster uses. This module holds the settings, the PostgreSQL
 //! pool with its versioned schema, and the health and config-digest monitor.
 
+pub mod ephemeral;
 mod error;
 mod migrations;
 mod monitor;

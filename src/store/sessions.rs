@@ -28,6 +28,12 @@ impl PgSessions {
         Self { store }
     }
 
+    /// The pool these sessions use (the web side keeps its other login
+    /// state there too).
+    pub fn store(&self) -> &PgStore {
+        &self.store
+    }
+
     /// The key every node signs cookies with: made by the first node that
     /// asks, read by the others.
     pub async fn cookie_key(&self) -> Result<[u8; 32], DbError> {

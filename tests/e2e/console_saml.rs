@@ -16,10 +16,10 @@ use serde_json::Value;
 use crate::harness::*;
 
 /// The demo console's ACS (and entity ID), where Responses must go.
-const DEMO_ACS: &str = "http://127.0.0.1:9602/saml/acs";
+pub(crate) const DEMO_ACS: &str = "http://127.0.0.1:9602/saml/acs";
 
 /// The pysaml2 SP, killed on drop.
-fn start_sp(http: SocketAddr, args: &[&str]) -> Peer {
+pub(crate) fn start_sp(http: SocketAddr, args: &[&str]) -> Peer {
     Peer::start(
         Command::new("python3")
             .arg(repo().join("tests/e2e/saml_sp.py"))
@@ -30,7 +30,7 @@ fn start_sp(http: SocketAddr, args: &[&str]) -> Peer {
     )
 }
 
-fn sp_url(sp: &Peer, path: &str) -> String {
+pub(crate) fn sp_url(sp: &Peer, path: &str) -> String {
     format!("http://127.0.0.1:{}{path}", sp.ready["port"])
 }
 
@@ -155,7 +155,7 @@ fn xmlsec_verify_both(xml: &str, cert: &Path, dir: &Path, tag: &str) {
     xmlsec_verify(&xml[a..end], cert, dir, &format!("{tag}-assertion.xml"));
 }
 
-fn ava<'a>(v: &'a Value, name: &str) -> &'a str {
+pub(crate) fn ava<'a>(v: &'a Value, name: &str) -> &'a str {
     v["ava"][name][0]
         .as_str()
         .unwrap_or_else(|| panic!("{name} in {v}"))
@@ -268,7 +268,7 @@ async fn pysaml2_logs_the_demo_users_in_with_the_roles_of_the_one_table() {
 }
 
 /// An AuthnRequest as a console would send it, with the redirect binding.
-fn authn_request(issuer: &str, acs: &str, extra: &str) -> String {
+pub(crate) fn authn_request(issuer: &str, acs: &str, extra: &str) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -298,7 +298,7 @@ fn authn_request(issuer: &str, acs: &str, extra: &str) -> String {
     )
 }
 
-fn redirect_query(xml: &str) -> String {
+pub(crate) fn redirect_query(xml: &str) -> String {
     use std::io::Write as _;
     let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
     z.write_all(xml.as_bytes()).unwrap();

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{self, Running, WAIT, demo_config, http_get, metric, repo, run};
 
-const PASSWORD: &str = "pg-test-password-1";
+pub(crate) const PASSWORD: &str = "pg-test-password-1";
 
 /// A PostgreSQL cluster of our own. As root (CI), initdb and the server run
 /// as the `postgres` system user, since PostgreSQL refuses to run as root.
@@ -186,7 +186,7 @@ impl StatusOk for Command {
 
 /// A node of the cluster: the demo configuration on its own ports and data
 /// directory, with the shared store.
-fn node(pg: &Postgres, name: &str) -> Running {
+pub(crate) fn node(pg: &Postgres, name: &str) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let mut text = demo_config(dir.path());
     text.push_str(&pg.store_section(dir.path(), name, PASSWORD));
@@ -814,7 +814,7 @@ fn tls_to_the_database_is_verified_against_the_configured_ca() {
 
 /// The consoles' side of a node: an HTTP client that shows redirects
 /// instead of following them, keeping its cookies.
-fn console_browser() -> reqwest::Client {
+pub(crate) fn console_browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -823,7 +823,7 @@ fn console_browser() -> reqwest::Client {
         .unwrap()
 }
 
-async fn jwks(http: SocketAddr) -> serde_json::Value {
+pub(crate) async fn jwks(http: SocketAddr) -> serde_json::Value {
     let r = reqwest::get(format!("http://{http}/oauth2/jwks"))
         .await
         .unwrap();
@@ -831,7 +831,10 @@ async fn jwks(http: SocketAddr) -> serde_json::Value {
     r.json().await.unwrap()
 }
 
-async fn console_token(http: SocketAddr, form: &[(&str, &str)]) -> (u16, serde_json::Value) {
+pub(crate) async fn console_token(
+    http: SocketAddr,
+    form: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
     let r = reqwest::Client::new()
         .post(format!("http://{http}/oauth2/token"))
         .basic_auth("orchestrator", Some("orchestrator-secret-1"))
@@ -843,7 +846,7 @@ async fn console_token(http: SocketAddr, form: &[(&str, &str)]) -> (u16, serde_j
 }
 
 /// The ID token's claims, its signature checked against `jwks`.
-fn id_claims(token: &serde_json::Value, jwks: &serde_json::Value) -> serde_json::Value {
+pub(crate) fn id_claims(token: &serde_json::Value, jwks: &serde_json::Value) -> serde_json::Value {
     let id = token["id_token"]
         .as_str()
         .unwrap_or_else(|| panic!("{token}"));

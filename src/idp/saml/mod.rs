@@ -94,8 +94,9 @@ pub fn by_entity_id<'c>(
     })
 }
 
-/// An AuthnRequest that passed every check, with what the answer needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An AuthnRequest that passed every check, with what the answer needs
+/// (kept in the shared store while the person logs in, hence serde).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Accepted {
     pub console: String,
     pub request_id: String,
