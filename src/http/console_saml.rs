@@ -38,7 +38,6 @@ const MAX_LOGINS: usize = 100_000;
 pub(super) struct SamlIdpState {
     pending: Mutex<HashMap<String, (Accepted, Instant)>>,
     logins: Mutex<HashMap<String, Vec<ConsoleLogin>>>,
-    keys: Mutex<Option<(u64, Arc<SamlKeys>)>>,
 }
 
 /// What a LogoutRequest to the console must name.
@@ -140,34 +139,17 @@ fn saml_console<'c>(
 }
 
 impl Web {
-    /// The signing keys: the configured pair, else the one generated in the
-    /// data directory (made at first use, re-read on reload).
+    /// The signing keys: the configured pair, else the provider's store's
+    /// (shared by every node with PostgreSQL), re-read on reload and every
+    /// `idp::KEY_POLL`.
     async fn saml_keys(&self, config: &Config) -> Result<Arc<SamlKeys>, saml::SamlKeyError> {
         if let Some(k) = &config.idp.saml.configured {
             return Ok(k.clone());
         }
-        if let Some((g, k)) = &*self
-            .saml_idp
-            .keys
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            && *g == config.generation
-        {
-            return Ok(k.clone());
+        match &self.idp {
+            Some(p) => p.saml_keys(config).await,
+            None => Err(saml::SamlKeyError::NoStore),
         }
-        let dir = config.server.data_dir.join("saml-idp");
-        let keys = tokio::task::spawn_blocking(move || {
-            saml::keys::load_or_generate(&dir, saml::keys::GENERATED_CN, SystemTime::now())
-        })
-        .await
-        .map_err(|_| saml::SamlKeyError::Generate)??;
-        let keys = Arc::new(keys);
-        *self
-            .saml_idp
-            .keys
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some((config.generation, keys.clone()));
-        Ok(keys)
     }
 
     fn saml_pending(&self, a: Accepted) -> String {

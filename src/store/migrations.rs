@@ -162,6 +162,33 @@ CREATE TABLE idp_access_tokens (
 CREATE INDEX idp_access_tokens_expires ON idp_access_tokens (expires);
 ",
     },
+    // Placeholder so this branch's versions stay dense: version 4 is
+    // another change's (merged separately); this entry is replaced by it.
+    Migration {
+        version: 4,
+        name: "placeholder for version 4",
+        sql: "SELECT 1",
+    },
+    Migration {
+        version: 5,
+        name: "SAML IdP signing keys and certificates",
+        // As idp_keys: one signing key and one next key, enforced here, so
+        // nodes making or importing the first keys together keep one set.
+        sql: "
+CREATE TABLE idp_saml_keys (
+    id        text   PRIMARY KEY,
+    pkcs8     bytea  NOT NULL,
+    cert      bytea  NOT NULL,
+    created   bigint NOT NULL,
+    activated bigint,
+    retired   bigint
+);
+CREATE UNIQUE INDEX idp_saml_keys_one_signing ON idp_saml_keys ((activated IS NOT NULL))
+    WHERE activated IS NOT NULL AND retired IS NULL;
+CREATE UNIQUE INDEX idp_saml_keys_one_next ON idp_saml_keys ((activated IS NULL))
+    WHERE activated IS NULL AND retired IS NULL;
+",
+    },
 ];
 
 /// The schema version this build writes and reads.
