@@ -232,7 +232,12 @@ fn main() -> ExitCode {
             action: IdpCommand::SamlRotateKey { config },
         } => rotate_key(config, false, true),
         Command::Console {
-            action: ConsoleCommand::RotateKey { config, oauth, saml },
+            action:
+                ConsoleCommand::RotateKey {
+                    config,
+                    oauth,
+                    saml,
+                },
         } => rotate_key(config, oauth || !saml, saml || !oauth),
     };
     match result {

@@ -157,7 +157,18 @@ impl<T> Polled<T> {
         if let Some(v) = self.fresh(generation) {
             return Ok(v);
         }
-        let _one = self.reading.lock().await;
+        let _one = match self.reading.try_lock() {
+            Ok(one) => one,
+            Err(_) => {
+                // Being re-read: the keys in force serve meanwhile, so a
+                // slow store delays one request, not all.
+                if let Some((_, _, v)) = &*self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+                {
+                    return Ok(v.clone());
+                }
+                self.reading.lock().await
+            }
+        };
         if let Some(v) = self.fresh(generation) {
             return Ok(v);
         }
@@ -323,11 +334,22 @@ mod tests {
         let long = Polled::new(Duration::from_secs(3600));
         assert_eq!(*long.get(1, "t", read(true)).await.unwrap(), 0);
         assert_eq!(*long.get(1, "t", read(true)).await.unwrap(), 0, "cached");
-        assert_eq!(*long.get(2, "t", read(true)).await.unwrap(), 1, "a reload re-reads");
+        assert_eq!(
+            *long.get(2, "t", read(true)).await.unwrap(),
+            1,
+            "a reload re-reads"
+        );
         let short = Polled::new(Duration::ZERO);
-        assert!(short.get(1, "t", read(false)).await.is_err(), "nothing to keep");
+        assert!(
+            short.get(1, "t", read(false)).await.is_err(),
+            "nothing to keep"
+        );
         assert_eq!(*short.get(1, "t", read(true)).await.unwrap(), 3);
-        assert_eq!(*short.get(1, "t", read(true)).await.unwrap(), 4, "too old: re-read");
+        assert_eq!(
+            *short.get(1, "t", read(true)).await.unwrap(),
+            4,
+            "too old: re-read"
+        );
         assert_eq!(
             *short.get(1, "t", read(false)).await.unwrap(),
             4,

@@ -158,7 +158,8 @@ impl StoredSamlKey {
         let what = || format!("stored SAML key {}", self.id);
         let pair = RsaKeyPair::from_pkcs8(self.pkcs8.expose())
             .map_err(|_| SamlKeyError::PrivateKey(what()))?;
-        let cert = IdpCert::from_der(&self.cert).map_err(|e| SamlKeyError::Certificate(what(), e))?;
+        let cert =
+            IdpCert::from_der(&self.cert).map_err(|e| SamlKeyError::Certificate(what(), e))?;
         if cert.public_key != pair.public_key().as_ref() {
             return Err(SamlKeyError::Mismatch(what()));
         }
@@ -175,7 +176,8 @@ impl StoredSamlKey {
 }
 
 fn epoch(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// The keys in force among the stored ones: the newest signing key, and
