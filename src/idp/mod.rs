@@ -100,6 +100,9 @@ pub struct Provider {
     store: Arc<dyn IdpStore>,
     ring: Polled<KeyRing>,
     saml: Polled<saml::SamlKeys>,
+    /// Whether this node's key files of an earlier version were looked at
+    /// (once, at the first load).
+    legacy_seen: std::sync::atomic::AtomicBool,
     pub metrics: IdpMetrics,
 }
 
@@ -198,6 +201,7 @@ impl Provider {
             store,
             ring: Polled::new(KEY_POLL),
             saml: Polled::new(KEY_POLL),
+            legacy_seen: Default::default(),
             metrics,
         }
     }
@@ -237,24 +241,29 @@ impl Provider {
     /// none, importing the files an earlier version kept in
     /// `<data_dir>/saml-idp/`.
     pub async fn saml_keys(&self, config: &Config) -> Result<Arc<saml::SamlKeys>, SamlKeyError> {
+        use std::sync::atomic::Ordering::Relaxed;
         let store = self.store.clone();
         let legacy = config.server.data_dir.join(LEGACY_SAML_DIR);
-        self.saml
+        let look = !self.legacy_seen.load(Relaxed);
+        let keys = self
+            .saml
             .get(config.generation, "SAML signing keys", async move {
                 tokio::task::spawn_blocking(move || {
                     let (keys, did) = saml::keys::ensure(
                         store.as_ref(),
-                        Some(&legacy),
+                        look.then_some(legacy.as_path()),
                         saml::keys::GENERATED_CN,
                         SystemTime::now(),
                     )?;
                     log_ensured(&did, &legacy, &keys);
-                    Ok(keys)
+                    Ok::<_, SamlKeyError>(keys)
                 })
                 .await
                 .map_err(|_| SamlKeyError::Generate)?
             })
-            .await
+            .await?;
+        self.legacy_seen.store(true, Relaxed);
+        Ok(keys)
     }
 }
 
@@ -268,7 +277,7 @@ pub fn log_ensured(did: &saml::keys::Ensured, legacy: &std::path::Path, keys: &s
         info!(dir = %legacy.display(), pairs = did.imported, "SAML IdP keys imported into the store from the files of an earlier version; the files are no longer read");
     }
     if did.legacy_unused {
-        warn!(dir = %legacy.display(), "SAML IdP keys in these files were not imported: the store already had keys (from another node); consoles need the certificate in this node's metadata");
+        warn!(dir = %legacy.display(), "SAML IdP keys in these files were not imported: the store had keys already (from another node); give consoles the certificates in the metadata now published");
     }
     if did.generated > 0 {
         info!(pairs = did.generated, signing = %keys.active.cert.subject, "SAML IdP keys generated in the store");

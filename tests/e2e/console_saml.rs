@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::harness::*;
 
 /// The demo console's ACS (and entity ID), where Responses must go.
-const DEMO_ACS: &str = "http://127.0.0.1:9602/saml/acs";
+pub(crate) const DEMO_ACS: &str = "http://127.0.0.1:9602/saml/acs";
 
 /// The pysaml2 SP, killed on drop.
 fn start_sp(http: SocketAddr, args: &[&str]) -> Peer {
@@ -120,7 +120,7 @@ async fn published_cert(http: SocketAddr, dir: &Path) -> std::path::PathBuf {
 
 /// `xmlsec1 --verify` of the first signature in `xml` (the Response's, or
 /// the Assertion's when it is verified on its own).
-fn xmlsec_verify(xml: &str, cert: &Path, dir: &Path, name: &str) {
+pub(crate) fn xmlsec_verify(xml: &str, cert: &Path, dir: &Path, name: &str) {
     let f = dir.join(name);
     std::fs::write(&f, xml).unwrap();
     let out = Command::new("xmlsec1")
@@ -148,7 +148,7 @@ fn xmlsec_verify(xml: &str, cert: &Path, dir: &Path, name: &str) {
 
 /// Both signatures of a Response, each by xmlsec1: the Response's in place,
 /// the Assertion's on the Assertion alone (exclusive c14n makes it whole).
-fn xmlsec_verify_both(xml: &str, cert: &Path, dir: &Path, tag: &str) {
+pub(crate) fn xmlsec_verify_both(xml: &str, cert: &Path, dir: &Path, tag: &str) {
     xmlsec_verify(xml, cert, dir, &format!("{tag}-response.xml"));
     let a = xml.find("<saml:Assertion").unwrap();
     let end = xml.find("</saml:Assertion>").unwrap() + "</saml:Assertion>".len();
@@ -268,7 +268,7 @@ async fn pysaml2_logs_the_demo_users_in_with_the_roles_of_the_one_table() {
 }
 
 /// An AuthnRequest as a console would send it, with the redirect binding.
-fn authn_request(issuer: &str, acs: &str, extra: &str) -> String {
+pub(crate) fn authn_request(issuer: &str, acs: &str, extra: &str) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -298,7 +298,7 @@ fn authn_request(issuer: &str, acs: &str, extra: &str) -> String {
     )
 }
 
-fn redirect_query(xml: &str) -> String {
+pub(crate) fn redirect_query(xml: &str) -> String {
     use std::io::Write as _;
     let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
     z.write_all(xml.as_bytes()).unwrap();
@@ -589,7 +589,7 @@ async fn the_chain_through_the_upstream_saml_idp_gives_the_console_the_mapped_ro
 }
 
 /// The certificates metadata publishes, in order (signing, then next).
-async fn published(http: SocketAddr) -> Vec<String> {
+pub(crate) async fn published(http: SocketAddr) -> Vec<String> {
     let md = reqwest::get(format!("http://{http}/saml/idp/metadata"))
         .await
         .unwrap()

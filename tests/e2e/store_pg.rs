@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{self, Running, WAIT, demo_config, http_get, metric, repo, run};
 
-const PASSWORD: &str = "pg-test-password-1";
+pub(crate) const PASSWORD: &str = "pg-test-password-1";
 
 /// A PostgreSQL cluster of our own. As root (CI), initdb and the server run
 /// as the `postgres` system user, since PostgreSQL refuses to run as root.
@@ -186,7 +186,7 @@ impl StatusOk for Command {
 
 /// A node of the cluster: the demo configuration on its own ports and data
 /// directory, with the shared store.
-fn node(pg: &Postgres, name: &str) -> Running {
+pub(crate) fn node(pg: &Postgres, name: &str) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let mut text = demo_config(dir.path());
     text.push_str(&pg.store_section(dir.path(), name, PASSWORD));
@@ -638,7 +638,7 @@ fn a_node_whose_configuration_differs_says_so() {
 }
 
 /// Runs Debian's openssl CLI in `dir`.
-fn openssl(dir: &Path, args: &[&str]) {
+pub(crate) fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
         .current_dir(dir)
         .args(args)
@@ -798,7 +798,7 @@ fn tls_to_the_database_is_verified_against_the_configured_ca() {
 
 /// The consoles' side of a node: an HTTP client that shows redirects
 /// instead of following them, keeping its cookies.
-fn console_browser() -> reqwest::Client {
+pub(crate) fn console_browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())

@@ -242,8 +242,8 @@ pub struct Ensured {
     pub imported: usize,
     /// Pairs generated.
     pub generated: usize,
-    /// Files found whose pairs the store did not take, because another
-    /// node had filled the store first.
+    /// Files found whose pairs the store does not have, because another
+    /// node had filled it first.
     pub legacy_unused: bool,
 }
 
@@ -265,6 +265,14 @@ pub fn ensure(
     if let Some(k) = from_stored(&keys)?
         && keys.iter().any(StoredSamlKey::next)
     {
+        // Files of this node that the store does not have: another node
+        // filled it first. Unreadable files are not an error then, as they
+        // are not used.
+        if let Some(dir) = legacy
+            && let Ok(files) = read_legacy(dir, epoch(now))
+        {
+            did.legacy_unused = files.iter().any(|f| keys.iter().all(|k| k.cert != f.cert));
+        }
         return Ok((k, did));
     }
     let mut add = Vec::new();
@@ -559,11 +567,13 @@ mod tests {
     fn files_found_after_another_node_filled_the_store_are_reported_unused() {
         let (dir, s) = store();
         let (theirs, _) = ensure(&s, None, "p", SystemTime::now()).unwrap();
-        // The store has keys: nothing is imported, and nothing is said.
+        // The store has keys: nothing is imported, and the files are
+        // reported unused.
         let legacy = dir.path().join("saml-idp");
         write_legacy(&legacy, SystemTime::now());
         let (k, did) = ensure(&s, Some(&legacy), "p", SystemTime::now()).unwrap();
-        assert_eq!(did, Ensured::default());
+        assert_eq!((did.imported, did.generated), (0, 0));
+        assert!(did.legacy_unused);
         assert_eq!(k.active.cert, theirs.active.cert);
         // On an empty store filled by another node between our read and our
         // write, the import is dropped and reported.
