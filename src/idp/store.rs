@@ -1,6 +1,7 @@
-//! What the provider remembers: signing keys, authorization codes (short
-//! lived), refresh-token families and revoked access tokens. Codes and
-//! refresh tokens are stored as SHA-256 hashes only. Behind [`IdpStore`]:
+//! What the provider remembers: signing keys (OAuth/JWT, and the SAML
+//! IdP's keys with their certificates), authorization codes (short lived),
+//! refresh-token families and revoked access tokens. Codes and refresh
+//! tokens are stored as SHA-256 hashes only. Behind [`IdpStore`]:
 //! SQLite here for one machine, PostgreSQL (`pg.rs`) for several nodes;
 //! every call blocks, so callers run them off the async runtime.
 
