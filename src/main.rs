@@ -499,6 +499,7 @@ fn serve(path: PathBuf, format: LogFormat, print_addresses: bool) -> anyhow::Res
             ),
             Acct::Shared { store, .. } => Arc::new(portcullis::idp::PgIdpStore::new(store.clone())),
         };
+        let idp_pruner = portcullis::idp::spawn_pruner(idp.clone(), portcullis::idp::PRUNE_EVERY);
         let server = Server::with_store(
             loaded.config,
             metrics,
@@ -546,6 +547,7 @@ fn serve(path: PathBuf, format: LogFormat, print_addresses: bool) -> anyhow::Res
             .context("serving");
         stop.cancel();
         pruner.abort();
+        idp_pruner.abort();
         // Listeners are done, so nothing new is queued: commit what is, and
         // wait for it off the runtime (close blocks on the writer thread).
         match acct {

@@ -276,6 +276,62 @@ pub struct Filter {
     pub limit: Option<usize>,
 }
 
+/// A value a [`Filter`] query binds: text or a number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Bound<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
+impl Filter {
+    /// The query for `list` on a records table, with the values to bind in
+    /// placeholder order; `placeholder(n)` spells the n-th (1-based) in the
+    /// backend's dialect. Oldest first; with `limit`, the newest `limit`.
+    pub(crate) fn query(
+        &self,
+        select: &str,
+        placeholder: impl Fn(usize) -> String,
+    ) -> (String, Vec<Bound<'_>>) {
+        let mut args = Vec::new();
+        let mut conds = Vec::new();
+        let texts = [
+            ("username", &self.user),
+            ("client", &self.client),
+            ("session_id", &self.session_id),
+        ];
+        for (column, v) in texts {
+            if let Some(v) = v {
+                args.push(Bound::Text(v));
+                conds.push(format!("{column} = {}", placeholder(args.len())));
+            }
+        }
+        let times = [(">=", self.since), ("<", self.until)];
+        for (op, t) in times {
+            if let Some(t) = t {
+                args.push(Bound::Int(unix_micros(t)));
+                conds.push(format!("received_at_us {op} {}", placeholder(args.len())));
+            }
+        }
+        let mut sql = select.to_string();
+        if !conds.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&conds.join(" AND "));
+        }
+        if let Some(limit) = self.limit {
+            // Newest `limit`, then turned around so the newest prints last.
+            args.push(Bound::Int(i64::try_from(limit).unwrap_or(i64::MAX)));
+            sql = format!(
+                "SELECT * FROM ({sql} ORDER BY received_at_us DESC, id DESC LIMIT {}) AS newest
+                 ORDER BY received_at_us, id",
+                placeholder(args.len())
+            );
+        } else {
+            sql.push_str(" ORDER BY received_at_us, id");
+        }
+        (sql, args)
+    }
+}
+
 /// Proof that a record is committed: only now may the request be answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Durable {

@@ -14,8 +14,8 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::warn;
 
 use super::{
-    AccountingMetrics, AccountingSink, ActiveSession, DedupKey, Durable, Filter, Pending, Record,
-    StoreError, StoredRecord, format_time, from_unix_micros, unix_micros,
+    AccountingMetrics, AccountingSink, ActiveSession, Bound, DedupKey, Durable, Filter, Pending,
+    Record, StoreError, StoredRecord, format_time, from_unix_micros, unix_micros,
 };
 use crate::store::{DbError, PgStore, StoreHealth};
 
@@ -358,45 +358,15 @@ impl PgArchive {
     /// indexed together with the arrival time.
     pub async fn list(&self, filter: &Filter) -> Result<Vec<StoredRecord>, StoreError> {
         use tokio_postgres::types::ToSql;
-        let mut conds: Vec<String> = Vec::new();
-        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-        let mut cond = |sql: &str, v: Box<dyn ToSql + Sync + Send>| {
-            args.push(v);
-            conds.push(format!("{sql} ${}", args.len()));
-        };
-        if let Some(u) = &filter.user {
-            cond("username =", Box::new(u.clone()));
-        }
-        if let Some(c) = &filter.client {
-            cond("client =", Box::new(c.clone()));
-        }
-        if let Some(s) = &filter.session_id {
-            cond("session_id =", Box::new(s.clone()));
-        }
-        if let Some(t) = filter.since {
-            cond("received_at_us >=", Box::new(unix_micros(t)));
-        }
-        if let Some(t) = filter.until {
-            cond("received_at_us <", Box::new(unix_micros(t)));
-        }
-        let mut sql = format!("SELECT {COLUMNS} FROM acct_records");
-        if !conds.is_empty() {
-            sql.push_str(" WHERE ");
-            sql.push_str(&conds.join(" AND "));
-        }
-        if let Some(limit) = filter.limit {
-            args.push(Box::new(i64::try_from(limit).unwrap_or(i64::MAX)));
-            sql = format!(
-                "SELECT * FROM ({sql} ORDER BY received_at_us DESC, id DESC LIMIT ${}) AS newest
-                 ORDER BY received_at_us, id",
-                args.len()
-            );
-        } else {
-            sql.push_str(" ORDER BY received_at_us, id");
-        }
+        let (sql, args) = filter.query(&format!("SELECT {COLUMNS} FROM acct_records"), |n| {
+            format!("${n}")
+        });
         let params: Vec<&(dyn ToSql + Sync)> = args
             .iter()
-            .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+            .map(|a| match a {
+                Bound::Text(t) => t as &(dyn ToSql + Sync),
+                Bound::Int(i) => i as &(dyn ToSql + Sync),
+            })
             .collect();
         let c = self.client().await?;
         let rows = c.query(&sql, &params).await.map_err(self.err("list"))?;

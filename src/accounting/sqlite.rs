@@ -19,8 +19,8 @@ use rusqlite::{
 use tokio::sync::oneshot;
 
 use super::{
-    AccountingMetrics, AccountingSink, ActiveSession, DedupKey, Durable, Filter, Pending, Record,
-    Status, StoreError, StoredRecord, format_time, from_unix_micros, unix_micros,
+    AccountingMetrics, AccountingSink, ActiveSession, Bound, DedupKey, Durable, Filter, Pending,
+    Record, Status, StoreError, StoredRecord, format_time, from_unix_micros, unix_micros,
 };
 
 /// File name inside the data directory.
@@ -1283,42 +1283,11 @@ impl Archive {
     /// bounds are indexed: other conditions are checked on every record in
     /// the time range (with `limit`, from the newest until enough matched).
     pub fn list(&self, filter: &Filter) -> Result<Vec<StoredRecord>, StoreError> {
-        let mut conds = Vec::new();
-        let mut args: Vec<Value> = Vec::new();
-        let mut cond = |sql: &'static str, v: Value| {
-            conds.push(sql);
-            args.push(v);
-        };
-        if let Some(u) = &filter.user {
-            cond("username = ?", Value::Text(u.clone()));
-        }
-        if let Some(c) = &filter.client {
-            cond("client = ?", Value::Text(c.clone()));
-        }
-        if let Some(s) = &filter.session_id {
-            cond("session_id = ?", Value::Text(s.clone()));
-        }
-        if let Some(t) = filter.since {
-            cond("received_at_us >= ?", Value::Integer(unix_micros(t)));
-        }
-        if let Some(t) = filter.until {
-            cond("received_at_us < ?", Value::Integer(unix_micros(t)));
-        }
-        let mut sql = format!("SELECT {COLUMNS} FROM records");
-        if !conds.is_empty() {
-            sql.push_str(" WHERE ");
-            sql.push_str(&conds.join(" AND "));
-        }
-        if let Some(limit) = filter.limit {
-            // Newest `limit`, then turned around so the newest prints last.
-            sql = format!(
-                "SELECT * FROM ({sql} ORDER BY received_at_us DESC, id DESC LIMIT ?)
-                 ORDER BY received_at_us, id"
-            );
-            args.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
-        } else {
-            sql.push_str(" ORDER BY received_at_us, id");
-        }
+        let (sql, args) = filter.query(&format!("SELECT {COLUMNS} FROM records"), |_| "?".into());
+        let args = args.into_iter().map(|a| match a {
+            Bound::Text(t) => Value::Text(t.to_string()),
+            Bound::Int(i) => Value::Integer(i),
+        });
         let q = |e| StoreError::Query {
             what: "list",
             cause: Arc::new(e),

@@ -178,7 +178,7 @@ impl Credentials {
                 }
             } else {
                 self.pool.metrics().cache_miss();
-                let r = d.check(name, password).await;
+                let r = d.check_once(fp.mac(), name, password).await;
                 if r.is_ok() && !s.cache_ttl.is_zero() {
                     self.shared.cache.insert(fp, s.cache_ttl);
                 }

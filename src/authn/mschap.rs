@@ -315,6 +315,30 @@ pub fn mschapv2_verify(
     mschapv2_verify_nt_hash(user_name, &nt_password_hash(password), challenge, response)
 }
 
+/// Whether an MS-CHAPv2 challenge and response are well formed, checked
+/// before anything about the user is looked at, so that a malformed request
+/// is treated the same (dropped) whoever it names.
+pub fn mschapv2_check_form(challenge: &[u8], response: &[u8]) -> Result<(), MsChapError> {
+    if challenge.len() != 16 {
+        return Err(MsChapError::BadChallengeLength(challenge.len()));
+    }
+    MsChap2Response::parse(response).map(|_| ())
+}
+
+/// As [`mschapv2_check_form`], for MS-CHAPv1 over RADIUS.
+pub fn mschapv1_check_form(challenge: &[u8], response: &[u8]) -> Result<(), MsChapError> {
+    if challenge.len() != 8 {
+        return Err(MsChapError::BadChallengeLength(challenge.len()));
+    }
+    let v: &[u8; RESPONSE_LEN] = response
+        .try_into()
+        .map_err(|_| MsChapError::BadResponseLength(response.len()))?;
+    if v[1] & 1 == 0 {
+        return Err(MsChapError::LmResponseOnly);
+    }
+    Ok(())
+}
+
 /// As `mschapv2_verify`, for a stored NT hash (NT-Password) instead of cleartext.
 pub fn mschapv2_verify_nt_hash(
     user_name: &[u8],
@@ -365,20 +389,12 @@ pub fn mschapv1_verify(
     challenge: &[u8],
     response: &[u8],
 ) -> Result<bool, MsChapError> {
-    let challenge: &[u8; 8] = challenge
-        .try_into()
-        .map_err(|_| MsChapError::BadChallengeLength(challenge.len()))?;
-    let v: &[u8; RESPONSE_LEN] = response
-        .try_into()
-        .map_err(|_| MsChapError::BadResponseLength(response.len()))?;
-    if v[1] & 1 == 0 {
-        return Err(MsChapError::LmResponseOnly);
-    }
-    let mut nt = [0u8; 24];
-    nt.copy_from_slice(&v[26..]);
+    mschapv1_check_form(challenge, response)?;
+    let challenge: &[u8; 8] = challenge.try_into().expect("form checked");
+    let nt: &[u8; 24] = response[26..].try_into().expect("form checked");
     Ok(mschapv1_verify_nt_response(
         challenge,
         &nt_password_hash(password),
-        &nt,
+        nt,
     ))
 }

@@ -113,6 +113,31 @@ pub fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// How often expired codes, refresh families and access tokens are removed.
+pub const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Removes the console provider's expired state every `every`, on the
+/// blocking pool (the store's calls block). Without it the tables only grow:
+/// every code flow leaves a code, a family and tokens behind.
+pub fn spawn_pruner(
+    store: Arc<dyn IdpStore>,
+    every: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let s = store.clone();
+            match tokio::task::spawn_blocking(move || s.prune(now())).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "console provider prune failed"),
+                Err(e) => tracing::warn!(error = %e, "console provider prune task failed"),
+            }
+        }
+    })
+}
+
 /// How long a retired key stays published: the longest token lifetime.
 fn keep_retired(config: &Config) -> i64 {
     config

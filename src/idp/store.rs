@@ -900,6 +900,34 @@ mod tests {
         );
         assert!(s.revoke_access(&[5; 32], "c").unwrap());
         assert!(s.get_access(&[5; 32], 99).unwrap().is_none());
-        s.prune(1000).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_pruner_removes_expired_state_and_keeps_live_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(SqliteIdpStore::open(dir.path()).unwrap());
+        let rec = |expires| AccessRecord {
+            client_id: "c".into(),
+            subject: Subject::Local { name: "bob".into() },
+            scope: "openid".into(),
+            expires,
+        };
+        s.put_access(&[1; 32], &rec(100)).unwrap();
+        let live = super::super::now() + 3600;
+        s.put_access(&[2; 32], &rec(live)).unwrap();
+        // Asked about an earlier instant, the store still has the old one.
+        assert!(s.get_access(&[1; 32], 50).unwrap().is_some());
+        let task = super::super::spawn_pruner(s.clone(), std::time::Duration::from_millis(5));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while s.get_access(&[1; 32], 50).unwrap().is_some() {
+            assert!(std::time::Instant::now() < deadline, "never pruned");
+            tokio::task::yield_now().await;
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        task.abort();
+        assert!(
+            s.get_access(&[2; 32], live - 1).unwrap().is_some(),
+            "live token kept"
+        );
     }
 }

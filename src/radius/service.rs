@@ -16,7 +16,7 @@ use super::codec::{
 };
 use super::metrics::{MethodLabels, RadiusMetrics, RequestLabels};
 use crate::accounting::{AccountingSink, Pending, StoreError};
-use crate::authn::mschap::{MsChapError, MsChapV2Success, mschapv1_verify, mschapv2_verify};
+use crate::authn::mschap::{self, MsChapError, MsChapV2Success, mschapv1_verify, mschapv2_verify};
 use crate::authn::{AuthnError, Credentials, Login, chap};
 use crate::client::Client;
 use crate::clock::{Clock, Random};
@@ -243,23 +243,31 @@ impl Service {
                 },
             }
         } else if pkt.attr(attr::CHAP_PASSWORD).is_some() {
+            // Malformed requests are dropped before the user is looked at,
+            // so whether a name opted in to CHAP cannot be probed with them.
+            let c = match codec::chap_password(&pkt) {
+                Ok(c) => c,
+                Err(e) => return Step::Drop(DropReason::Crypto(e)),
+            };
             match self
                 .credentials
                 .cleartext(&config.users, &config.directories, user)
             {
                 Err(e) => self.refuse("chap", user, client, e),
-                Ok((u, clear)) => match codec::chap_password(&pkt) {
-                    Ok(c) if chap::verify(c.ident, c.response, c.challenge, clear.expose()) => {
-                        self.grant(config, client, &Login::Local(u), None, "chap")
-                    }
-                    Ok(_) => self.refuse("chap", user, client, AuthnError::BadPassword),
-                    Err(e) => return Step::Drop(DropReason::Crypto(e)),
-                },
+                Ok((u, clear))
+                    if chap::verify(c.ident, c.response, c.challenge, clear.expose()) =>
+                {
+                    self.grant(config, client, &Login::Local(u), None, "chap")
+                }
+                Ok(_) => self.refuse("chap", user, client, AuthnError::BadPassword),
             }
         } else if let (Some(challenge), Some(response)) = (
             pkt.vsa(attr::VENDOR_MICROSOFT, attr::ms::CHAP_CHALLENGE),
             pkt.vsa(attr::VENDOR_MICROSOFT, attr::ms::CHAP2_RESPONSE),
         ) {
+            if let Err(e) = mschap::mschapv2_check_form(challenge, response) {
+                return Step::Drop(DropReason::MsChap(e));
+            }
             match self
                 .credentials
                 .cleartext(&config.users, &config.directories, user)
@@ -282,6 +290,9 @@ impl Service {
             // MS-CHAPv1 (RFC 2433, RFC 2548 §2.1.3) for local users who
             // opted in; the NT-Response only (an LM-only response is
             // dropped as malformed).
+            if let Err(e) = mschap::mschapv1_check_form(challenge, response) {
+                return Step::Drop(DropReason::MsChap(e));
+            }
             match self
                 .credentials
                 .cleartext(&config.users, &config.directories, user)
@@ -333,7 +344,12 @@ impl Service {
         };
         match self.answer(config, client, secret, &pkt, verdict, out) {
             Step::Reply(n) => Some(n),
-            _ => None,
+            Step::Drop(reason) => {
+                // As the engine counts drops decided on the receive loop.
+                self.metrics.drop(reason);
+                None
+            }
+            Step::Verify(_) | Step::Store(_) => None,
         }
     }
 
@@ -500,8 +516,28 @@ impl Service {
             Ok(x) => x,
             Err(reason) => return Step::Drop(reason),
         };
-        if pkt.code() != Code::ACCOUNTING_REQUEST {
-            return Step::Drop(DropReason::UnexpectedCode);
+        match pkt.code() {
+            Code::ACCOUNTING_REQUEST => {}
+            Code::STATUS_SERVER => {
+                // RFC 5997 §3: on the accounting port the answer is an
+                // Accounting-Response. `open` has already insisted on its
+                // Message-Authenticator. Without an accounting store there
+                // is nothing here to be alive for, so the appliance fails over.
+                if self.accounting.is_none() {
+                    return Step::Drop(DropReason::AccountingUnavailable);
+                }
+                self.count(client, "status_server", "accept");
+                return self.reply(
+                    config,
+                    client,
+                    secret,
+                    &pkt,
+                    Verdict::Reject,
+                    Code::ACCOUNTING_RESPONSE,
+                    out,
+                );
+            }
+            _ => return Step::Drop(DropReason::UnexpectedCode),
         }
         let Some(sink) = self.accounting.as_deref() else {
             self.count(client, "accounting_request", "dropped");

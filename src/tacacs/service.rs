@@ -27,6 +27,9 @@ use crate::policy::{Action as CmdAction, ClientCtx, CommandVerdict, Grant, MAX_W
 const MAX_OPEN_SESSIONS: usize = 64;
 /// ASCII prompts answered before a login is given up.
 const MAX_ASCII_ROUNDS: u8 = 6;
+/// What the terminal reads when authorization is refused for who the
+/// person is (unknown, disabled, no role), whatever the reason.
+const NOT_AUTHORIZED: &str = "Authorization failed";
 
 #[derive(Debug)]
 enum Waiting {
@@ -344,9 +347,9 @@ impl Service {
             priv_lvl: s.priv_lvl,
             rounds: 0,
         };
-        match s.authen_type {
+        let (result, method) = match s.authen_type {
             AuthenType::ASCII => {
-                if user.is_empty() {
+                return if user.is_empty() {
                     let mut prompt = Vec::new();
                     if let Some(b) = &config.tacacs.banner {
                         prompt.extend_from_slice(b.as_bytes());
@@ -377,22 +380,11 @@ impl Service {
                         REPLY_FLAG_NOECHO,
                         out,
                     )
-                }
+                };
             }
             AuthenType::PAP => {
                 let result = self.check_password(config, &user, s.data).await;
-                self.finish_login(
-                    config,
-                    client,
-                    key,
-                    rh,
-                    &user,
-                    s.authen_service,
-                    s.priv_lvl,
-                    result,
-                    "pap",
-                    out,
-                )
+                (result, "pap")
             }
             AuthenType::CHAP => {
                 // data = PPP id (1) || challenge || response (16), §5.4.2.3.
@@ -410,18 +402,7 @@ impl Service {
                         }
                     }
                 };
-                self.finish_login(
-                    config,
-                    client,
-                    key,
-                    rh,
-                    &user,
-                    s.authen_service,
-                    s.priv_lvl,
-                    result,
-                    "chap",
-                    out,
-                )
+                (result, "chap")
             }
             AuthenType::MSCHAP => {
                 // data = id (1) || challenge (8) || response (49: LM 24, NT 24, flags), §5.4.2.4.
@@ -441,18 +422,7 @@ impl Service {
                     }
                     Ok(_) => Err(AuthnError::BadPassword),
                 };
-                self.finish_login(
-                    config,
-                    client,
-                    key,
-                    rh,
-                    &user,
-                    s.authen_service,
-                    s.priv_lvl,
-                    result,
-                    "mschap",
-                    out,
-                )
+                (result, "mschap")
             }
             AuthenType::MSCHAPV2 => {
                 // data = id (1) || challenge (16) || response (49: peer challenge 16,
@@ -476,23 +446,12 @@ impl Service {
                     }
                     Ok(_) => Err(AuthnError::BadPassword),
                 };
-                self.finish_login(
-                    config,
-                    client,
-                    key,
-                    rh,
-                    &user,
-                    s.authen_service,
-                    s.priv_lvl,
-                    result,
-                    "mschapv2",
-                    out,
-                )
+                (result, "mschapv2")
             }
             _ => {
                 self.metrics
                     .request(&client.name, "authentication", "unsupported_type");
-                self.authen_reply(
+                return self.authen_reply(
                     client,
                     key,
                     rh,
@@ -500,9 +459,21 @@ impl Service {
                     0,
                     b"unsupported authentication type",
                     out,
-                )
+                );
             }
-        }
+        };
+        self.finish_login(
+            config,
+            client,
+            key,
+            rh,
+            &user,
+            s.authen_service,
+            s.priv_lvl,
+            result,
+            method,
+            out,
+        )
     }
 
     /// The stored cleartext-equivalent CHAP and MS-CHAP need (local users
@@ -704,14 +675,28 @@ impl Service {
             .credentials
             .known(&config.users, &config.directories, &config.policy, &user)
             .await;
+        // Whether the name is unknown, disabled or has no role is the
+        // operator's business, not the terminal's: one message for all three
+        // (as authentication says "Authentication failed"), the reason logged
+        // and counted.
+        let refused = |label: &'static str, reason: &dyn std::fmt::Display| {
+            info!(user = %user, client = %client.name, reason = %reason, "tacacs+ authorization refused");
+            label
+        };
         let grant: Grant<'_> = match known {
-            Err(e) => return self.author_fail(client, key, rh, e.label(), &format!("{e}"), out),
+            Err(e) => {
+                let label = refused(e.label(), &e);
+                return self.author_fail(client, key, rh, label, NOT_AUTHORIZED, out);
+            }
             Ok(u) => match config
                 .policy
                 .decide(&u.identity(), &ClientCtx { name: &client.name })
             {
                 Ok(g) => g,
-                Err(r) => return self.author_fail(client, key, rh, r.label(), &r.to_string(), out),
+                Err(r) => {
+                    let label = refused(r.label(), &r);
+                    return self.author_fail(client, key, rh, label, NOT_AUTHORIZED, out);
+                }
             },
         };
         if service != b"shell" {

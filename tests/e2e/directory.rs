@@ -511,3 +511,87 @@ group_base = "ou=groups,dc=example,dc=org"
         );
     }
 }
+
+/// A TCP relay to `to` that holds each chunk the server sends for `delay`:
+/// a slow directory, so that logins sent together overlap for certain.
+fn slow_relay(to: std::net::SocketAddr, delay: Duration) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    fn pump(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
+        let mut buf = [0u8; 16 * 1024];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            thread::sleep(delay);
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(Shutdown::Write);
+    }
+    thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            let Ok(s) = TcpStream::connect(to) else { break };
+            let (c2, s2) = (c.try_clone().unwrap(), s.try_clone().unwrap());
+            thread::spawn(move || pump(c2, s, Duration::ZERO));
+            thread::spawn(move || pump(s2, c, delay));
+        }
+    });
+    addr
+}
+
+#[test]
+fn identical_logins_arriving_together_cost_the_directory_one_bind() {
+    let slapd = Slapd::start();
+    let relay = slow_relay(slapd.ldap, Duration::from_millis(150));
+    let dir = tempfile::tempdir().unwrap();
+    let text = demo_config(dir.path()).replace(
+        "auth_order = \"local-first\"",
+        "auth_order = \"remote-first\"",
+    ) + &slapd
+        .directory_block("timeout = 10")
+        .replace(&slapd.ldap.to_string(), &relay.to_string());
+    let s = Running::start_in(dir, &text);
+    let a = s.addrs.radius_auth.unwrap();
+    const N: usize = 6;
+    let answers: Vec<serde_json::Value> = thread::scope(|sc| {
+        let all: Vec<_> = (0..N)
+            .map(|_| {
+                sc.spawn(|| {
+                    pyrad(
+                        a,
+                        SECRET,
+                        None,
+                        ANSWER_WAIT,
+                        &["pap", "erin", password("erin")],
+                    )
+                })
+            })
+            .collect();
+        all.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for r in &answers {
+        assert_eq!(r["result"], "accept", "{r}");
+    }
+    let m = metrics(&s);
+    let binds = metric(
+        &m,
+        "portcullis_directory_binds_total{directory=\"corp\",result=\"ok\"}",
+    )
+    .unwrap_or(0.0);
+    let shared = metric(
+        &m,
+        "portcullis_directory_checks_shared_total{directory=\"corp\"}",
+    )
+    .unwrap_or(0.0);
+    // Each check against the slowed directory takes several round trips of
+    // 150 ms, so the six overlap; at most one straggler may land between a
+    // check ending and its credential being cached.
+    assert!(
+        binds <= 2.0 && shared >= (N - 2) as f64,
+        "binds {binds}, shared {shared}\n{m}"
+    );
+}

@@ -328,6 +328,35 @@ fn status_server_is_answered() {
         2.0,
         "{m}"
     );
+    // On the accounting port the answer is an Accounting-Response (RFC 5997
+    // §3), and nothing is stored.
+    let r = radclient(
+        s.addrs.radius_acct.unwrap(),
+        "status",
+        SECRET,
+        "Message-Authenticator = 0x00",
+        ANSWER_WAIT,
+    );
+    assert_eq!(
+        r.code.as_deref(),
+        Some("Accounting-Response"),
+        "{}",
+        r.output
+    );
+    let m = metrics(&s);
+    assert_eq!(
+        count(
+            &m,
+            "portcullis_radius_requests_total{client=\"loopback\",type=\"status_server\",result=\"accept\"}"
+        ),
+        3.0,
+        "{m}"
+    );
+    assert_eq!(
+        count(&m, "portcullis_accounting_records_stored_total"),
+        0.0,
+        "{m}"
+    );
 }
 
 #[test]

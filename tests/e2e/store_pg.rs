@@ -308,6 +308,22 @@ fn two_nodes_share_accounting_and_a_sigkilled_node_loses_nothing() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(listed.lines().count(), count / 50, "{listed}");
     assert!(listed.lines().all(|l| l.contains("\"user\":\"user7\"")));
+    // With a limit: the newest ones, still oldest first.
+    let (code, newest, err) = run(&[
+        "accounting",
+        "list",
+        "--config",
+        b.config.to_str().unwrap(),
+        "--user",
+        "user7",
+        "--limit",
+        "2",
+        "--format",
+        "jsonl",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let all: Vec<&str> = listed.lines().collect();
+    assert_eq!(newest.lines().collect::<Vec<_>>(), all[all.len() - 2..]);
     // Every even record is a Start of its own session, the odd ones interim
     // updates of sessions never started.
     let (code, sessions, err) = run(&[

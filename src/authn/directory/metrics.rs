@@ -42,6 +42,7 @@ pub struct DirectoryMetrics {
     pub(super) latency: Histograms,
     pub(super) pool_in_use: Family<DirLabel, Gauge>,
     pub(super) server_in_use: Family<DirServer, Gauge>,
+    pub(super) shared: Family<DirLabel, Counter>,
 }
 
 impl Default for DirectoryMetrics {
@@ -52,6 +53,7 @@ impl Default for DirectoryMetrics {
             latency: Family::new_with_constructor(latency_histogram),
             pool_in_use: Family::default(),
             server_in_use: Family::default(),
+            shared: Family::default(),
         }
     }
 }
@@ -75,6 +77,11 @@ impl DirectoryMetrics {
             m.latency.clone(),
         );
         reg.register(
+            "directory_checks_shared",
+            "Password checks that waited for an identical check already running instead of binding again",
+            m.shared.clone(),
+        );
+        reg.register(
             "directory_pool_in_use",
             "Directory connections in use",
             m.pool_in_use.clone(),
@@ -88,6 +95,14 @@ impl DirectoryMetrics {
     }
 
     /// A failure of that reason, counted for the directory.
+    pub(super) fn shared_check(&self, directory: &Name) {
+        self.shared
+            .get_or_create(&DirLabel {
+                directory: directory.clone(),
+            })
+            .inc();
+    }
+
     pub fn failure(&self, directory: &Name, reason: &'static str) {
         self.failures
             .get_or_create(&DirReason {

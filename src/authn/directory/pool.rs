@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, SearchOptions};
-use tokio::sync::Semaphore;
+use tokio::sync::{OnceCell, Semaphore};
 use tracing::{info, warn};
 
 use super::metrics::{DirLabel, DirResult, DirServer};
@@ -63,6 +63,9 @@ struct Cached {
     fetched: Instant,
 }
 
+/// A check in progress that identical checks wait on.
+type Flight = Arc<OnceCell<Result<Arc<Found>, DirError>>>;
+
 pub(crate) struct Directory {
     settings: Arc<DirectorySettings>,
     label: Name,
@@ -71,7 +74,29 @@ pub(crate) struct Directory {
     waiting: std::sync::atomic::AtomicUsize,
     down_until: Mutex<Option<Instant>>,
     groups: Mutex<HashMap<Box<str>, Cached>>,
+    /// Password checks in progress, by a keyed MAC of (name, password).
+    flights: Mutex<HashMap<[u8; 16], Flight>>,
     metrics: DirectoryMetrics,
+}
+
+/// Takes a flight off the table when the check that started it ends or is
+/// dropped half-way; callers still waiting on it keep their handle (one of
+/// them finishes the check), and later arrivals start afresh.
+struct Landing<'a> {
+    flights: &'a Mutex<HashMap<[u8; 16], Flight>>,
+    key: [u8; 16],
+    flight: Flight,
+}
+
+impl Drop for Landing<'_> {
+    fn drop(&mut self) {
+        let mut f = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
+        if f.get(&self.key)
+            .is_some_and(|x| Arc::ptr_eq(x, &self.flight))
+        {
+            f.remove(&self.key);
+        }
+    }
 }
 
 impl std::fmt::Debug for Directory {
@@ -118,6 +143,7 @@ impl Directory {
             idle: Mutex::default(),
             down_until: Mutex::default(),
             groups: Mutex::default(),
+            flights: Mutex::default(),
             metrics,
         }
     }
@@ -156,9 +182,41 @@ impl Directory {
         );
     }
 
-    /// Checks `password` with a bind and reads the user's groups.
-    pub(crate) async fn check(&self, name: &str, password: &str) -> Result<Arc<Found>, DirError> {
-        self.run(name, Some(password), true).await
+    /// Checks `password` with a bind and reads the user's groups. Identical
+    /// checks arriving while one runs wait for its answer instead of
+    /// binding again: a burst of the
+    /// same cold login (a person retrying, several appliances at once) costs
+    /// the directory one bind. `key` names (name, password) and nothing
+    /// else; a keyed MAC, so the table holds no password.
+    pub(crate) async fn check_once(
+        &self,
+        key: [u8; 16],
+        name: &str,
+        password: &str,
+    ) -> Result<Arc<Found>, DirError> {
+        let (flight, leader) = {
+            let mut f = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
+            match f.get(&key) {
+                Some(x) => (x.clone(), false),
+                None => {
+                    let x = Flight::default();
+                    f.insert(key, x.clone());
+                    (x, true)
+                }
+            }
+        };
+        let _landing = leader.then(|| Landing {
+            flights: &self.flights,
+            key,
+            flight: flight.clone(),
+        });
+        if !leader {
+            self.metrics.shared_check(&self.label);
+        }
+        flight
+            .get_or_init(|| self.run(name, Some(password), true))
+            .await
+            .clone()
     }
 
     /// Reads the user's groups again for a password verified earlier: with
@@ -553,6 +611,19 @@ mod tests {
 
     use super::*;
     use crate::authn::directory::ServerUrl;
+
+    impl Directory {
+        /// A check sharing with no other: each call its own flight.
+        async fn check(&self, name: &str, password: &str) -> Result<Arc<Found>, DirError> {
+            static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let mut key = [0u8; 16];
+            key[..8].copy_from_slice(
+                &N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    .to_le_bytes(),
+            );
+            self.check_once(key, name, password).await
+        }
+    }
 
     /// A directory on a listener that accepts and never answers.
     fn silent(pool_size: usize, timeout: Duration) -> (Directory, std::net::TcpListener) {

@@ -292,6 +292,19 @@ fn rfc2865_example_accept_verifies_with_our_codec() {
 }
 
 #[tokio::test]
+async fn a_deferred_reply_that_cannot_be_written_is_dropped_and_counted() {
+    let config = rfc_config();
+    let svc = service();
+    let req = hex(RFC_REQUEST);
+    let mut out = [0u8; 4096];
+    let d = expect_verify(auth(&svc, &config, RFC_SRC, &req, &mut out));
+    assert_eq!(drops(&svc, "buffer_full"), 0);
+    let mut tiny = [0u8; 8];
+    assert_eq!(svc.finish(&d, &mut tiny).await, None);
+    assert_eq!(drops(&svc, "buffer_full"), 1);
+}
+
+#[tokio::test]
 async fn rfc2865_example_request_is_accepted_after_argon2() {
     let config = rfc_config();
     let svc = service();
@@ -756,6 +769,54 @@ fn drop_malformed_mschap2_response() {
     );
 }
 
+type PutAttrs = dyn Fn(&mut RequestWriter<'_>);
+
+#[test]
+fn malformed_chap_and_mschap_are_dropped_whoever_they_name() {
+    // alice opted in to CHAP, bob did not, nobody does not exist: a prober
+    // sending malformed requests learns nothing from drop versus reject.
+    let config = demo();
+    let mut out = [0u8; 4096];
+    for user in ["alice", "bob", "nobody"] {
+        let cases: [(&str, Box<PutAttrs>); 3] = [
+            (
+                "bad_chap_password_length",
+                Box::new(|w| w.put(attr::CHAP_PASSWORD, &[1; 16]).unwrap()),
+            ),
+            (
+                "bad_mschap_response_length",
+                Box::new(|w| {
+                    w.put_vsa(attr::VENDOR_MICROSOFT, attr::ms::CHAP_CHALLENGE, &[7; 16])
+                        .unwrap();
+                    w.put_vsa(attr::VENDOR_MICROSOFT, attr::ms::CHAP2_RESPONSE, &[0; 49])
+                        .unwrap();
+                }),
+            ),
+            (
+                "bad_mschap_response_length",
+                Box::new(|w| {
+                    w.put_vsa(attr::VENDOR_MICROSOFT, attr::ms::CHAP_CHALLENGE, &[7; 8])
+                        .unwrap();
+                    w.put_vsa(attr::VENDOR_MICROSOFT, attr::ms::CHAP_RESPONSE, &[0; 51])
+                        .unwrap();
+                }),
+            ),
+        ];
+        for (label, put) in cases {
+            let svc = service();
+            let req = access_request(1, [11; 16], |w| {
+                w.put(attr::USER_NAME, user.as_bytes()).unwrap();
+                put(w);
+            });
+            let step = auth(&svc, &config, DEMO_SRC, &req, &mut out);
+            match step {
+                Step::Drop(r) => assert_eq!(r.label(), label, "{user}"),
+                _ => panic!("{user} {label}: answered"),
+            }
+        }
+    }
+}
+
 #[test]
 fn drop_a_reply_that_does_not_fit_the_buffer() {
     let config = demo();
@@ -903,6 +964,45 @@ fn status_server_is_answered_with_an_access_accept() {
     assert_eq!(reply.attributes().count(), 1, "no role attributes");
     assert_eq!(requests(&svc, "status_server", "accept"), 1);
     assert_eq!(requests(&svc, "access_request", "accept"), 0);
+}
+
+#[test]
+fn status_server_on_the_accounting_port_is_answered_with_an_accounting_response() {
+    let config = demo();
+    let sink = Arc::new(MemorySink::default());
+    let svc = service_with_sink(&sink);
+    let mut buf = [0u8; 4096];
+    let w = RequestWriter::new_with_message_authenticator(
+        &mut buf,
+        Code::STATUS_SERVER,
+        0x2b,
+        &[0xc4; 16],
+    )
+    .unwrap();
+    let n = w.finish(&demo_secret()).unwrap();
+    let req = buf[..n].to_vec();
+    let first = req.clone();
+    let mut out = [0u8; 4096];
+    let n = expect_reply(acct(&svc, &config, DEMO_SRC, &req, &mut out));
+    let reply = checked_reply(&out[..n], &req, &demo_secret());
+    assert_eq!(reply.code(), Code::ACCOUNTING_RESPONSE);
+    assert_eq!(reply.identifier(), 0x2b);
+    assert_eq!(requests(&svc, "status_server", "accept"), 1);
+    // Without its Message-Authenticator it is dropped, as on the other port.
+    let w = RequestWriter::new(&mut buf, Code::STATUS_SERVER, 0x2c, &[0xc5; 16]).unwrap();
+    let n = w.finish(&demo_secret()).unwrap();
+    let req = buf[..n].to_vec();
+    assert!(matches!(
+        acct(&svc, &config, DEMO_SRC, &req, &mut out),
+        Step::Drop(_)
+    ));
+    assert!(sink.records().is_empty(), "nothing stored");
+    // A server with no accounting store is not alive on this port.
+    let svc = service();
+    assert!(matches!(
+        acct(&svc, &config, DEMO_SRC, &first, &mut out),
+        Step::Drop(_)
+    ));
 }
 
 // ---------------------------------------------------------------------------

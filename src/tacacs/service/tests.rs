@@ -1006,10 +1006,16 @@ async fn other_services_and_users_without_access_fail() {
     assert_eq!(r.author().status, AuthorStatus::FAIL);
     assert!(r.author().args.is_empty());
 
+    let disabled = String::from_utf8_lossy(r.author().server_msg).into_owned();
+
     let r = rig
         .reply(&author(0x523, 1, "nobody", &["service=shell"]))
         .await;
     assert_eq!(r.author().status, AuthorStatus::FAIL);
+    // The terminal cannot tell a disabled account from an unknown name.
+    let unknown = String::from_utf8_lossy(r.author().server_msg).into_owned();
+    assert_eq!(unknown, disabled);
+    assert_eq!(unknown, "Authorization failed");
 
     assert_eq!(
         rig.counted(),
