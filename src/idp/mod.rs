@@ -114,15 +114,12 @@ pub fn now() -> i64 {
 }
 
 /// How often expired codes, refresh families and access tokens are removed.
-pub const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+pub const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// Removes the console provider's expired state every `every`, on the
 /// blocking pool (the store's calls block). Without it the tables only grow:
 /// every code flow leaves a code, a family and tokens behind.
-pub fn spawn_pruner(
-    store: Arc<dyn IdpStore>,
-    every: std::time::Duration,
-) -> tokio::task::JoinHandle<()> {
+pub fn spawn_pruner(store: Arc<dyn IdpStore>, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

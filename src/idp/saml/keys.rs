@@ -224,10 +224,10 @@ pub fn read_legacy(dir: &Path, now: i64) -> Result<Vec<StoredSamlKey>, SamlKeyEr
         let read = |p: &Path| {
             std::fs::read_to_string(p).map_err(|e| SamlKeyError::Io(p.display().to_string(), e))
         };
-        let what = kp.display().to_string();
-        let key = SigningKey::from_pem(&read(&kp)?, &read(&cp)?, &what)?;
-        let pkcs8 = pem_block(&read(&kp)?, "PRIVATE KEY")
-            .ok_or_else(|| SamlKeyError::PrivateKey(what.clone()))?;
+        let (what, key_pem) = (kp.display().to_string(), read(&kp)?);
+        let key = SigningKey::from_pem(&key_pem, &read(&cp)?, &what)?;
+        let pkcs8 =
+            pem_block(&key_pem, "PRIVATE KEY").ok_or_else(|| SamlKeyError::PrivateKey(what))?;
         let mut s = StoredSamlKey::new(pkcs8, key.cert.der, now);
         s.activated = signing.then_some(now);
         out.push(s);
