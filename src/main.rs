@@ -102,12 +102,21 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ConsoleCommand {
-    /// Key rotation: the published next key starts signing, the current one
-    /// stays published until its tokens expire, and a new next key is
-    /// published. Reload the server (SIGHUP) to take it.
+    /// Key rotation, of both the OAuth/JWT signing key and the SAML IdP's
+    /// key unless one is named: the published next key starts signing and
+    /// a new next key is published (an OAuth key stays in the JWKS until
+    /// its tokens expire). Works on the store in force (idp.sqlite3, or the
+    /// shared PostgreSQL). Running nodes take it within 30 s, or at once on
+    /// reload (SIGHUP).
     RotateKey {
         #[arg(long, short)]
         config: PathBuf,
+        /// Only the OAuth/JWT signing key.
+        #[arg(long, conflicts_with = "saml")]
+        oauth: bool,
+        /// Only the SAML IdP's signing key and certificate.
+        #[arg(long)]
+        saml: bool,
     },
 }
 
@@ -122,9 +131,8 @@ enum IdpCommand {
         #[arg(long, short)]
         provider: String,
     },
-    /// SAML IdP key rollover: the next certificate (published in metadata)
-    /// starts signing and a new next pair is made. Give consoles the next
-    /// certificate first; reload the server (SIGHUP) to sign with it.
+    /// Old spelling of `console rotate-key --saml`.
+    #[command(hide = true)]
     SamlRotateKey {
         #[arg(long, short)]
         config: PathBuf,
@@ -222,10 +230,15 @@ fn main() -> ExitCode {
         } => idp_test(config, &provider),
         Command::Idp {
             action: IdpCommand::SamlRotateKey { config },
-        } => saml_rotate_key(config),
+        } => rotate_key(config, false, true),
         Command::Console {
-            action: ConsoleCommand::RotateKey { config },
-        } => rotate_key(config),
+            action:
+                ConsoleCommand::RotateKey {
+                    config,
+                    oauth,
+                    saml,
+                },
+        } => rotate_key(config, oauth || !saml, saml || !oauth),
     };
     match result {
         Ok(code) => code,
@@ -805,31 +818,6 @@ fn accounting_shared(settings: Arc<PgSettings>, action: AcctCommand) -> anyhow::
     Ok(ExitCode::SUCCESS)
 }
 
-fn saml_rotate_key(path: PathBuf) -> anyhow::Result<ExitCode> {
-    let Some(loaded) = load_or_report(&path) else {
-        return Ok(ExitCode::FAILURE);
-    };
-    if loaded.config.idp.saml.configured.is_some() {
-        eprintln!(
-            "the SAML IdP signs with the configured `[idp] saml_key_file`: replace it (and `saml_next_cert_file`) instead"
-        );
-        return Ok(ExitCode::FAILURE);
-    }
-    let dir = loaded.config.server.data_dir.join("saml-idp");
-    let cert = portcullis::idp::saml::keys::rotate(
-        &dir,
-        portcullis::idp::saml::keys::GENERATED_CN,
-        SystemTime::now(),
-    )
-    .context("rotating the SAML signing key")?;
-    println!(
-        "SAML IdP now signs with {} (valid until {}); reload the server (SIGHUP) to sign with it",
-        cert.subject,
-        portcullis::saml::time::format(cert.not_after)
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
 fn idp_test(path: PathBuf, name: &str) -> anyhow::Result<ExitCode> {
     let Some(loaded) = load_or_report(&path) else {
         return Ok(ExitCode::FAILURE);
@@ -947,18 +935,54 @@ impl Signals {
     }
 }
 
-fn rotate_key(path: PathBuf) -> anyhow::Result<ExitCode> {
+/// `console rotate-key`: the OAuth/JWT key, the SAML key, or both, in
+/// the store in force.
+fn rotate_key(path: PathBuf, oauth: bool, saml: bool) -> anyhow::Result<ExitCode> {
     let Some(loaded) = load_or_report(&path) else {
         return Ok(ExitCode::FAILURE);
     };
     let c = &loaded.config;
+    let saml = if saml && c.idp.saml.configured.is_some() {
+        eprintln!(
+            "the SAML IdP signs with the configured `[idp] saml_key_file`: replace it (and `saml_next_cert_file`) instead"
+        );
+        if !oauth {
+            return Ok(ExitCode::FAILURE);
+        }
+        false
+    } else {
+        saml
+    };
     let alg = c.idp.signing_alg;
-    let kid = match c.store.postgres().cloned() {
+    let legacy = c.server.data_dir.join(portcullis::idp::LEGACY_SAML_DIR);
+    let rotate = move |store: &dyn portcullis::idp::IdpStore| -> anyhow::Result<Vec<String>> {
+        let mut done = Vec::new();
+        if oauth {
+            let kid = portcullis::idp::rotate_key(store, alg, portcullis::idp::now())
+                .context("rotating the console signing key")?;
+            done.push(format!("signing key is now {kid} ({})", alg.as_str()));
+        }
+        if saml {
+            let cert = portcullis::idp::saml::keys::rotate(
+                store,
+                Some(&legacy),
+                portcullis::idp::saml::keys::GENERATED_CN,
+                SystemTime::now(),
+            )
+            .context("rotating the SAML signing key")?;
+            done.push(format!(
+                "SAML IdP now signs with {} (valid until {})",
+                cert.subject,
+                portcullis::saml::time::format(cert.not_after)
+            ));
+        }
+        Ok(done)
+    };
+    let done = match c.store.postgres().cloned() {
         None => {
             let store = portcullis::idp::SqliteIdpStore::open(&c.server.data_dir)
                 .context("opening the console provider's store")?;
-            portcullis::idp::rotate_key(&store, alg, portcullis::idp::now())
-                .context("rotating the signing key")?
+            rotate(&store)?
         }
         Some(settings) => {
             // The shared store blocks on a runtime: run it from a blocking
@@ -976,17 +1000,16 @@ fn rotate_key(path: PathBuf) -> anyhow::Result<ExitCode> {
                     .await
                     .with_context(|| format!("opening the shared store {target}"))?;
                 let store = portcullis::idp::PgIdpStore::new(store);
-                tokio::task::spawn_blocking(move || {
-                    portcullis::idp::rotate_key(&store, alg, portcullis::idp::now())
-                })
-                .await?
-                .context("rotating the signing key")
+                tokio::task::spawn_blocking(move || rotate(&store)).await?
             })?
         }
     };
+    for line in done {
+        println!("{line}");
+    }
     println!(
-        "signing key is now {kid} ({}); reload the server (SIGHUP) to sign with it",
-        c.idp.signing_alg.as_str()
+        "running servers take the new keys within {} s, or at once on reload (SIGHUP)",
+        portcullis::idp::KEY_POLL.as_secs()
     );
     Ok(ExitCode::SUCCESS)
 }

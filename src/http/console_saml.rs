@@ -5,7 +5,7 @@
 //! `http::console` and comes back here; the table decides every assertion.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
@@ -38,7 +38,6 @@ const LOGIN_WAIT: Duration = Duration::from_secs(600);
 pub(super) struct SamlIdpState {
     pending: PendingStore<Accepted>,
     logins: ConsoleLogins,
-    keys: Mutex<Option<(u64, Arc<SamlKeys>)>>,
 }
 
 impl SamlIdpState {
@@ -53,11 +52,7 @@ impl SamlIdpState {
                 ConsoleLogins::in_memory(),
             ),
         };
-        Self {
-            pending,
-            logins,
-            keys: Mutex::default(),
-        }
+        Self { pending, logins }
     }
 }
 
@@ -151,34 +146,17 @@ fn saml_console<'c>(
 }
 
 impl Web {
-    /// The signing keys: the configured pair, else the one generated in the
-    /// data directory (made at first use, re-read on reload).
+    /// The signing keys: the configured pair, else the provider's store's
+    /// (shared by every node with PostgreSQL), re-read on reload and every
+    /// `idp::KEY_POLL`.
     async fn saml_keys(&self, config: &Config) -> Result<Arc<SamlKeys>, saml::SamlKeyError> {
         if let Some(k) = &config.idp.saml.configured {
             return Ok(k.clone());
         }
-        if let Some((g, k)) = &*self
-            .saml_idp
-            .keys
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            && *g == config.generation
-        {
-            return Ok(k.clone());
+        match &self.idp {
+            Some(p) => p.saml_keys(config).await,
+            None => Err(saml::SamlKeyError::NoStore),
         }
-        let dir = config.server.data_dir.join("saml-idp");
-        let keys = tokio::task::spawn_blocking(move || {
-            saml::keys::load_or_generate(&dir, saml::keys::GENERATED_CN, SystemTime::now())
-        })
-        .await
-        .map_err(|_| saml::SamlKeyError::Generate)??;
-        let keys = Arc::new(keys);
-        *self
-            .saml_idp
-            .keys
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some((config.generation, keys.clone()));
-        Ok(keys)
     }
 
     async fn saml_pending(&self, a: Accepted, source: IpAddr) -> Result<String, DbError> {

@@ -15,13 +15,18 @@ pub use pg::PgIdpStore;
 pub use settings::{ConsoleSettings, IdpSettings, JwtAlg, KeyAlg, LoginMethod, Mode};
 pub use store::{IdpStore, SqliteIdpStore, StoreError, Subject};
 
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
+use tracing::{info, warn};
+
 use crate::config::Config;
+use saml::SamlKeyError;
 
 type Labels = Vec<(String, String)>;
 
@@ -82,33 +87,39 @@ pub enum IdpError {
     Task(String),
 }
 
-/// The provider's state handle: the store and the key ring of the current
-/// configuration generation (re-read from the store on reload, so a key
-/// rotated by `portcullis console rotate-key` takes effect on SIGHUP).
+/// How often a node re-reads its signing keys from the store, so a key
+/// rotated by `portcullis console rotate-key` (on any node) signs
+/// everywhere within this time, reload or not.
+pub const KEY_POLL: Duration = Duration::from_secs(30);
+
+/// The provider's state handle: the store, and the OAuth key ring and SAML
+/// keys in force. Both are re-read from the store on reload (SIGHUP) and
+/// every [`KEY_POLL`], so a rotation takes effect on every node by itself.
 #[derive(Debug)]
 pub struct Provider {
     store: Arc<dyn IdpStore>,
-    ring: Mutex<Option<(u64, Arc<KeyRing>)>>,
+    ring: Polled<KeyRing>,
+    saml: Polled<saml::SamlKeys>,
+    /// Whether this node's key files of an earlier version were looked at
+    /// (once, at the first load).
+    legacy_seen: std::sync::atomic::AtomicBool,
     pub metrics: IdpMetrics,
 }
 
 /// Seconds since the epoch.
 pub fn now() -> i64 {
-    std::time::SystemTime::now()
+    SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// How often expired codes, refresh families and access tokens are removed.
-pub const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+pub const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// Removes the console provider's expired state every `every`, on the
 /// blocking pool (the store's calls block). Without it the tables only grow:
 /// every code flow leaves a code, a family and tokens behind.
-pub fn spawn_pruner(
-    store: Arc<dyn IdpStore>,
-    every: std::time::Duration,
-) -> tokio::task::JoinHandle<()> {
+pub fn spawn_pruner(store: Arc<dyn IdpStore>, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -134,11 +145,85 @@ fn keep_retired(config: &Config) -> i64 {
         .unwrap_or(3600)
 }
 
+/// A value read from the store: kept for one configuration generation and
+/// at most `every`. When re-reading fails, the value in force stays (the
+/// store may be down for a while; signing goes on) and is tried again
+/// after `every`.
+#[derive(Debug)]
+struct Polled<T> {
+    every: Duration,
+    slot: Mutex<Option<(u64, Instant, Arc<T>)>>,
+    /// One re-read at a time: the others wait for it and take its value.
+    reading: tokio::sync::Mutex<()>,
+}
+
+impl<T> Polled<T> {
+    fn new(every: Duration) -> Self {
+        Self {
+            every,
+            slot: Mutex::new(None),
+            reading: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn fresh(&self, generation: u64) -> Option<Arc<T>> {
+        match &*self.slot.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some((g, at, v)) if *g == generation && at.elapsed() < self.every => Some(v.clone()),
+            _ => None,
+        }
+    }
+
+    async fn get<E: std::fmt::Display>(
+        &self,
+        generation: u64,
+        what: &'static str,
+        read: impl Future<Output = Result<T, E>>,
+    ) -> Result<Arc<T>, E> {
+        if let Some(v) = self.fresh(generation) {
+            return Ok(v);
+        }
+        let _one = match self.reading.try_lock() {
+            Ok(one) => one,
+            Err(_) => {
+                // Being re-read: the keys in force serve meanwhile, so a
+                // slow store delays one request, not all.
+                if let Some((_, _, v)) = &*self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+                {
+                    return Ok(v.clone());
+                }
+                self.reading.lock().await
+            }
+        };
+        if let Some(v) = self.fresh(generation) {
+            return Ok(v);
+        }
+        let got = read.await;
+        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        match got {
+            Ok(v) => {
+                let v = Arc::new(v);
+                *slot = Some((generation, Instant::now(), v.clone()));
+                Ok(v)
+            }
+            Err(e) => match slot.take() {
+                Some((_, _, old)) => {
+                    warn!(error = %e, "{what}: re-reading the store failed; the keys in force stay");
+                    *slot = Some((generation, Instant::now(), old.clone()));
+                    Ok(old)
+                }
+                None => Err(e),
+            },
+        }
+    }
+}
+
 impl Provider {
     pub fn new(store: Arc<dyn IdpStore>, metrics: IdpMetrics) -> Self {
         Self {
             store,
-            ring: Mutex::new(None),
+            ring: Polled::new(KEY_POLL),
+            saml: Polled::new(KEY_POLL),
+            legacy_seen: Default::default(),
             metrics,
         }
     }
@@ -162,21 +247,62 @@ impl Provider {
     /// The keys in force for `config`'s generation; the first call makes
     /// the signing and next keys when the store has none.
     pub async fn ring(&self, config: &Config) -> Result<Arc<KeyRing>, IdpError> {
-        if let Some((g, r)) = &*self.ring.lock().unwrap_or_else(PoisonError::into_inner)
-            && *g == config.generation
-        {
-            return Ok(r.clone());
-        }
         let (alg, keep) = (config.idp.signing_alg, keep_retired(config));
         let store = self.store.clone();
-        let ring =
-            tokio::task::spawn_blocking(move || ensure_keys(store.as_ref(), alg, now(), keep))
+        self.ring
+            .get(config.generation, "console signing keys", async move {
+                tokio::task::spawn_blocking(move || ensure_keys(store.as_ref(), alg, now(), keep))
+                    .await
+                    .map_err(|e| IdpError::Task(e.to_string()))?
+            })
+            .await
+    }
+
+    /// The SAML IdP's keys from the store (not the configured pair, which
+    /// the caller prefers): the first call makes them when the store has
+    /// none, importing the files an earlier version kept in
+    /// `<data_dir>/saml-idp/`.
+    pub async fn saml_keys(&self, config: &Config) -> Result<Arc<saml::SamlKeys>, SamlKeyError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let store = self.store.clone();
+        let legacy = config.server.data_dir.join(LEGACY_SAML_DIR);
+        let look = !self.legacy_seen.load(Relaxed);
+        let keys = self
+            .saml
+            .get(config.generation, "SAML signing keys", async move {
+                tokio::task::spawn_blocking(move || {
+                    let (keys, did) = saml::keys::ensure(
+                        store.as_ref(),
+                        look.then_some(legacy.as_path()),
+                        saml::keys::GENERATED_CN,
+                        SystemTime::now(),
+                    )?;
+                    log_ensured(&did, &legacy, &keys);
+                    Ok::<_, SamlKeyError>(keys)
+                })
                 .await
-                .map_err(|e| IdpError::Task(e.to_string()))??;
-        let ring = Arc::new(ring);
-        *self.ring.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some((config.generation, ring.clone()));
-        Ok(ring)
+                .map_err(|_| SamlKeyError::Generate)?
+            })
+            .await?;
+        self.legacy_seen.store(true, Relaxed);
+        Ok(keys)
+    }
+}
+
+/// Where versions before the shared store kept the SAML IdP's keys, under
+/// the data directory (imported into an empty store, then unused).
+pub const LEGACY_SAML_DIR: &str = "saml-idp";
+
+/// Says what [`saml::keys::ensure`] did (never a private key).
+pub fn log_ensured(did: &saml::keys::Ensured, legacy: &std::path::Path, keys: &saml::SamlKeys) {
+    if did.imported > 0 && !did.legacy_unused {
+        info!(dir = %legacy.display(), pairs = did.imported, "SAML IdP keys imported into the store from the files of an earlier version; the files are no longer read");
+    }
+    if did.legacy_unused {
+        warn!(dir = %legacy.display(), "SAML IdP keys in these files were not imported: the store had keys already (from another node); give consoles the certificates in the metadata now published");
+    }
+    if did.generated > 0 {
+        info!(pairs = did.generated, signing = %keys.active.cert.subject, "SAML IdP keys generated in the store");
     }
 }
 
@@ -226,6 +352,41 @@ pub fn rotate_key(store: &dyn IdpStore, alg: KeyAlg, now: i64) -> Result<String,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn polled_keys_are_re_read_on_reload_and_when_old_and_kept_when_the_store_fails() {
+        let reads = std::sync::atomic::AtomicU32::new(0);
+        let reads = &reads;
+        // Counts the reads actually made (the future runs only when read).
+        let read = |ok: bool| async move {
+            let n = reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if ok { Ok(n) } else { Err("store down") }
+        };
+        let long = Polled::new(Duration::from_secs(3600));
+        assert_eq!(*long.get(1, "t", read(true)).await.unwrap(), 0);
+        assert_eq!(*long.get(1, "t", read(true)).await.unwrap(), 0, "cached");
+        assert_eq!(
+            *long.get(2, "t", read(true)).await.unwrap(),
+            1,
+            "a reload re-reads"
+        );
+        let short = Polled::new(Duration::ZERO);
+        assert!(
+            short.get(1, "t", read(false)).await.is_err(),
+            "nothing to keep"
+        );
+        assert_eq!(*short.get(1, "t", read(true)).await.unwrap(), 3);
+        assert_eq!(
+            *short.get(1, "t", read(true)).await.unwrap(),
+            4,
+            "too old: re-read"
+        );
+        assert_eq!(
+            *short.get(1, "t", read(false)).await.unwrap(),
+            4,
+            "the store failing keeps the keys in force"
+        );
+    }
 
     #[test]
     fn first_start_makes_a_signing_key_and_a_next_one_that_rotation_promotes() {

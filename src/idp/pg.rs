@@ -10,6 +10,7 @@ use tokio::runtime::Handle;
 use tokio_postgres::Row;
 
 use super::keys::StoredKey;
+use super::saml::keys::StoredSamlKey;
 use super::settings::KeyAlg;
 use super::store::{
     AccessRecord, CodeRecord, CodeTake, Family, IdpStore, RefreshTake, StoreError, Subject,
@@ -17,7 +18,7 @@ use super::store::{
 use crate::secret::Secret;
 use crate::store::{DbError, PgStore};
 
-/// The provider's store on PostgreSQL (schema version 3). Its calls block
+/// The provider's store on PostgreSQL (schema versions 3 and 5). Its calls block
 /// on the runtime captured at construction: call them from
 /// `spawn_blocking` threads or other non-runtime threads, never from an
 /// async task.
@@ -528,6 +529,103 @@ impl IdpStore for PgIdpStore {
                 tx.execute(sql, &[&now]).await.map_err(&q)?;
             }
             tx.commit().await.map_err(&q)
+        })
+    }
+
+    fn saml_keys(&self) -> Result<Vec<StoredSamlKey>, StoreError> {
+        let q = self.q("SAML keys");
+        self.run("SAML keys", async {
+            let c = self.store.client().await?;
+            let rows = c
+                .query(
+                    "SELECT id, pkcs8, cert, created, activated, retired FROM idp_saml_keys
+                      ORDER BY created, id",
+                    &[],
+                )
+                .await
+                .map_err(q)?;
+            Ok(rows
+                .iter()
+                .map(|r| StoredSamlKey {
+                    id: r.get(0),
+                    pkcs8: Secret::new(r.get::<_, Vec<u8>>(1)),
+                    cert: r.get(2),
+                    created: r.get(3),
+                    activated: r.get(4),
+                    retired: r.get(5),
+                })
+                .collect())
+        })
+    }
+
+    /// The unique indexes of migration 5 drop a key whose role is filled;
+    /// a node inserting after another's uncommitted keys waits for that
+    /// transaction, so it keeps all or none of its own.
+    fn add_saml_keys(&self, keys: &[StoredSamlKey]) -> Result<(), StoreError> {
+        let q = self.q("SAML key insert");
+        self.run("SAML key insert", async {
+            let mut c = self.store.client().await?;
+            let tx = c.transaction().await.map_err(&q)?;
+            for k in keys {
+                tx.execute(
+                    "INSERT INTO idp_saml_keys (id, pkcs8, cert, created, activated, retired)
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                    &[
+                        &k.id,
+                        &k.pkcs8.expose(),
+                        &k.cert,
+                        &k.created,
+                        &k.activated,
+                        &k.retired,
+                    ],
+                )
+                .await
+                .map_err(&q)?;
+            }
+            tx.commit().await.map_err(&q)
+        })
+    }
+
+    fn rotate_saml(&self, now: i64, fresh: &StoredSamlKey) -> Result<Option<String>, StoreError> {
+        let q = self.q("SAML key rotation");
+        self.run("SAML key rotation", async {
+            let mut c = self.store.client().await?;
+            let tx = c.transaction().await.map_err(&q)?;
+            let next = tx
+                .query_opt(
+                    "SELECT id FROM idp_saml_keys WHERE activated IS NULL AND retired IS NULL
+                      ORDER BY created, id LIMIT 1 FOR UPDATE",
+                    &[],
+                )
+                .await
+                .map_err(&q)?;
+            let Some(next) = next.map(|r| r.get::<_, String>(0)) else {
+                return Ok(None);
+            };
+            tx.execute("DELETE FROM idp_saml_keys WHERE retired IS NOT NULL", &[])
+                .await
+                .map_err(&q)?;
+            tx.execute(
+                "UPDATE idp_saml_keys SET retired = $1
+                  WHERE activated IS NOT NULL AND retired IS NULL",
+                &[&now],
+            )
+            .await
+            .map_err(&q)?;
+            tx.execute(
+                "UPDATE idp_saml_keys SET activated = $1 WHERE id = $2",
+                &[&now, &next],
+            )
+            .await
+            .map_err(&q)?;
+            tx.execute(
+                "INSERT INTO idp_saml_keys (id, pkcs8, cert, created) VALUES ($1, $2, $3, $4)",
+                &[&fresh.id, &fresh.pkcs8.expose(), &fresh.cert, &now],
+            )
+            .await
+            .map_err(&q)?;
+            tx.commit().await.map_err(&q)?;
+            Ok(Some(next))
         })
     }
 }

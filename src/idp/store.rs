@@ -1,6 +1,7 @@
-//! What the provider remembers: signing keys, authorization codes (short
-//! lived), refresh-token families and revoked access tokens. Codes and
-//! refresh tokens are stored as SHA-256 hashes only. Behind [`IdpStore`]:
+//! What the provider remembers: signing keys (OAuth/JWT, and the SAML
+//! IdP's keys with their certificates), authorization codes (short lived),
+//! refresh-token families and revoked access tokens. Codes and refresh
+//! tokens are stored as SHA-256 hashes only. Behind [`IdpStore`]:
 //! SQLite here for one machine, PostgreSQL (`pg.rs`) for several nodes;
 //! every call blocks, so callers run them off the async runtime.
 
@@ -10,6 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::keys::StoredKey;
+use super::saml::keys::StoredSamlKey;
 use super::settings::KeyAlg;
 use crate::datadir::OpenError;
 use crate::secret::Secret;
@@ -181,6 +183,18 @@ pub trait IdpStore: Send + Sync + std::fmt::Debug {
     fn revoke_access(&self, hash: &[u8; 32], client_id: &str) -> Result<bool, StoreError>;
     /// Removes what expired before `now`.
     fn prune(&self, now: i64) -> Result<(), StoreError>;
+
+    /// The SAML IdP's keys: the signing one, the next one, the last retired.
+    fn saml_keys(&self) -> Result<Vec<StoredSamlKey>, StoreError>;
+    /// Adds keys in one transaction, each dropped when its role (signing,
+    /// or next) is already filled, so nodes filling an empty store together
+    /// keep the first one's keys; read [`saml_keys`](Self::saml_keys) after.
+    fn add_saml_keys(&self, keys: &[StoredSamlKey]) -> Result<(), StoreError>;
+    /// Makes the next SAML key sign from `now` (the signing one retired at
+    /// `now`, keys retired earlier deleted) and adds `fresh` as the next
+    /// one. Returns the new signing key's id, or `None` when there was no
+    /// next key to promote.
+    fn rotate_saml(&self, now: i64, fresh: &StoredSamlKey) -> Result<Option<String>, StoreError>;
 }
 
 const SCHEMA: &str = "
@@ -211,6 +225,14 @@ CREATE TABLE IF NOT EXISTS access_tokens (
     kind TEXT NOT NULL, provider TEXT NOT NULL, subject TEXT NOT NULL,
     scope TEXT NOT NULL, expires INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS saml_keys (
+    id TEXT PRIMARY KEY, pkcs8 BLOB NOT NULL, cert BLOB NOT NULL,
+    created INTEGER NOT NULL, activated INTEGER, retired INTEGER
+);
+CREATE UNIQUE INDEX IF NOT EXISTS saml_keys_one_signing ON saml_keys ((activated IS NOT NULL))
+    WHERE activated IS NOT NULL AND retired IS NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS saml_keys_one_next ON saml_keys ((activated IS NULL))
+    WHERE activated IS NULL AND retired IS NULL;
 ";
 
 /// The SQLite store, `idp.sqlite3` in the data directory.
@@ -674,6 +696,84 @@ impl IdpStore for SqliteIdpStore {
         ))
         .map_err(self.db())?;
         Ok(())
+    }
+
+    fn saml_keys(&self) -> Result<Vec<StoredSamlKey>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare(
+                "SELECT id, pkcs8, cert, created, activated, retired FROM saml_keys
+                  ORDER BY created, id",
+            )
+            .map_err(self.db())?;
+        st.query_map([], |r| {
+            Ok(StoredSamlKey {
+                id: r.get(0)?,
+                pkcs8: Secret::new(r.get::<_, Vec<u8>>(1)?),
+                cert: r.get(2)?,
+                created: r.get(3)?,
+                activated: r.get(4)?,
+                retired: r.get(5)?,
+            })
+        })
+        .map_err(self.db())?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(self.db())
+    }
+
+    fn add_saml_keys(&self, keys: &[StoredSamlKey]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(self.db())?;
+        for k in keys {
+            tx.execute(
+                "INSERT INTO saml_keys (id, pkcs8, cert, created, activated, retired)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+                params![
+                    k.id,
+                    k.pkcs8.expose(),
+                    k.cert,
+                    k.created,
+                    k.activated,
+                    k.retired
+                ],
+            )
+            .map_err(self.db())?;
+        }
+        tx.commit().map_err(self.db())
+    }
+
+    fn rotate_saml(&self, now: i64, fresh: &StoredSamlKey) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(self.db())?;
+        let next: Option<String> = tx
+            .query_row(
+                "SELECT id FROM saml_keys WHERE activated IS NULL AND retired IS NULL
+                  ORDER BY created, id LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.db())?;
+        let Some(next) = next else {
+            return Ok(None);
+        };
+        tx.execute_batch(&format!(
+            "DELETE FROM saml_keys WHERE retired IS NOT NULL;
+             UPDATE saml_keys SET retired = {now} WHERE activated IS NOT NULL AND retired IS NULL;"
+        ))
+        .map_err(self.db())?;
+        tx.execute(
+            "UPDATE saml_keys SET activated = ?1 WHERE id = ?2",
+            params![now, next],
+        )
+        .map_err(self.db())?;
+        tx.execute(
+            "INSERT INTO saml_keys (id, pkcs8, cert, created) VALUES (?1, ?2, ?3, ?4)",
+            params![fresh.id, fresh.pkcs8.expose(), fresh.cert, now],
+        )
+        .map_err(self.db())?;
+        tx.commit().map_err(self.db())?;
+        Ok(Some(next))
     }
 }
 

@@ -203,6 +203,26 @@ CREATE INDEX web_console_logins_name ON web_console_logins (console, name_id);
 CREATE INDEX web_console_logins_expires ON web_console_logins (expires_at);
 ",
     },
+    Migration {
+        version: 5,
+        name: "SAML IdP signing keys and certificates",
+        // As idp_keys: one signing key and one next key, enforced here, so
+        // nodes making or importing the first keys together keep one set.
+        sql: "
+CREATE TABLE idp_saml_keys (
+    id        text   PRIMARY KEY,
+    pkcs8     bytea  NOT NULL,
+    cert      bytea  NOT NULL,
+    created   bigint NOT NULL,
+    activated bigint,
+    retired   bigint
+);
+CREATE UNIQUE INDEX idp_saml_keys_one_signing ON idp_saml_keys ((activated IS NOT NULL))
+    WHERE activated IS NOT NULL AND retired IS NULL;
+CREATE UNIQUE INDEX idp_saml_keys_one_next ON idp_saml_keys ((activated IS NULL))
+    WHERE activated IS NULL AND retired IS NULL;
+",
+    },
 ];
 
 /// The schema version this build writes and reads.

@@ -120,7 +120,7 @@ async fn published_cert(http: SocketAddr, dir: &Path) -> std::path::PathBuf {
 
 /// `xmlsec1 --verify` of the first signature in `xml` (the Response's, or
 /// the Assertion's when it is verified on its own).
-fn xmlsec_verify(xml: &str, cert: &Path, dir: &Path, name: &str) {
+pub(crate) fn xmlsec_verify(xml: &str, cert: &Path, dir: &Path, name: &str) {
     let f = dir.join(name);
     std::fs::write(&f, xml).unwrap();
     let out = Command::new("xmlsec1")
@@ -148,7 +148,7 @@ fn xmlsec_verify(xml: &str, cert: &Path, dir: &Path, name: &str) {
 
 /// Both signatures of a Response, each by xmlsec1: the Response's in place,
 /// the Assertion's on the Assertion alone (exclusive c14n makes it whole).
-fn xmlsec_verify_both(xml: &str, cert: &Path, dir: &Path, tag: &str) {
+pub(crate) fn xmlsec_verify_both(xml: &str, cert: &Path, dir: &Path, tag: &str) {
     xmlsec_verify(xml, cert, dir, &format!("{tag}-response.xml"));
     let a = xml.find("<saml:Assertion").unwrap();
     let end = xml.find("</saml:Assertion>").unwrap() + "</saml:Assertion>".len();
@@ -589,7 +589,7 @@ async fn the_chain_through_the_upstream_saml_idp_gives_the_console_the_mapped_ro
 }
 
 /// The certificates metadata publishes, in order (signing, then next).
-async fn published(http: SocketAddr) -> Vec<String> {
+pub(crate) async fn published(http: SocketAddr) -> Vec<String> {
     let md = reqwest::get(format!("http://{http}/saml/idp/metadata"))
         .await
         .unwrap()

@@ -654,7 +654,7 @@ fn a_node_whose_configuration_differs_says_so() {
 }
 
 /// Runs Debian's openssl CLI in `dir`.
-fn openssl(dir: &Path, args: &[&str]) {
+pub(crate) fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
         .current_dir(dir)
         .args(args)
