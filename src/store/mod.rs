@@ -1,7 +1,8 @@
 //! Shared state for several nodes: `[store]` picks SQLite files in the data
 //! directory (one machine, the default) or one PostgreSQL database that every
 //! node of a cluster uses. This module holds the settings, the PostgreSQL
-//! pool with its versioned schema, and the health and config-digest monitor.
+//! pool with its versioned schema, the health and config-digest monitor,
+//! and the login throttle's sync between nodes.
 
 mod error;
 mod migrations;
@@ -9,6 +10,7 @@ mod monitor;
 mod pg;
 mod sessions;
 mod settings;
+mod throttle;
 
 pub use self::error::DbError;
 pub use self::migrations::{MIGRATIONS, SCHEMA_VERSION, SchemaStatus};
@@ -16,3 +18,4 @@ pub use self::monitor::{StoreHealth, StoreMetrics, config_digest, spawn_monitor}
 pub use self::pg::PgStore;
 pub use self::sessions::PgSessions;
 pub use self::settings::{PgSettings, StoreSettings};
+pub use self::throttle::{SYNC_EVERY, ThrottleSyncMetrics, spawn_throttle_sync};

@@ -14,5 +14,6 @@ mod reload;
 mod saml;
 mod slapd;
 mod store_pg;
+mod store_pg_faults;
 mod tacacs;
 mod web_limits;

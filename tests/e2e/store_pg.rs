@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{self, Running, WAIT, demo_config, http_get, metric, repo, run};
 
-const PASSWORD: &str = "pg-test-password-1";
+pub(crate) const PASSWORD: &str = "pg-test-password-1";
 
 /// A PostgreSQL cluster of our own. As root (CI), initdb and the server run
 /// as the `postgres` system user, since PostgreSQL refuses to run as root.
@@ -322,12 +322,12 @@ fn two_nodes_share_accounting_and_a_sigkilled_node_loses_nothing() {
     assert_eq!(sessions.lines().count(), count / 2);
 }
 
-fn healthz(http: SocketAddr) -> serde_json::Value {
+pub(crate) fn healthz(http: SocketAddr) -> serde_json::Value {
     serde_json::from_str(&http_get(http, "/healthz").1).unwrap()
 }
 
 /// Polls `/healthz` until its status is `want`; returns the body.
-fn wait_health(http: SocketAddr, want: &str) -> serde_json::Value {
+pub(crate) fn wait_health(http: SocketAddr, want: &str) -> serde_json::Value {
     let deadline = Instant::now() + WAIT;
     loop {
         let h = healthz(http);
