@@ -633,7 +633,7 @@ fn open_shared(
     let store = PgStore::new(settings.clone())
         .with_context(|| format!("opening the shared store {target}"))?
         .until_prepared();
-    let health = StoreHealth::new();
+    let health = StoreHealth::with_gauge(metrics.store.up.clone());
     health.set_down("not connected yet");
     let sink = accounting::PgSink::start(
         store.clone(),

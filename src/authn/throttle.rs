@@ -116,11 +116,11 @@ pub struct Change {
 
 impl Change {
     /// This change followed by `later`.
-    fn then(self, later: Change) -> Change {
+    fn then(self, later: Self) -> Self {
         if later.reset {
             later
         } else {
-            Change {
+            Self {
                 reset: self.reset,
                 failures: self.failures.saturating_add(later.failures),
             }

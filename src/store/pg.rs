@@ -367,3 +367,50 @@ fn tls_connector(pem: &[u8]) -> Result<tokio_postgres_rustls::MakeRustlsConnect,
         .with_no_client_auth();
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Arc<PgSettings> {
+        // A port nothing listens on: every connection is refused at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut pg = tokio_postgres::Config::new();
+        pg.host("127.0.0.1").port(port).user("u").dbname("d");
+        Arc::new(PgSettings {
+            pg,
+            config_file: "portcullis.toml".into(),
+            password_key: "store.password",
+            ca_pem: None,
+            pool_size: 1,
+            connect_timeout: Duration::from_secs(2),
+            query_timeout: Duration::from_secs(2),
+            auto_migrate: true,
+            node: "t".into(),
+            accounting_writers: 1,
+            accounting_batch: 10,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_store_not_prepared_refuses_every_call_as_an_outage() {
+        let store = PgStore::new(settings()).unwrap().until_prepared();
+        assert!(!store.is_open());
+        let e = store.client().await.unwrap_err();
+        assert!(matches!(e, DbError::NotOpen { .. }) && e.is_outage(), "{e}");
+        assert_eq!(e.summary(), "not connected yet");
+        // The schema's own call does try, and says why it failed.
+        let e = store.prepare().await.unwrap_err();
+        assert!(matches!(e, DbError::Connect { .. }) && e.is_outage(), "{e}");
+        store.not_open_because(&e);
+        let e = store.client().await.unwrap_err();
+        assert_eq!(e.summary(), "cannot connect to the database");
+        assert!(!store.is_open());
+        // A store made the ordinary way (the CLI's) is open.
+        assert!(PgStore::new(settings()).unwrap().is_open());
+    }
+}

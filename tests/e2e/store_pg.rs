@@ -773,6 +773,17 @@ fn tls_to_the_database_is_verified_against_the_configured_ca() {
         err.contains("UnknownIssuer") || err.contains("certificate"),
         "{err}"
     );
+    // Not an outage to wait out: `serve` refuses to start, naming the key.
+    let served = Command::new(harness::BIN)
+        .args(["serve", "--config", c])
+        .output()
+        .unwrap();
+    assert!(!served.status.success());
+    let err = String::from_utf8_lossy(&served.stderr);
+    assert!(
+        err.contains("store.ca_file") && err.contains("UnknownIssuer"),
+        "{err}"
+    );
     // Without a CA the connection is plain, which this server refuses.
     std::fs::write(&cfg, &base).unwrap();
     let (code, _, err) = run(&["store", "check", "--config", c]);
