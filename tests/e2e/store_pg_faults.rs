@@ -2,7 +2,8 @@
 //! as in `store_pg`): a node started while the database is down serves
 //! RADIUS at once and withholds accounting until the store answers, then
 //! heals without a restart; wrong passwords spread over two nodes lock the
-//! name out on both, and a clear on one clears both.
+//! name out on both, a clear on one clears both, and a failure during an
+//! outage is shared once the store is back.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -298,11 +299,38 @@ async fn wrong_passwords_spread_over_two_nodes_lock_out_on_both_and_a_clear_on_o
         pap(rb, "carol", "carol-pass-3").await.as_deref(),
         Some("Access-Accept")
     );
-    assert_eq!(
+    let carol_row = || {
         pg.psql(
             "portcullis",
-            "SELECT failures FROM login_failures WHERE key = 'u:carol'"
-        ),
-        "0"
+            "SELECT failures FROM login_failures WHERE key = 'u:carol'",
+        )
+    };
+    assert_eq!(carol_row(), "0");
+
+    // In an outage a failure still counts here, and is shared once the
+    // store is back (the round that failed is counted and retried).
+    pg.stop_server();
+    assert_eq!(
+        pap(ra, "carol", "guess-5").await.as_deref(),
+        Some("Access-Reject")
     );
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, m) = a.http_get("/metrics");
+        if metric(&m, "portcullis_throttle_sync_failures_total").unwrap_or(0.0) >= 1.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failed sync counted: {m}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    pg.start_server();
+    let deadline = Instant::now() + WAIT;
+    while carol_row() != "1" {
+        assert!(
+            Instant::now() < deadline,
+            "the failure during the outage was never shared: {}",
+            carol_row()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
