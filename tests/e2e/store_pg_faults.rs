@@ -1,6 +1,6 @@
 //! Faults and shared throttling on a real PostgreSQL (Debian `postgresql`,
 //! as in `store_pg`): a node started while the database is down serves
-//! RADIUS at once and withholds accounting until the store answers, then
+//! RADIUS and TACACS+ at once and withholds accounting until the store answers, then
 //! heals without a restart; wrong passwords spread over two nodes lock the
 //! name out on both, a clear on one clears both, and a failure during an
 //! outage is shared once the store is back.
@@ -77,15 +77,22 @@ fn answered(lines: &[String]) -> bool {
 }
 
 #[test]
-fn a_node_started_during_an_outage_serves_radius_at_once_and_heals_without_a_restart() {
+fn a_node_started_during_an_outage_serves_radius_and_tacacs_at_once_and_heals_without_a_restart() {
     let pg = Postgres::start();
     pg.stop_server();
     let started = Instant::now();
     let a = node_with(&pg, "a", "");
     let http = a.addrs.http.unwrap();
-    // Authentication of a local user needs no store.
+    // Authentication of a local user needs no store: RADIUS and TACACS+
+    // (the PyPI tacacs_plus client).
     let r = radclient_pap(a.addrs.radius_auth.unwrap(), "alice", "alice-pass-1");
     assert_eq!(r.code.as_deref(), Some("Access-Accept"), "{}", r.output);
+    let t = crate::tacacs::py(
+        a.addrs.tacacs.unwrap(),
+        "tacacs123",
+        &["ascii", "bob", "bob-pass-2"],
+    );
+    assert_eq!(t["valid"], true, "{t}");
     assert!(
         started.elapsed() < WAIT,
         "start and first login took {:?}",
