@@ -30,6 +30,23 @@ const PRUNE_EVERY: u32 = 60;
 /// Longest key stored; a longer name is kept to this node.
 const MAX_KEY: usize = 512;
 
+// One statement per batch, rows taken in key order (bytewise, as Rust sorts
+// the batches: one order on every node, so two nodes publishing at once
+// cannot deadlock): a key reset here
+// starts from this node's failures since; a count left quiet longer than
+// `lockout_max` starts afresh (as it does in memory); else they add up.
+const PUBLISH: &str = r#"
+INSERT INTO login_failures AS f (key, failures, updated_at)
+SELECT k, n, clock_timestamp() FROM unnest($1::text[], $2::int4[]) AS u(k, n) ORDER BY k COLLATE "C"
+ON CONFLICT (key) DO UPDATE SET
+    failures = CASE
+        WHEN excluded.key = ANY($3::text[])
+          OR f.updated_at < clock_timestamp() - make_interval(secs => $4)
+        THEN excluded.failures
+        ELSE LEAST(f.failures::int8 + excluded.failures, 2147483647)::int4
+    END,
+    updated_at = excluded.updated_at"#;
+
 #[derive(Clone, Debug)]
 pub struct ThrottleSyncMetrics {
     pub published: Counter,
@@ -167,9 +184,7 @@ impl Sync {
         }
     }
 
-    /// One transaction: resets first, then failures added to what is
-    /// there (a count left quiet longer than `lockout_max` starts afresh,
-    /// as it does in memory). Keys in order, so nodes lock rows alike.
+    /// One transaction; keys in order, so nodes lock rows alike.
     async fn publish(
         &self,
         changes: &[(ThrottleKey, ThrottleChange)],
@@ -190,42 +205,21 @@ impl Sync {
             let q = |e| st.query_error("login failures publish", e);
             let tx = c.transaction().await.map_err(q)?;
             for chunk in rows.chunks(BATCH) {
+                let keys: Vec<&str> = chunk.iter().map(|(k, _)| k.as_str()).collect();
+                let counts: Vec<i32> = chunk
+                    .iter()
+                    .map(|(_, c)| i32::try_from(c.failures).unwrap_or(i32::MAX))
+                    .collect();
+                // Resets are rare (a right password after failures, a
+                // clear): a short list looked up per row.
                 let reset: Vec<&str> = chunk
                     .iter()
                     .filter(|(_, c)| c.reset)
                     .map(|(k, _)| k.as_str())
                     .collect();
-                if !reset.is_empty() {
-                    tx.execute(
-                        "UPDATE login_failures SET failures = 0, updated_at = clock_timestamp()
-                          WHERE key = ANY($1::text[])",
-                        &[&reset],
-                    )
+                tx.execute(PUBLISH, &[&keys, &counts, &reset, &quiet])
                     .await
                     .map_err(q)?;
-                }
-                let (keys, counts): (Vec<&str>, Vec<i32>) = chunk
-                    .iter()
-                    .filter(|(_, c)| c.failures > 0)
-                    .map(|(k, c)| (k.as_str(), i32::try_from(c.failures).unwrap_or(i32::MAX)))
-                    .unzip();
-                if keys.is_empty() {
-                    continue;
-                }
-                tx.execute(
-                    "INSERT INTO login_failures AS f (key, failures, updated_at)
-                     SELECT k, n, clock_timestamp() FROM unnest($1::text[], $2::int4[]) AS u(k, n)
-                     ON CONFLICT (key) DO UPDATE SET
-                        failures = CASE
-                            WHEN f.updated_at < clock_timestamp() - make_interval(secs => $3)
-                            THEN excluded.failures
-                            ELSE LEAST(f.failures::int8 + excluded.failures, 2147483647)::int4
-                        END,
-                        updated_at = excluded.updated_at",
-                    &[&keys, &counts, &quiet],
-                )
-                .await
-                .map_err(q)?;
             }
             tx.commit().await.map_err(q)
         })
