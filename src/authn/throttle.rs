@@ -272,7 +272,7 @@ impl Throttle {
             let had = map
                 .get(key)
                 .is_some_and(|e| e.failures > 0 || e.until.is_some());
-            if had || out.changes.contains_key(key) {
+            if out.on && (had || out.changes.contains_key(key)) {
                 out.add(key, RESET);
             }
         }
