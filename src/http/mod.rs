@@ -16,6 +16,8 @@ mod api;
 mod console;
 mod console_saml;
 mod csrf;
+#[cfg(test)]
+mod gate_tests;
 mod listen;
 mod metrics;
 mod oidc;

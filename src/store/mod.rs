@@ -16,6 +16,8 @@ pub use self::error::DbError;
 pub use self::migrations::{MIGRATIONS, SCHEMA_VERSION, SchemaStatus};
 pub use self::monitor::{StoreHealth, StoreMetrics, config_digest, spawn_monitor};
 pub use self::pg::PgStore;
+#[cfg(test)]
+pub(crate) use self::pg::unreachable_settings;
 pub use self::sessions::PgSessions;
 pub use self::settings::{PgSettings, StoreSettings};
 pub use self::throttle::{SYNC_EVERY, ThrottleSyncMetrics, spawn_throttle_sync};

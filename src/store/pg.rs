@@ -368,32 +368,38 @@ fn tls_connector(pem: &[u8]) -> Result<tokio_postgres_rustls::MakeRustlsConnect,
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
+/// Settings for a database on a loopback port nothing listens on: every
+/// connection is refused at once. For tests of what happens without one.
+#[cfg(test)]
+pub(crate) fn unreachable_settings() -> Arc<PgSettings> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut pg = tokio_postgres::Config::new();
+    pg.host("127.0.0.1").port(port).user("u").dbname("d");
+    Arc::new(PgSettings {
+        pg,
+        config_file: "portcullis.toml".into(),
+        password_key: "store.password",
+        ca_pem: None,
+        pool_size: 1,
+        connect_timeout: Duration::from_secs(2),
+        query_timeout: Duration::from_secs(2),
+        auto_migrate: true,
+        node: "t".into(),
+        accounting_writers: 1,
+        accounting_batch: 10,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn settings() -> Arc<PgSettings> {
-        // A port nothing listens on: every connection is refused at once.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut pg = tokio_postgres::Config::new();
-        pg.host("127.0.0.1").port(port).user("u").dbname("d");
-        Arc::new(PgSettings {
-            pg,
-            config_file: "portcullis.toml".into(),
-            password_key: "store.password",
-            ca_pem: None,
-            pool_size: 1,
-            connect_timeout: Duration::from_secs(2),
-            query_timeout: Duration::from_secs(2),
-            auto_migrate: true,
-            node: "t".into(),
-            accounting_writers: 1,
-            accounting_batch: 10,
-        })
+        unreachable_settings()
     }
 
     #[tokio::test]
