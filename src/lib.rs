@@ -43,7 +43,8 @@
 //! - [`clock`]: time and randomness, passed into services.
 //! - [`stamp`]: kernel receive timestamps, so latency includes socket queueing.
 //! - [`store`]: shared state: `[store]` settings, the PostgreSQL pool and
-//!   its versioned schema, store health and the config digest of peers.
+//!   its versioned schema, store health and the config digest of peers,
+//!   and the login throttle's counts shared between nodes.
 //! - [`server`]: the one composition root: builds the services, binds,
 //!   reloads, stops; only `main.rs` imports it.
 

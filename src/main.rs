@@ -480,9 +480,10 @@ fn serve(path: PathBuf, format: LogFormat, print_addresses: bool) -> anyhow::Res
             .context("binding listeners")?;
         let metrics = Metrics::new();
         let store_metrics = metrics.store.clone();
+        let sync_metrics = metrics.throttle_sync.clone();
         let acct = match loaded.config.store.postgres() {
             None => Acct::Sqlite(open_accounting(&loaded.config, &metrics)?),
-            Some(s) => open_shared(s.clone(), &loaded.config, &metrics).await?,
+            Some(s) => open_shared(s.clone(), &loaded.config, &metrics)?,
         };
         let sink = acct.sink();
         let identity = match &acct {
@@ -510,41 +511,66 @@ fn serve(path: PathBuf, format: LogFormat, print_addresses: bool) -> anyhow::Res
             acct.sessions(),
         );
         let stop = CancellationToken::new();
+        // A shared store refusing us at start for a reason that is not an
+        // outage (schema, password, certificate) ends the server with it.
+        let fatal = Arc::new(std::sync::Mutex::new(None));
+        let mut first_attempt = None;
         let pruner = match &acct {
             Acct::Sqlite(store) => server::spawn_pruner(server.clone(), store.archive()?),
-            Acct::Shared { store, health, .. } => {
-                let monitor = portcullis::store::spawn_monitor(
-                    store.clone(),
-                    server.config(),
-                    health.clone(),
-                    store_metrics,
+            Acct::Shared {
+                store,
+                health,
+                sessions,
+                ..
+            } => {
+                // Failures counted while the store is still away are shared
+                // once it answers.
+                server.credentials().throttle().share_changes();
+                let (tried, rx) = tokio::sync::watch::channel(false);
+                let settings = store.settings();
+                first_attempt = Some((rx, settings.connect_timeout + settings.query_timeout));
+                spawn_shared_opener(
+                    Opener {
+                        store: store.clone(),
+                        health: health.clone(),
+                        sessions: sessions.clone(),
+                        config: server.config(),
+                        credentials: server.credentials(),
+                        store_metrics,
+                        sync_metrics,
+                        tried,
+                    },
+                    fatal.clone(),
                     stop.clone(),
-                );
-                drop(monitor);
-                let config = server.config();
-                accounting::spawn_pg_pruner(accounting::PgArchive::new(store.clone()), move || {
-                    config.load().accounting.retention
-                })
+                )
             }
         };
         let addrs = bound.addrs();
-        info!(
-            config = %path.display(),
-            http = ?addrs.http,
-            radius_auth = ?addrs.radius_auth,
-            radius_acct = ?addrs.radius_acct,
-            tacacs = ?addrs.tacacs,
-            "portcullis listening"
-        );
-        if print_addresses {
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{}", serde_json::to_string(&addrs)?)?;
-            out.flush()?;
-        }
         tokio::spawn(sigs.handle(server.clone(), stop.clone()));
-        let served = server::run(server, bound, stop.clone())
-            .await
-            .context("serving");
+        // Serving starts now (RADIUS and TACACS+ need no store); readiness
+        // is announced once the shared store's first attempt to open has
+        // ended either way, so a node whose store answers is whole when it
+        // says it listens, and one in an outage says so without waiting.
+        let serving = tokio::spawn(server::run(server, bound, stop.clone()));
+        if let Some((mut rx, bound)) = first_attempt {
+            let _ = tokio::time::timeout(bound, rx.wait_for(|done| *done)).await;
+        }
+        if !stop.is_cancelled() {
+            info!(
+                config = %path.display(),
+                http = ?addrs.http,
+                radius_auth = ?addrs.radius_auth,
+                radius_acct = ?addrs.radius_acct,
+                tacacs = ?addrs.tacacs,
+                "portcullis listening"
+            );
+            if print_addresses {
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{}", serde_json::to_string(&addrs)?)?;
+                out.flush()?;
+            }
+        }
+        let served = serving.await.context("the server task")?.context("serving");
         stop.cancel();
         pruner.abort();
         idp_pruner.abort();
@@ -565,6 +591,9 @@ fn serve(path: PathBuf, format: LogFormat, print_addresses: bool) -> anyhow::Res
             }
         }
         served?;
+        if let Some(e) = fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(e);
+        }
         info!("portcullis stopped");
         Ok(ExitCode::SUCCESS)
     })
@@ -604,33 +633,23 @@ impl Acct {
     }
 }
 
-/// Connects to the shared store, brings its schema to this build's (or
-/// refuses), and starts the accounting writers on it.
-async fn open_shared(
+/// The shared store's pool, sessions and accounting writers, connecting
+/// to nothing yet: [`spawn_shared_opener`] does that in the background, so
+/// a node started during an outage serves RADIUS and TACACS+ at once.
+fn open_shared(
     settings: Arc<PgSettings>,
     config: &Config,
     metrics: &Metrics,
 ) -> anyhow::Result<Acct> {
     let target = settings.target();
+    // Closed until the schema is checked: the accounting writers (and
+    // everything else on the store) get `NotOpen` until then, so records
+    // are not acknowledged rather than written into an unchecked schema.
     let store = PgStore::new(settings.clone())
-        .with_context(|| format!("opening the shared store {target}"))?;
-    let status = store
-        .prepare()
-        .await
-        .with_context(|| format!("opening the shared store {target}"))?;
-    info!(
-        store = %target,
-        node = %settings.node,
-        schema = status.current(),
-        applied = ?status.applied,
-        "shared store open"
-    );
-    let sessions = PgSessions::new(store.clone());
-    let cookie_key = sessions
-        .cookie_key()
-        .await
-        .with_context(|| format!("reading the shared cookie key from {target}"))?;
-    let health = StoreHealth::new();
+        .with_context(|| format!("opening the shared store {target}"))?
+        .until_prepared();
+    let health = StoreHealth::with_gauge(metrics.store.up.clone());
+    health.set_down("not connected yet");
     let sink = accounting::PgSink::start(
         store.clone(),
         health.clone(),
@@ -642,13 +661,129 @@ async fn open_shared(
         },
     );
     Ok(Acct::Shared {
+        sessions: SharedSessions {
+            sessions: PgSessions::new(store.clone()),
+            cookie_key: Arc::default(),
+        },
         store,
         sink: Arc::new(sink),
         health,
-        sessions: SharedSessions {
-            sessions,
-            cookie_key,
-        },
+    })
+}
+
+/// What the shared store's opener starts once the store answers.
+struct Opener {
+    store: PgStore,
+    health: StoreHealth,
+    sessions: SharedSessions,
+    config: config::ConfigHandle,
+    credentials: portcullis::authn::Credentials,
+    store_metrics: portcullis::store::StoreMetrics,
+    sync_metrics: portcullis::store::ThrottleSyncMetrics,
+    /// Told `true` when the first attempt has ended, whichever way.
+    tried: tokio::sync::watch::Sender<bool>,
+}
+
+/// First wait between two attempts to open the store; it doubles up to
+/// [`OPEN_BACKOFF_MAX`].
+const OPEN_BACKOFF: std::time::Duration = std::time::Duration::from_millis(250);
+const OPEN_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Aborts a task when dropped, so stopping the opener stops what it started.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Connects, checks (or applies) the schema and reads the shared cookie key,
+/// retrying with a bounded backoff while the database is unreachable; then
+/// opens the web side, reports healthy, and starts the monitor, the
+/// throttle sync and the accounting pruner. An error that is not an outage
+/// on the first attempt (a newer schema, a refused password, a certificate
+/// that does not verify) is fatal: it goes into `fatal` and stops the
+/// server. After that the node keeps serving and retrying, saying why.
+fn spawn_shared_opener(
+    o: Opener,
+    fatal: Arc<std::sync::Mutex<Option<anyhow::Error>>>,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let target = o.store.settings().target();
+        let mut backoff = OPEN_BACKOFF;
+        let mut first = true;
+        let mut last_reason = "";
+        let (status, key) = loop {
+            let attempt = async {
+                let status = o.store.prepare().await?;
+                let key = o.sessions.sessions.cookie_key().await?;
+                Ok::<_, portcullis::store::DbError>((status, key))
+            };
+            match attempt.await {
+                Ok(opened) => break opened,
+                Err(e) if first && !e.is_outage() => {
+                    error!(error = %e, "the shared store refused this node");
+                    let e =
+                        anyhow::Error::new(e).context(format!("opening the shared store {target}"));
+                    *fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    stop.cancel();
+                    return;
+                }
+                Err(e) => {
+                    o.store.not_open_because(&e);
+                    o.health.set_down(e.summary());
+                    if first {
+                        o.store_metrics.outages.inc();
+                        warn!(error = %e, "shared store unreachable at start: RADIUS and TACACS+ serve local and cached users; accounting is not acknowledged and web logins wait until it answers");
+                    } else if e.summary() != last_reason {
+                        warn!(error = %e, "shared store still not open; retrying");
+                    }
+                    last_reason = e.summary();
+                }
+            }
+            first = false;
+            o.tried.send_replace(true);
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = stop.cancelled() => return,
+            }
+            backoff = (backoff * 2).min(OPEN_BACKOFF_MAX);
+        };
+        let _ = o.sessions.cookie_key.set(key);
+        o.store_metrics.up.set(1);
+        if o.health.set_up() && !first {
+            info!(store = %target, "shared store reachable again");
+        }
+        info!(
+            store = %target,
+            node = %o.store.settings().node,
+            schema = status.current(),
+            applied = ?status.applied,
+            "shared store open"
+        );
+        o.tried.send_replace(true);
+        let config = o.config;
+        drop(portcullis::store::spawn_monitor(
+            o.store.clone(),
+            config.clone(),
+            o.health,
+            o.store_metrics,
+            stop.clone(),
+        ));
+        drop(portcullis::store::spawn_throttle_sync(
+            o.store.clone(),
+            o.credentials,
+            config.clone(),
+            o.sync_metrics,
+            stop.clone(),
+        ));
+        let _pruner = AbortOnDrop(accounting::spawn_pg_pruner(
+            accounting::PgArchive::new(o.store),
+            move || config.load().accounting.retention,
+        ));
+        stop.cancelled().await;
     })
 }
 

@@ -48,6 +48,7 @@ pub struct Metrics {
     pub http: HttpMetrics,
     pub idp: crate::idp::IdpMetrics,
     pub store: StoreMetrics,
+    pub throttle_sync: crate::store::ThrottleSyncMetrics,
 }
 
 impl Default for Metrics {
@@ -94,6 +95,7 @@ impl Metrics {
             http: HttpMetrics::register(&mut registry),
             idp: crate::idp::IdpMetrics::register(&mut registry),
             store: StoreMetrics::register(&mut registry),
+            throttle_sync: crate::store::ThrottleSyncMetrics::register(&mut registry),
             registry,
             reload_success,
             reload_failure,
@@ -239,6 +241,12 @@ impl Server {
     /// The configuration in force (a shared store's monitor reads its digest).
     pub fn config(&self) -> ConfigHandle {
         self.config.clone()
+    }
+
+    /// The credential checker the doors share (its throttle is synced
+    /// between nodes on a shared store).
+    pub fn credentials(&self) -> Credentials {
+        self.credentials.clone()
     }
 
     fn tacacs(&self) -> crate::tacacs::service::Service {

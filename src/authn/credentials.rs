@@ -170,6 +170,11 @@ impl Credentials {
         self.shared.throttle.clear(key)
     }
 
+    /// The login throttle, for the shared store's sync with other nodes.
+    pub fn throttle(&self) -> &Throttle {
+        &self.shared.throttle
+    }
+
     /// Whether (user, password) passed argon2 recently, counted as a cache
     /// hit when it did: lets a repeat login skip the pool entirely.
     pub fn cached(&self, users: &LocalUsers, name: &str, password: &[u8]) -> bool {

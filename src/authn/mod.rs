@@ -19,7 +19,9 @@ pub use directory::{Directories, DirectoryMetrics, DirectoryUser};
 pub use hash::{HashError, PasswordCheck, check_hash, verify_blocking};
 pub use login::Login;
 pub use pool::{Argon2Pool, Door, PoolMetrics};
-pub use throttle::{Key as ThrottleKey, Lockout, Throttle, ThrottleSettings};
+pub use throttle::{
+    Change as ThrottleChange, Key as ThrottleKey, Lockout, Throttle, ThrottleSettings,
+};
 
 use std::collections::HashSet;
 use std::hash::BuildHasher;

@@ -6,6 +6,11 @@
 //! guesser cannot lock the real person out of a login the server knows.
 //! Checks still running count against the allowance too (distinct
 //! passwords only), so guesses sent all at once cannot outrun it.
+//!
+//! With a shared store the decision stays here, in memory, so no login
+//! waits on a database: changes are also queued for the other nodes
+//! ([`Throttle::take_changes`]) and their counts folded back in
+//! ([`Throttle::fold`]) by the store's sync task.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -14,6 +19,9 @@ use std::time::{Duration, Instant};
 
 /// Entries kept at most; past it, ones not locked are forgotten first.
 const MAX_ENTRIES: usize = 100_000;
+/// Keys whose changes wait for the other nodes at most; past it, changes
+/// of new keys are dropped (and counted) until the store takes some.
+const MAX_OUTBOX: usize = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ThrottleSettings {
@@ -92,7 +100,65 @@ pub struct Lockout {
 #[derive(Debug, Default)]
 pub struct Throttle {
     entries: Mutex<HashMap<Key, Entry>>,
+    /// Taken after `entries` when both are held.
+    outbox: Mutex<Outbox>,
 }
+
+/// What happened to one key since it was last handed to the other nodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Change {
+    /// The key started afresh (a right password, a clear): the shared count
+    /// goes to zero before `failures` are added.
+    pub reset: bool,
+    /// Failures since (the reset, if any).
+    pub failures: u32,
+}
+
+impl Change {
+    /// This change followed by `later`.
+    fn then(self, later: Self) -> Self {
+        if later.reset {
+            later
+        } else {
+            Self {
+                reset: self.reset,
+                failures: self.failures.saturating_add(later.failures),
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Outbox {
+    /// Off (nothing queued) unless a shared store asked for changes.
+    on: bool,
+    changes: HashMap<Key, Change>,
+    dropped: u64,
+}
+
+impl Outbox {
+    fn add(&mut self, key: &Key, change: Change) {
+        if !self.on {
+            return;
+        }
+        if let Some(c) = self.changes.get_mut(key) {
+            *c = c.then(change);
+        } else if self.changes.len() >= MAX_OUTBOX {
+            self.dropped += 1;
+        } else {
+            self.changes.insert(key.clone(), change);
+        }
+    }
+}
+
+const FAILED: Change = Change {
+    reset: false,
+    failures: 1,
+};
+const RESET: Change = Change {
+    reset: true,
+    failures: 0,
+};
 
 impl Throttle {
     /// Admits a check of `key`, or None when it is locked out or when the
@@ -173,6 +239,7 @@ impl Throttle {
             return;
         }
         let mut map = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        self.outbox().add(&key, FAILED);
         if map.len() >= MAX_ENTRIES && !map.contains_key(&key) {
             map.retain(|_, e| e.until.is_some_and(|u| u > now) || !e.running.is_empty());
             if map.len() >= MAX_ENTRIES {
@@ -198,6 +265,17 @@ impl Throttle {
     /// keep their places).
     pub fn succeeded(&self, key: &Key) {
         let mut map = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        {
+            // Only a name with failures to forget is published: a success
+            // of every login would be a write of every login.
+            let mut out = self.outbox();
+            let had = map
+                .get(key)
+                .is_some_and(|e| e.failures > 0 || e.until.is_some());
+            if out.on && (had || out.changes.contains_key(key)) {
+                out.add(key, RESET);
+            }
+        }
         if let Some(e) = map.get_mut(key) {
             e.failures = 0;
             e.until = None;
@@ -227,11 +305,113 @@ impl Throttle {
 
     /// Ends a lockout (and forgets the failures); whether there was one.
     pub fn clear(&self, key: &Key) -> bool {
-        self.entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(key)
-            .is_some()
+        let mut map = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        self.outbox().add(key, RESET);
+        map.remove(key).is_some()
+    }
+
+    fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
+        self.outbox.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// From now on, queues every change for [`take_changes`](Self::take_changes).
+    pub fn share_changes(&self) {
+        self.outbox().on = true;
+    }
+
+    /// Up to `max` queued changes, and how many were dropped (outbox full)
+    /// since the last call.
+    pub fn take_changes(&self, max: usize) -> (Vec<(Key, Change)>, u64) {
+        let mut out = self.outbox();
+        let keys: Vec<Key> = out.changes.keys().take(max).cloned().collect();
+        let taken = keys
+            .into_iter()
+            .filter_map(|k| out.changes.remove_entry(&k))
+            .collect();
+        (taken, std::mem::take(&mut out.dropped))
+    }
+
+    /// Puts back changes that could not be published, before whatever was
+    /// queued for their keys meanwhile.
+    pub fn restore_changes(&self, changes: Vec<(Key, Change)>) {
+        let mut out = self.outbox();
+        for (k, older) in changes {
+            let room = out.changes.len() < MAX_OUTBOX;
+            match out.changes.get_mut(&k) {
+                Some(newer) => *newer = older.then(*newer),
+                None if room => {
+                    out.changes.insert(k, older);
+                }
+                None => out.dropped += 1,
+            }
+        }
+    }
+
+    /// Takes the cluster's counts: for each key, the failures every node
+    /// published since its last reset, and how long ago the last one was.
+    /// What this node has not published yet is added on top; a key with a
+    /// reset not yet published keeps its local state. Returns the keys that
+    /// changed here.
+    pub fn fold(
+        &self,
+        shared: &[(Key, u32, Duration)],
+        s: &ThrottleSettings,
+        now: Instant,
+    ) -> usize {
+        let mut map = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let out = self.outbox();
+        let mut changed = 0;
+        for (key, count, age) in shared {
+            let allowed = match key {
+                Key::User(_) => s.failures,
+                Key::Source(_) => s.source_failures,
+            };
+            if allowed == 0 {
+                continue;
+            }
+            let unpublished = out.changes.get(key).copied().unwrap_or_default();
+            if unpublished.reset {
+                continue;
+            }
+            let failures = count.saturating_add(unpublished.failures);
+            let last = now.checked_sub(*age).unwrap_or(now);
+            let until = (failures >= allowed)
+                .then(|| {
+                    let doublings = (failures - allowed).min(30);
+                    last + s.base.saturating_mul(1 << doublings).min(s.max)
+                })
+                .filter(|u| *u > now);
+            let room = map.len() < MAX_ENTRIES;
+            match map.get_mut(key) {
+                Some(e) => {
+                    // Fewer failures than here: a reset elsewhere, so the
+                    // cluster's lockout replaces ours; else the longer holds.
+                    let until = if failures < e.failures {
+                        until
+                    } else {
+                        until.max(e.until.filter(|u| *u > now))
+                    };
+                    if (e.failures, e.until) == (failures, until) {
+                        continue;
+                    }
+                    e.failures = failures;
+                    e.until = until;
+                    e.last = e.last.max(last);
+                    if failures == 0 && e.running.is_empty() {
+                        map.remove(key);
+                    }
+                }
+                None if failures == 0 || !room => continue,
+                None => {
+                    let mut e = Entry::new(last);
+                    e.failures = failures;
+                    e.until = until;
+                    map.insert(key.clone(), e);
+                }
+            }
+            changed += 1;
+        }
+        changed
     }
 }
 
@@ -344,5 +524,113 @@ mod tests {
             t.failed(off.clone(), 0, &s, t0);
         }
         assert!(!t.locked(&off, t0));
+    }
+
+    #[test]
+    fn changes_are_queued_only_when_shared_and_merge_in_order() {
+        let t = Throttle::default();
+        let s = ThrottleSettings::default();
+        let bob = Key::User("bob".into());
+        let t0 = Instant::now();
+        t.failed(bob.clone(), 5, &s, t0);
+        assert!(
+            t.take_changes(10).0.is_empty(),
+            "not shared: nothing queued"
+        );
+        t.share_changes();
+        t.failed(bob.clone(), 5, &s, t0);
+        t.failed(bob.clone(), 5, &s, t0);
+        let (taken, dropped) = t.take_changes(10);
+        assert_eq!(dropped, 0);
+        assert_eq!(
+            taken,
+            vec![(
+                bob.clone(),
+                Change {
+                    reset: false,
+                    failures: 2
+                }
+            )]
+        );
+        // A success after failures: a reset; failures after it add to it.
+        t.succeeded(&bob);
+        t.failed(bob.clone(), 5, &s, t0);
+        let (taken, _) = t.take_changes(10);
+        assert_eq!(
+            taken,
+            vec![(
+                bob.clone(),
+                Change {
+                    reset: true,
+                    failures: 1
+                }
+            )]
+        );
+        // Not published: put back before what came meanwhile.
+        t.failed(bob.clone(), 5, &s, t0);
+        t.restore_changes(taken);
+        assert_eq!(
+            t.take_changes(10).0,
+            vec![(
+                bob.clone(),
+                Change {
+                    reset: true,
+                    failures: 2
+                }
+            )]
+        );
+        // A success of a name without failures publishes nothing.
+        t.succeeded(&Key::User("carol".into()));
+        assert!(t.take_changes(10).0.is_empty());
+        // An administrator's clear always does.
+        t.clear(&Key::User("dave".into()));
+        assert_eq!(t.take_changes(10).0[0].1, RESET);
+    }
+
+    #[test]
+    fn the_clusters_counts_lock_out_and_a_reset_elsewhere_unlocks() {
+        let t = Throttle::default();
+        t.share_changes();
+        let s = ThrottleSettings {
+            base: Duration::from_secs(60),
+            ..ThrottleSettings::default()
+        };
+        let bob = Key::User("bob".into());
+        let t0 = Instant::now();
+        // Two failures here, published; the cluster has five in all.
+        t.failed(bob.clone(), 5, &s, t0);
+        t.failed(bob.clone(), 5, &s, t0);
+        let _ = t.take_changes(10);
+        assert!(!t.locked(&bob, t0));
+        let age = Duration::from_millis(500);
+        assert_eq!(t.fold(&[(bob.clone(), 5, age)], &s, t0), 1);
+        assert!(t.locked(&bob, t0 + Duration::from_secs(30)));
+        assert!(!t.locked(&bob, t0 + Duration::from_secs(60)));
+        assert_eq!(t.lockouts(t0)[0].failures, 5);
+        // A name this node never saw is locked too.
+        let carol = Key::User("carol".into());
+        t.fold(&[(carol.clone(), 7, age)], &s, t0);
+        assert!(t.locked(&carol, t0));
+        // Another node cleared bob: the count went to zero.
+        t.fold(&[(bob.clone(), 0, Duration::ZERO)], &s, t0);
+        assert!(!t.locked(&bob, t0));
+        assert!(t.lockouts(t0).iter().all(|l| l.key != bob));
+        // Failures here not yet published count on top of the cluster's.
+        t.failed(bob.clone(), 5, &s, t0);
+        t.fold(&[(bob.clone(), 4, age)], &s, t0);
+        assert!(t.locked(&bob, t0));
+        // A reset here not yet published wins over an older count.
+        let dave = Key::User("dave".into());
+        t.clear(&dave);
+        t.fold(&[(dave.clone(), 9, age)], &s, t0);
+        assert!(!t.locked(&dave, t0));
+        // Off for sources: nothing folded.
+        let off = ThrottleSettings {
+            source_failures: 0,
+            ..s
+        };
+        let src = Key::Source(IpAddr::from([192, 0, 2, 9]));
+        assert_eq!(t.fold(&[(src.clone(), 50, age)], &off, t0), 0);
+        assert!(!t.locked(&src, t0));
     }
 }

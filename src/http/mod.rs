@@ -16,6 +16,8 @@ mod api;
 mod console;
 mod console_saml;
 mod csrf;
+#[cfg(test)]
+mod gate_tests;
 mod listen;
 mod metrics;
 mod oidc;
@@ -63,6 +65,10 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/api/lockouts/clear", post(api::clear_lockout))
         .merge(console::routes())
         .merge(console_saml::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            web.clone(),
+            store_gate,
+        ))
         .layer(DefaultBodyLimit::max(limits.max_body))
         .layer(axum::middleware::from_fn_with_state(
             (limits.request_timeout, http_metrics),
@@ -70,6 +76,20 @@ pub fn router(web: Arc<Web>) -> Router {
         ))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(web)
+}
+
+/// A node that started while its shared store was down has no cookie key
+/// the other nodes share yet: every page but health and metrics says the
+/// store is unavailable until the store has answered once.
+async fn store_gate(
+    State(web): State<Arc<Web>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if web.waiting_for_store() && !matches!(req.uri().path(), "/metrics" | "/healthz") {
+        return session::store_unavailable();
+    }
+    next.run(req).await
 }
 
 /// A request, body and answer included, gets `web.request_timeout`: a

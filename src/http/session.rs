@@ -63,7 +63,8 @@ pub(super) type SessionTable = HashMap<String, Session>;
 
 impl Web {
     pub(super) fn sign(&self, value: &str) -> String {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("any key length");
+        let mut mac =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(self.key()).expect("any key length");
         mac.update(value.as_bytes());
         let tag = mac.finalize().into_bytes();
         let mut out = String::with_capacity(value.len() + 65);

@@ -45,7 +45,11 @@ pub struct WebParts {
 #[derive(Clone)]
 pub struct SharedSessions {
     pub sessions: crate::store::PgSessions,
-    pub cookie_key: [u8; 32],
+    /// Set once the store has answered (a node may start during an
+    /// outage); until then every page but `/healthz` and `/metrics` is the
+    /// store-unavailable page, so no cookie is signed or checked with a key
+    /// the other nodes do not share.
+    pub cookie_key: Arc<std::sync::OnceLock<[u8; 32]>>,
 }
 
 impl std::fmt::Debug for SharedSessions {
@@ -62,7 +66,9 @@ pub struct Web {
     pub(super) exposition: Exposition,
     /// Signs cookies; random per process, so a restart ends every session,
     /// unless a shared store gives every node the same one.
-    pub(super) key: [u8; 32],
+    key: [u8; 32],
+    /// The shared store's key, once it answered.
+    shared_key: Option<Arc<std::sync::OnceLock<[u8; 32]>>>,
     pub(super) sessions: Mutex<SessionTable>,
     /// Started OIDC logins by `state`: (provider, what the callback needs).
     pub(super) pending: Pending<(String, PendingLogin)>,
@@ -83,8 +89,9 @@ impl Web {
     pub fn new(parts: WebParts) -> Self {
         let mut key = [0u8; 32];
         aws_lc_rs::rand::fill(&mut key).expect("system CSPRNG");
+        let mut shared_key = None;
         let shared_sessions = parts.shared_sessions.map(|s| {
-            key = s.cookie_key;
+            shared_key = Some(s.cookie_key);
             s.sessions
         });
         // Login state goes where the sessions go, so any node that accepts
@@ -96,6 +103,7 @@ impl Web {
             identity: parts.identity,
             exposition: parts.exposition,
             key,
+            shared_key,
             sessions: Mutex::new(HashMap::new()),
             pending: Pending::default(),
             providers: ByGeneration::default(),
@@ -112,6 +120,20 @@ impl Web {
             shared_sessions,
             saml_idp: super::console_saml::SamlIdpState::new(store.as_ref()),
         }
+    }
+
+    /// The key cookies are signed with. Before a shared store's key is
+    /// known (the routes are closed then) this process's own.
+    pub(super) fn key(&self) -> &[u8; 32] {
+        self.shared_key
+            .as_ref()
+            .and_then(|k| k.get())
+            .unwrap_or(&self.key)
+    }
+
+    /// Whether the web side waits for its shared store to answer first.
+    pub(super) fn waiting_for_store(&self) -> bool {
+        self.shared_key.as_ref().is_some_and(|k| k.get().is_none())
     }
 
     /// The provider `name` of `config`'s generation, built on first use.

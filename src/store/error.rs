@@ -46,6 +46,10 @@ pub enum DbError {
     Tls(String),
     #[error("shared store holds unreadable data: {0}")]
     Corrupt(String),
+    /// The node started without its store (an outage at start) and has not
+    /// checked the schema yet: nothing may read or write before it has.
+    #[error("the shared store is not open yet (last attempt: {reason})")]
+    NotOpen { reason: &'static str },
 }
 
 impl DbError {
@@ -61,6 +65,7 @@ impl DbError {
             Self::Query { .. } => "a database call failed",
             Self::Tls(_) => "TLS to the database failed",
             Self::Corrupt(_) => "the database holds unreadable data",
+            Self::NotOpen { reason } => reason,
         }
     }
 
@@ -68,7 +73,7 @@ impl DbError {
     /// to a query it refused), i.e. the store is down.
     pub fn is_outage(&self) -> bool {
         match self {
-            Self::Connect { .. } | Self::Timeout { .. } => true,
+            Self::Connect { .. } | Self::Timeout { .. } | Self::NotOpen { .. } => true,
             Self::Query { cause, .. } => cause.is_closed() || cause.code().is_none(),
             _ => false,
         }

@@ -223,6 +223,21 @@ CREATE UNIQUE INDEX idp_saml_keys_one_next ON idp_saml_keys ((activated IS NULL)
     WHERE activated IS NULL AND retired IS NULL;
 ",
     },
+    Migration {
+        version: 6,
+        name: "login failures shared by every node",
+        // One row per throttled key (`u:<name>` or `s:<address>`): failures
+        // since its last reset, summed over every node. Nodes read what
+        // changed since their last look, hence the index on the time.
+        sql: "
+CREATE TABLE login_failures (
+    key        text        PRIMARY KEY,
+    failures   integer     NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+CREATE INDEX login_failures_updated ON login_failures (updated_at);
+",
+    },
 ];
 
 /// The schema version this build writes and reads.

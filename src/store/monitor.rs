@@ -26,6 +26,9 @@ pub struct StoreHealth(Arc<HealthInner>);
 struct HealthInner {
     down: AtomicBool,
     reason: Mutex<String>,
+    /// `portcullis_store_up`, kept in step, so `/metrics` and `/healthz`
+    /// agree whoever noticed the change (the ping or a failed commit).
+    up: Option<Gauge>,
 }
 
 impl StoreHealth {
@@ -33,14 +36,28 @@ impl StoreHealth {
         Self::default()
     }
 
+    /// Health that also sets `up` to 1 or 0.
+    pub fn with_gauge(up: Gauge) -> Self {
+        Self(Arc::new(HealthInner {
+            up: Some(up),
+            ..HealthInner::default()
+        }))
+    }
+
     /// Marks the store unreachable; returns true if it was up until now.
     pub fn set_down(&self, reason: impl std::fmt::Display) -> bool {
         *self.0.reason.lock().unwrap_or_else(PoisonError::into_inner) = reason.to_string();
+        if let Some(g) = &self.0.up {
+            g.set(0);
+        }
         !self.0.down.swap(true, Ordering::AcqRel)
     }
 
     /// Marks the store reachable; returns true if it was down until now.
     pub fn set_up(&self) -> bool {
+        if let Some(g) = &self.0.up {
+            g.set(1);
+        }
         self.0.down.swap(false, Ordering::AcqRel)
     }
 
@@ -259,5 +276,11 @@ mod tests {
         assert!(h.set_up());
         assert!(!h.set_up());
         assert_eq!(h.problem(), None);
+        let up = Gauge::default();
+        let h = StoreHealth::with_gauge(up.clone());
+        h.set_down("connection refused");
+        assert_eq!(up.get(), 0);
+        h.set_up();
+        assert_eq!(up.get(), 1);
     }
 }

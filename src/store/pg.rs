@@ -3,7 +3,8 @@
 //! turned into [`DbError`]s that say what to fix.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
@@ -17,6 +18,18 @@ use super::{DbError, PgSettings};
 pub struct PgStore {
     pool: Pool,
     settings: Arc<PgSettings>,
+    gate: Arc<Gate>,
+}
+
+/// Closed until [`PgStore::prepare`] has found the schema good, for a store
+/// made by [`PgStore::until_prepared`]: a node that started during an
+/// outage writes nothing (accounting above all) into a database whose
+/// schema it has not checked.
+#[derive(Debug)]
+struct Gate {
+    open: AtomicBool,
+    /// Why the last attempt to open failed ([`DbError::summary`]).
+    reason: Mutex<&'static str>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -64,15 +77,63 @@ impl PgStore {
                 target: settings.target(),
                 cause: e.to_string(),
             })?;
-        Ok(Self { pool, settings })
+        Ok(Self {
+            pool,
+            settings,
+            gate: Arc::new(Gate {
+                open: AtomicBool::new(true),
+                reason: Mutex::new(""),
+            }),
+        })
+    }
+
+    /// The same pool, answering [`DbError::NotOpen`] to every call but the
+    /// schema's own until [`prepare`](Self::prepare) succeeds: what a node
+    /// serving before its store answered is built on.
+    pub fn until_prepared(self) -> Self {
+        self.gate.open.store(false, Ordering::Release);
+        *self
+            .gate
+            .reason
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = "not connected yet";
+        self
+    }
+
+    /// Whether the schema has been found good (always, for a store not
+    /// made by [`until_prepared`](Self::until_prepared)).
+    pub fn is_open(&self) -> bool {
+        self.gate.open.load(Ordering::Acquire)
+    }
+
+    /// Records why opening failed, for the calls refused meanwhile.
+    pub fn not_open_because(&self, e: &DbError) {
+        *self
+            .gate
+            .reason
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = e.summary();
     }
 
     pub fn settings(&self) -> &Arc<PgSettings> {
         &self.settings
     }
 
-    /// A connection from the pool.
+    /// A connection from the pool, once the schema is known good.
     pub async fn client(&self) -> Result<Object, DbError> {
+        if !self.is_open() {
+            let reason = *self
+                .gate
+                .reason
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            return Err(DbError::NotOpen { reason });
+        }
+        self.raw_client().await
+    }
+
+    /// A connection whatever the gate says: the schema check's.
+    async fn raw_client(&self) -> Result<Object, DbError> {
         self.pool.get().await.map_err(|e| self.pool_error(e))
     }
 
@@ -123,6 +184,11 @@ impl PgStore {
                         cause: describe(&e),
                     }
                 }
+                // A certificate that does not verify is a setting to fix,
+                // not an outage to wait out.
+                _ if tls_refused(&e) => {
+                    DbError::Tls(format!("TLS to {target} failed: {}", describe(&e)))
+                }
                 _ => DbError::Connect {
                     target,
                     cause: describe(&e),
@@ -168,7 +234,7 @@ impl PgStore {
         // Migrations may run longer than one query: a generous bound.
         let after = self.settings.query_timeout.max(Duration::from_secs(60));
         let work = async {
-            let mut c = self.client().await?;
+            let mut c = self.raw_client().await?;
             let q = |e| self.query_error(what, e);
             let tx = c.transaction().await.map_err(q)?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
@@ -225,17 +291,21 @@ impl PgStore {
 
     /// Refuses to run on a schema other than this build's, applying what is
     /// missing when `store.auto_migrate` is on.
+    /// Opens the gate of [`until_prepared`](Self::until_prepared) on success.
     pub async fn prepare(&self) -> Result<SchemaStatus, DbError> {
-        if self.settings.auto_migrate {
-            return self.migrate().await;
-        }
-        let s = self.check().await?;
-        if s.found < s.known {
-            return Err(DbError::SchemaBehind {
-                found: s.found,
-                known: s.known,
-            });
-        }
+        let s = if self.settings.auto_migrate {
+            self.migrate().await?
+        } else {
+            let s = self.check().await?;
+            if s.found < s.known {
+                return Err(DbError::SchemaBehind {
+                    found: s.found,
+                    known: s.known,
+                });
+            }
+            s
+        };
+        self.gate.open.store(true, Ordering::Release);
         Ok(s)
     }
 }
@@ -255,6 +325,25 @@ fn describe(e: &tokio_postgres::Error) -> String {
         cause = c.source();
     }
     s
+}
+
+/// Whether rustls refused the handshake (an unknown issuer, a name that
+/// does not match), as opposed to the network failing under it.
+fn tls_refused(e: &tokio_postgres::Error) -> bool {
+    use std::error::Error;
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        if c.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && io.get_ref().is_some_and(|i| i.is::<rustls::Error>())
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 fn tls_connector(pem: &[u8]) -> Result<tokio_postgres_rustls::MakeRustlsConnect, DbError> {
@@ -277,4 +366,57 @@ fn tls_connector(pem: &[u8]) -> Result<tokio_postgres_rustls::MakeRustlsConnect,
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// Settings for a database on a loopback port nothing listens on: every
+/// connection is refused at once. For tests of what happens without one.
+#[cfg(test)]
+pub(crate) fn unreachable_settings() -> Arc<PgSettings> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut pg = tokio_postgres::Config::new();
+    pg.host("127.0.0.1").port(port).user("u").dbname("d");
+    Arc::new(PgSettings {
+        pg,
+        config_file: "portcullis.toml".into(),
+        password_key: "store.password",
+        ca_pem: None,
+        pool_size: 1,
+        connect_timeout: Duration::from_secs(2),
+        query_timeout: Duration::from_secs(2),
+        auto_migrate: true,
+        node: "t".into(),
+        accounting_writers: 1,
+        accounting_batch: 10,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Arc<PgSettings> {
+        unreachable_settings()
+    }
+
+    #[tokio::test]
+    async fn a_store_not_prepared_refuses_every_call_as_an_outage() {
+        let store = PgStore::new(settings()).unwrap().until_prepared();
+        assert!(!store.is_open());
+        let e = store.client().await.unwrap_err();
+        assert!(matches!(e, DbError::NotOpen { .. }) && e.is_outage(), "{e}");
+        assert_eq!(e.summary(), "not connected yet");
+        // The schema's own call does try, and says why it failed.
+        let e = store.prepare().await.unwrap_err();
+        assert!(matches!(e, DbError::Connect { .. }) && e.is_outage(), "{e}");
+        store.not_open_because(&e);
+        let e = store.client().await.unwrap_err();
+        assert_eq!(e.summary(), "cannot connect to the database");
+        assert!(!store.is_open());
+        // A store made the ordinary way (the CLI's) is open.
+        assert!(PgStore::new(settings()).unwrap().is_open());
+    }
 }

@@ -14,6 +14,7 @@ mod reload;
 mod saml;
 mod slapd;
 mod store_pg;
+mod store_pg_faults;
 mod store_pg_keys;
 mod store_pg_web;
 mod tacacs;

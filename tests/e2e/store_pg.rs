@@ -338,12 +338,12 @@ fn two_nodes_share_accounting_and_a_sigkilled_node_loses_nothing() {
     assert_eq!(sessions.lines().count(), count / 2);
 }
 
-fn healthz(http: SocketAddr) -> serde_json::Value {
+pub(crate) fn healthz(http: SocketAddr) -> serde_json::Value {
     serde_json::from_str(&http_get(http, "/healthz").1).unwrap()
 }
 
 /// Polls `/healthz` until its status is `want`; returns the body.
-fn wait_health(http: SocketAddr, want: &str) -> serde_json::Value {
+pub(crate) fn wait_health(http: SocketAddr, want: &str) -> serde_json::Value {
     let deadline = Instant::now() + WAIT;
     loop {
         let h = healthz(http);
@@ -787,6 +787,17 @@ fn tls_to_the_database_is_verified_against_the_configured_ca() {
     assert_eq!(code, 1);
     assert!(
         err.contains("UnknownIssuer") || err.contains("certificate"),
+        "{err}"
+    );
+    // Not an outage to wait out: `serve` refuses to start, naming the key.
+    let served = Command::new(harness::BIN)
+        .args(["serve", "--config", c])
+        .output()
+        .unwrap();
+    assert!(!served.status.success());
+    let err = String::from_utf8_lossy(&served.stderr);
+    assert!(
+        err.contains("store.ca_file") && err.contains("UnknownIssuer"),
         "{err}"
     );
     // Without a CA the connection is plain, which this server refuses.
