@@ -921,8 +921,14 @@ impl Signals {
         } = self;
         loop {
             tokio::select! {
-                _ = hup.recv() => match server.reload() {
-                    Ok(r) => {
+                // Off the async workers: a reload reads files and may fetch
+                // consoles' SP metadata (bounded by its timeout).
+                _ = hup.recv() => match {
+                    let s = server.clone();
+                    tokio::task::spawn_blocking(move || s.reload()).await
+                } {
+                    Err(e) => error!(error = %e, "configuration reload failed"),
+                    Ok(Ok(r)) => {
                         for w in &r.warnings {
                             warn!(file = %w.file.display(), line = w.line, key = %w.key, "{}", w.message);
                         }
@@ -931,7 +937,7 @@ impl Signals {
                         }
                         info!(generation = r.generation, "configuration reloaded");
                     }
-                    Err(errors) => {
+                    Ok(Err(errors)) => {
                         for e in &errors.0 {
                             error!(file = %e.file.display(), line = e.line, key = %e.key, "{}", e.message);
                         }

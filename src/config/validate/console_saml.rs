@@ -1,6 +1,7 @@
 //! The `saml` mode of `[[console]]` and the SAML keys of `[idp]`: entity
-//! ID, ACS and SLO URLs, certificates (or the console's SP metadata file),
-//! NameID, what is signed; checked with file, line and key like the rest.
+//! ID, ACS and SLO URLs, certificates (or the console's SP metadata, a file
+//! or fetched from its URL), NameID, what is signed; checked with file, line
+//! and key like the rest.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,8 +35,16 @@ fn read(cx: &mut Ctx<'_>, f: &Spanned<String>, key: &str) -> Option<String> {
 pub(super) fn console(cx: &mut Ctx<'_>, c: &RawConsole, mode: Mode) -> Option<Arc<SamlConsole>> {
     let name = c.name.get_ref();
     let key = |k: &str| format!("console[{name}].{k}");
-    let saml_keys: [(&str, Option<std::ops::Range<usize>>); 8] = [
+    let saml_keys: [(&str, Option<std::ops::Range<usize>>); 10] = [
         ("entity_id", c.entity_id.as_ref().map(Spanned::span)),
+        (
+            "sp_metadata_url",
+            c.sp_metadata_url.as_ref().map(Spanned::span),
+        ),
+        (
+            "sp_metadata_ca_file",
+            c.sp_metadata_ca_file.as_ref().map(Spanned::span),
+        ),
         ("acs_url", c.acs_url.as_ref().map(Spanned::span)),
         ("slo_url", c.slo_url.as_ref().map(Spanned::span)),
         ("cert_file", c.cert_file.as_ref().map(Spanned::span)),
@@ -102,6 +111,21 @@ pub(super) fn console(cx: &mut Ctx<'_>, c: &RawConsole, mode: Mode) -> Option<Ar
             None
         }
     };
+    if let (Some(_), Some(u)) = (&c.sp_metadata_file, &c.sp_metadata_url) {
+        cx.err(
+            u.span(),
+            key("sp_metadata_url"),
+            "give `sp_metadata_file` or `sp_metadata_url`, not both",
+        );
+        return None;
+    }
+    if let (Some(f), None) = (&c.sp_metadata_ca_file, &c.sp_metadata_url) {
+        cx.err(
+            f.span(),
+            key("sp_metadata_ca_file"),
+            "only with `sp_metadata_url`",
+        );
+    }
     let md = c.sp_metadata_file.as_ref().and_then(|f| {
         let text = read(cx, f, &key("sp_metadata_file"))?;
         match parse_sp(&text) {
@@ -112,15 +136,20 @@ pub(super) fn console(cx: &mut Ctx<'_>, c: &RawConsole, mode: Mode) -> Option<Ar
             }
         }
     });
+    let by_url = c.sp_metadata_url.is_some();
+    let md = match &c.sp_metadata_url {
+        Some(u) => Some(sp_metadata_from_url(cx, c, u)?),
+        None => md,
+    };
     let acs_url = match (&c.acs_url, &md) {
         (Some(u), _) => url(cx, u, "acs_url")?,
         (None, Some(m)) => m.acs_url.clone(),
         (None, None) => {
-            if c.sp_metadata_file.is_none() {
+            if c.sp_metadata_file.is_none() && !by_url {
                 cx.err(
                     c.name.span(),
                     key("acs_url"),
-                    "a SAML console needs its ACS URL (or `sp_metadata_file`)",
+                    "a SAML console needs its ACS URL (or `sp_metadata_file` or `sp_metadata_url`)",
                 );
             }
             return None;
@@ -155,7 +184,7 @@ pub(super) fn console(cx: &mut Ctx<'_>, c: &RawConsole, mode: Mode) -> Option<Ar
         cx.err(
             c.name.span(),
             key("require_signed_requests"),
-            "needs the console's certificate (`cert_file` or `sp_metadata_file`)",
+            "needs the console's certificate (`cert_file`, `sp_metadata_file` or `sp_metadata_url`)",
         );
     }
     let format = match &c.name_id_format {
@@ -216,6 +245,79 @@ pub(super) fn console(cx: &mut Ctx<'_>, c: &RawConsole, mode: Mode) -> Option<Ar
         idp_initiated: c.idp_initiated.unwrap_or(false),
         assertion_ttl: Duration::from_secs(ttl as u64),
     }))
+}
+
+/// A console's SP metadata from `sp_metadata_url`: fetched when loading a
+/// file (and kept as the last good copy), else that copy. A failed fetch
+/// with a copy at hand is a warning; without one, an error.
+fn sp_metadata_from_url(
+    cx: &mut Ctx<'_>,
+    c: &RawConsole,
+    u: &Spanned<String>,
+) -> Option<crate::idp::saml::metadata::SpInfo> {
+    use crate::idp::saml::sp_fetch;
+    let k = format!("console[{}].sp_metadata_url", c.name.get_ref());
+    let url = u.get_ref();
+    if !url_ok(url) || url.contains('#') {
+        cx.err(
+            u.span(),
+            k,
+            "expected an https:// URL without a fragment (http:// only on loopback)",
+        );
+        return None;
+    }
+    let ca = match &c.sp_metadata_ca_file {
+        Some(f) => {
+            let ck = format!("console[{}].sp_metadata_ca_file", c.name.get_ref());
+            Some(read(cx, f, &ck)?)
+        }
+        None => None,
+    };
+    let cache = sp_fetch::cache_path(&cx.data_dir, c.name.get_ref(), url);
+    let failed = if cx.fetch_metadata {
+        match sp_fetch::fetch(url, ca.as_deref().map(str::as_bytes), sp_fetch::FETCH_TIMEOUT) {
+            Ok((text, info)) => {
+                if let Err(e) = sp_fetch::store(&cache, &text) {
+                    cx.warn(
+                        u.span(),
+                        k,
+                        format!("cannot keep a copy at {}: {e}", cache.display()),
+                    );
+                }
+                return Some(info);
+            }
+            // The CA file itself is wrong: no copy makes that right.
+            Err(e @ sp_fetch::SpFetchError::Ca(_)) => {
+                let span = c.sp_metadata_ca_file.as_ref().map_or(u.span(), Spanned::span);
+                let ck = format!("console[{}].sp_metadata_ca_file", c.name.get_ref());
+                cx.err(span, ck, e.to_string());
+                return None;
+            }
+            Err(e) => e.to_string(),
+        }
+    } else {
+        "not fetched when only validating text".to_string()
+    };
+    match sp_fetch::cached(&cache) {
+        Some((info, at)) => {
+            let age = std::time::SystemTime::now()
+                .duration_since(at)
+                .map_or(0, |d| d.as_secs());
+            cx.warn(
+                u.span(),
+                k,
+                format!(
+                    "{failed}; using the last good copy ({}, fetched {age} s ago)",
+                    cache.display()
+                ),
+            );
+            Some(info)
+        }
+        None => {
+            cx.err(u.span(), k, format!("{failed} (and no earlier copy)"));
+            None
+        }
+    }
 }
 
 /// SAML consoles' attribute defaults: `ec-name`, carrying the email (as
