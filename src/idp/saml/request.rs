@@ -40,6 +40,9 @@ pub enum Reason {
     IdpInitiatedOff,
     /// A message of a kind not expected here.
     Unsupported,
+    /// A LogoutResponse to no LogoutRequest we sent (wrong console or
+    /// InResponseTo, or no logout under way).
+    Unexpected,
 }
 
 impl Reason {
@@ -58,6 +61,7 @@ impl Reason {
             Self::LoginMethod => "login_method",
             Self::IdpInitiatedOff => "idp_initiated_off",
             Self::Unsupported => "unsupported",
+            Self::Unexpected => "unexpected_response",
         }
     }
 }
