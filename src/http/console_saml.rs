@@ -142,7 +142,10 @@ pub(super) fn saml_console<'c>(
 impl Web {
     /// The signing keys: the configured pair, else the one generated in the
     /// data directory (made at first use, re-read on reload).
-    pub(super) async fn saml_keys(&self, config: &Config) -> Result<Arc<SamlKeys>, saml::SamlKeyError> {
+    pub(super) async fn saml_keys(
+        &self,
+        config: &Config,
+    ) -> Result<Arc<SamlKeys>, saml::SamlKeyError> {
         if let Some(k) = &config.idp.saml.configured {
             return Ok(k.clone());
         }

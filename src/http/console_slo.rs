@@ -7,7 +7,7 @@
 use std::time::SystemTime;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
 use tracing::{info, warn};
 
 use super::console::server_error;
@@ -150,11 +150,12 @@ async fn step(web: &Web, config: &Config, headers: &HeaderMap, mut chain: Chain)
         };
         if let Some((to, awaiting)) = web.console_logout_url(config, headers, &login).await {
             chain.awaiting = Some(awaiting);
+            // AppendHeaders: an array of pairs would keep only the last.
             return (
-                [
+                AppendHeaders([
                     (header::SET_COOKIE, web.chain_cookie(&chain)),
                     (header::SET_COOKIE, Web::clear_cookie(SESSION_COOKIE)),
-                ],
+                ]),
                 Redirect::to(&to),
             )
                 .into_response();

@@ -302,10 +302,11 @@ pub(super) async fn continue_logout(web: &Web, headers: &HeaderMap) -> Response 
         }
     }
     (
-        [
+        // AppendHeaders: an array of pairs would send only the last cookie.
+        axum::response::AppendHeaders([
             (header::SET_COOKIE, Web::clear_cookie(SESSION_COOKIE)),
             (header::SET_COOKIE, Web::clear_cookie(LOGOUT_COOKIE)),
-        ],
+        ]),
         Redirect::to(&to),
     )
         .into_response()

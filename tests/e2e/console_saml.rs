@@ -19,7 +19,7 @@ use crate::harness::*;
 const DEMO_ACS: &str = "http://127.0.0.1:9602/saml/acs";
 
 /// The pysaml2 SP, killed on drop.
-fn start_sp(http: SocketAddr, args: &[&str]) -> Peer {
+pub(crate) fn start_sp(http: SocketAddr, args: &[&str]) -> Peer {
     Peer::start(
         Command::new("python3")
             .arg(repo().join("tests/e2e/saml_sp.py"))
@@ -30,7 +30,7 @@ fn start_sp(http: SocketAddr, args: &[&str]) -> Peer {
     )
 }
 
-fn sp_url(sp: &Peer, path: &str) -> String {
+pub(crate) fn sp_url(sp: &Peer, path: &str) -> String {
     format!("http://127.0.0.1:{}{path}", sp.ready["port"])
 }
 
@@ -74,7 +74,7 @@ async fn to_response(
 }
 
 /// A whole SP-initiated login; returns what the SP made of the Response.
-async fn sso(
+pub(crate) async fn sso(
     b: &reqwest::Client,
     sp: &Peer,
     binding: &str,
@@ -155,13 +155,13 @@ fn xmlsec_verify_both(xml: &str, cert: &Path, dir: &Path, tag: &str) {
     xmlsec_verify(&xml[a..end], cert, dir, &format!("{tag}-assertion.xml"));
 }
 
-fn ava<'a>(v: &'a Value, name: &str) -> &'a str {
+pub(crate) fn ava<'a>(v: &'a Value, name: &str) -> &'a str {
     v["ava"][name][0]
         .as_str()
         .unwrap_or_else(|| panic!("{name} in {v}"))
 }
 
-fn saml_metric(s: &Running, name: &str, labels: &str) -> f64 {
+pub(crate) fn saml_metric(s: &Running, name: &str, labels: &str) -> f64 {
     let (_, m) = s.http_get("/metrics");
     metric(
         &m,

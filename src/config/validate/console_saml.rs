@@ -275,7 +275,11 @@ fn sp_metadata_from_url(
     };
     let cache = sp_fetch::cache_path(&cx.data_dir, c.name.get_ref(), url);
     let failed = if cx.fetch_metadata {
-        match sp_fetch::fetch(url, ca.as_deref().map(str::as_bytes), sp_fetch::FETCH_TIMEOUT) {
+        match sp_fetch::fetch(
+            url,
+            ca.as_deref().map(str::as_bytes),
+            sp_fetch::FETCH_TIMEOUT,
+        ) {
             Ok((text, info)) => {
                 if let Err(e) = sp_fetch::store(&cache, &text) {
                     cx.warn(
@@ -288,7 +292,10 @@ fn sp_metadata_from_url(
             }
             // The CA file itself is wrong: no copy makes that right.
             Err(e @ sp_fetch::SpFetchError::Ca(_)) => {
-                let span = c.sp_metadata_ca_file.as_ref().map_or(u.span(), Spanned::span);
+                let span = c
+                    .sp_metadata_ca_file
+                    .as_ref()
+                    .map_or(u.span(), Spanned::span);
                 let ck = format!("console[{}].sp_metadata_ca_file", c.name.get_ref());
                 cx.err(span, ck, e.to_string());
                 return None;
@@ -480,6 +487,74 @@ mod tests {
         let wrong = text.replace("sp-cert.pem", "idp-cert.pem");
         let e = from_str(Path::new("t.toml"), &wrong).unwrap_err();
         assert_eq!((e.0[0].line, e.0[0].key.as_str()), (3, "idp.saml_key_file"));
+    }
+
+    #[test]
+    fn a_console_by_metadata_url_uses_its_last_good_copy_or_says_where() {
+        use crate::idp::saml::sp_fetch::{cache_path, store};
+        let d = tempfile::tempdir().unwrap();
+        let data = d.path().join("data");
+        let url = "https://sp.example/saml/metadata";
+        let text = format!(
+            "[server]\ndata_dir = {:?}\n\n[[console]]\nname = \"p\"\nmode = \"saml\"\n\
+             sp_metadata_url = \"{url}\"\n",
+            data.display().to_string()
+        );
+        // Validating text fetches nothing: without a copy, an error there.
+        let e = from_str(Path::new("t.toml"), &text).unwrap_err();
+        assert_eq!(
+            (e.0[0].line, e.0[0].key.as_str()),
+            (7, "console[p].sp_metadata_url")
+        );
+        assert!(e.0[0].message.contains("no earlier copy"), "{}", e.0[0]);
+        let md = crate::saml::metadata::SpMetadata {
+            entity_id: "https://sp.example/saml/metadata",
+            acs_url: "https://sp.example/saml/acs",
+            slo_url: "https://sp.example/saml/slo",
+            name_id_format: NAMEID_UNSPECIFIED,
+            signs_requests: false,
+            cert: None,
+        }
+        .render();
+        store(&cache_path(&data, "p", url), &md).unwrap();
+        let l = from_str(Path::new("t.toml"), &text).unwrap();
+        let s = l.config.consoles[0].saml.as_ref().unwrap();
+        assert_eq!(s.acs_url, "https://sp.example/saml/acs");
+        assert_eq!(s.slo_url.as_deref(), Some("https://sp.example/saml/slo"));
+        assert_eq!(l.warnings[0].key, "console[p].sp_metadata_url");
+        assert!(l.warnings[0].message.contains("last good copy"));
+        // Not with a file too; a CA only with a URL; no plain http abroad.
+        for (extra, line, key) in [
+            (
+                "sp_metadata_file = \"md.xml\"\n",
+                7,
+                "console[p].sp_metadata_url",
+            ),
+            (
+                "sp_metadata_ca_file = \"ca.pem\"\n",
+                8,
+                "console[p].sp_metadata_ca_file",
+            ),
+        ] {
+            let t = if extra.starts_with("sp_metadata_ca") {
+                text.replace(
+                    &format!("sp_metadata_url = \"{url}\"\n"),
+                    "acs_url = \"https://c.example/acs\"\n",
+                ) + extra
+            } else {
+                text.clone() + extra
+            };
+            let e = from_str(Path::new("t.toml"), &t).unwrap_err();
+            let found: Vec<(usize, &str)> = e.0.iter().map(|e| (e.line, e.key.as_str())).collect();
+            assert!(found.contains(&(line, key)), "{found:?}");
+        }
+        let t = text.replace(url, "http://sp.example/md");
+        let e = from_str(Path::new("t.toml"), &t).unwrap_err();
+        assert!(
+            e.0[0].message.contains("http:// only on loopback"),
+            "{}",
+            e.0[0]
+        );
     }
 
     #[test]

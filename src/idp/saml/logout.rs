@@ -217,7 +217,10 @@ mod tests {
             now,
         );
         let t = c.encode();
-        assert!(t.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)));
+        assert!(
+            t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+        );
         assert_eq!(Chain::decode(&t, now), Some(c));
         assert_eq!(Chain::decode(&t, now + CHAIN_TTL * 2), None);
         assert_eq!(Chain::decode("!!", now), None);
@@ -229,7 +232,10 @@ mod tests {
             },
             now,
         );
-        assert_eq!(Chain::decode(&s.encode(), now).unwrap().sid.as_deref(), Some("sid"));
+        assert_eq!(
+            Chain::decode(&s.encode(), now).unwrap().sid.as_deref(),
+            Some("sid")
+        );
     }
 
     /// The demo config with the SAML console given `cert`.
@@ -295,7 +301,10 @@ mod tests {
             check(&signed, "_other", Some(&k), Some(&a)),
             Err(Reason::Unexpected)
         );
-        assert_eq!(check(&signed, "_sent", Some(&k), None), Err(Reason::Unexpected));
+        assert_eq!(
+            check(&signed, "_sent", Some(&k), None),
+            Err(Reason::Unexpected)
+        );
         let b = Awaiting {
             console: "orchestrator".into(),
             id: "_sent".into(),

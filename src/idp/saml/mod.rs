@@ -14,13 +14,13 @@
 //!   LogoutResponse.
 
 pub mod keys;
+pub mod logout;
 pub mod metadata;
 pub mod request;
 pub mod response;
 pub mod settings;
 pub mod sign;
 pub mod sp_fetch;
-pub mod logout;
 
 use std::time::{Duration, SystemTime};
 

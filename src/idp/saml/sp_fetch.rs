@@ -185,7 +185,13 @@ mod tests {
         let a = cache_path(d.path(), "sp/1", "https://sp.example/md");
         let b = cache_path(d.path(), "sp/1", "https://sp.example/md2");
         assert_ne!(a, b);
-        assert!(a.file_name().unwrap().to_str().unwrap().starts_with("sp_1-"));
+        assert!(
+            a.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("sp_1-")
+        );
         assert!(cached(&a).is_none());
         let md = crate::saml::metadata::SpMetadata {
             entity_id: "http://sp/md",
