@@ -528,11 +528,13 @@ fn serve(path: PathBuf, format: LogFormat, print_addresses: bool) -> anyhow::Res
             out.flush()?;
         }
         tokio::spawn(sigs.handle(server.clone(), stop.clone()));
+        let refresh = server::spawn_metadata_refresh(server.clone());
         let served = server::run(server, bound, stop.clone())
             .await
             .context("serving");
         stop.cancel();
         pruner.abort();
+        refresh.abort();
         // Listeners are done, so nothing new is queued: commit what is, and
         // wait for it off the runtime (close blocks on the writer thread).
         match acct {
@@ -921,12 +923,7 @@ impl Signals {
         } = self;
         loop {
             tokio::select! {
-                // Off the async workers: a reload reads files and may fetch
-                // consoles' SP metadata (bounded by its timeout).
-                _ = hup.recv() => match {
-                    let s = server.clone();
-                    tokio::task::spawn_blocking(move || s.reload()).await
-                } {
+                _ = hup.recv() => match reload_off_runtime(&server).await {
                     Err(e) => error!(error = %e, "configuration reload failed"),
                     Ok(Ok(r)) => {
                         for w in &r.warnings {
@@ -949,6 +946,15 @@ impl Signals {
             }
         }
     }
+}
+
+/// A reload on the blocking pool, off the async workers: it reads files
+/// and may fetch consoles' SP metadata (each fetch bounded by its timeout).
+async fn reload_off_runtime(
+    server: &Arc<Server>,
+) -> Result<Result<server::Reloaded, config::ConfigErrors>, tokio::task::JoinError> {
+    let s = server.clone();
+    tokio::task::spawn_blocking(move || s.reload()).await
 }
 
 fn rotate_key(path: PathBuf) -> anyhow::Result<ExitCode> {

@@ -422,6 +422,8 @@ pub struct RawConsole {
     /// SAML mode: the CA (PEM) that `sp_metadata_url`'s server certificate
     /// must chain to, instead of the system's roots.
     pub sp_metadata_ca_file: Option<Spanned<String>>,
+    /// SAML mode: seconds between checks of `sp_metadata_url` (0: none).
+    pub metadata_refresh: Option<Spanned<i64>>,
     pub require_signed_requests: Option<bool>,
     /// `unspecified`, `emailAddress`, `persistent`, `transient` or a URN.
     pub name_id_format: Option<Spanned<String>>,

@@ -14,8 +14,8 @@ use crate::config::raw::{RawConsole, RawIdp};
 use crate::idp::saml::keys::{SamlKeys, SigningKey};
 use crate::idp::saml::metadata::parse_sp;
 use crate::idp::saml::settings::{
-    DEFAULT_NAME_ATTRIBUTE, NAMEID_EMAIL, NAMEID_TRANSIENT, NameIdFrom, SamlConsole,
-    SamlIdpSettings, Signed, name_id_format,
+    DEFAULT_NAME_ATTRIBUTE, MetadataSource, NAMEID_EMAIL, NAMEID_TRANSIENT, NameIdFrom,
+    SamlConsole, SamlIdpSettings, Signed, name_id_format,
 };
 use crate::idp::settings::{ConsoleSettings, Mode, UsernameFrom};
 use crate::saml::IdpCert;
@@ -35,7 +35,11 @@ fn read(cx: &mut Ctx<'_>, f: &Spanned<String>, key: &str) -> Option<String> {
 pub(super) fn console(cx: &mut Ctx<'_>, c: &RawConsole, mode: Mode) -> Option<Arc<SamlConsole>> {
     let name = c.name.get_ref();
     let key = |k: &str| format!("console[{name}].{k}");
-    let saml_keys: [(&str, Option<std::ops::Range<usize>>); 10] = [
+    let saml_keys: [(&str, Option<std::ops::Range<usize>>); 11] = [
+        (
+            "metadata_refresh",
+            c.metadata_refresh.as_ref().map(Spanned::span),
+        ),
         ("entity_id", c.entity_id.as_ref().map(Spanned::span)),
         (
             "sp_metadata_url",
@@ -137,9 +141,23 @@ pub(super) fn console(cx: &mut Ctx<'_>, c: &RawConsole, mode: Mode) -> Option<Ar
         }
     });
     let by_url = c.sp_metadata_url.is_some();
+    let mut metadata = None;
     let md = match &c.sp_metadata_url {
-        Some(u) => Some(sp_metadata_from_url(cx, c, u)?),
-        None => md,
+        Some(u) => {
+            let (info, source) = sp_metadata_from_url(cx, c, u)?;
+            metadata = Some(source);
+            Some(info)
+        }
+        None => {
+            if let Some(r) = &c.metadata_refresh {
+                cx.err(
+                    r.span(),
+                    key("metadata_refresh"),
+                    "only with `sp_metadata_url`",
+                );
+            }
+            md
+        }
     };
     let acs_url = match (&c.acs_url, &md) {
         (Some(u), _) => url(cx, u, "acs_url")?,
@@ -244,6 +262,7 @@ pub(super) fn console(cx: &mut Ctx<'_>, c: &RawConsole, mode: Mode) -> Option<Ar
         signed,
         idp_initiated: c.idp_initiated.unwrap_or(false),
         assertion_ttl: Duration::from_secs(ttl as u64),
+        metadata,
     }))
 }
 
@@ -254,9 +273,15 @@ fn sp_metadata_from_url(
     cx: &mut Ctx<'_>,
     c: &RawConsole,
     u: &Spanned<String>,
-) -> Option<crate::idp::saml::metadata::SpInfo> {
+) -> Option<(crate::idp::saml::metadata::SpInfo, MetadataSource)> {
     use crate::idp::saml::sp_fetch;
     let k = format!("console[{}].sp_metadata_url", c.name.get_ref());
+    let refresh = cx.int(
+        &c.metadata_refresh,
+        &format!("console[{}].metadata_refresh", c.name.get_ref()),
+        0..604_801,
+        3600,
+    );
     let url = u.get_ref();
     if !url_ok(url) || url.contains('#') {
         cx.err(
@@ -274,6 +299,12 @@ fn sp_metadata_from_url(
         None => None,
     };
     let cache = sp_fetch::cache_path(&cx.data_dir, c.name.get_ref(), url);
+    let source = MetadataSource {
+        url: url.clone(),
+        ca_pem: ca.clone(),
+        refresh: (refresh > 0).then(|| Duration::from_secs(refresh as u64)),
+        cache: cache.clone(),
+    };
     let failed = if cx.fetch_metadata {
         match sp_fetch::fetch(
             url,
@@ -288,14 +319,14 @@ fn sp_metadata_from_url(
                         format!("cannot keep a copy at {}: {e}", cache.display()),
                     );
                 }
-                return Some(info);
+                return Some((info, source));
             }
             // The CA file itself is wrong: no copy makes that right.
             Err(e @ sp_fetch::SpFetchError::Ca(_)) => {
                 let span = c
                     .sp_metadata_ca_file
                     .as_ref()
-                    .map_or(u.span(), Spanned::span);
+                    .map_or_else(|| u.span(), Spanned::span);
                 let ck = format!("console[{}].sp_metadata_ca_file", c.name.get_ref());
                 cx.err(span, ck, e.to_string());
                 return None;
@@ -318,7 +349,7 @@ fn sp_metadata_from_url(
                     cache.display()
                 ),
             );
-            Some(info)
+            Some((info, source))
         }
         None => {
             cx.err(u.span(), k, format!("{failed} (and no earlier copy)"));

@@ -53,7 +53,7 @@ pub fn idp_metadata<'a>(
 }
 
 /// What a console's SP metadata says.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpInfo {
     pub entity_id: String,
     /// The HTTP-POST AssertionConsumerService (the default one if marked).

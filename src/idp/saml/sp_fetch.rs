@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest, Sha256};
 
 use super::metadata::{SpInfo, SpMetadataError, parse_sp};
+use super::settings::MetadataSource;
 use crate::saml::xml::MAX_XML;
 
 /// How long one fetch may take, connection included.
@@ -149,7 +150,7 @@ pub fn cache_path(data_dir: &Path, console: &str, url: &str) -> PathBuf {
 /// replaced whole).
 pub fn store(path: &Path, text: &str) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
     crate::datadir::private_dir(dir)?;
     let tmp = path.with_extension("xml.tmp");
     let mut f = std::fs::OpenOptions::new()
@@ -173,6 +174,18 @@ pub fn cached(path: &Path) -> Option<(SpInfo, SystemTime)> {
     let text = std::fs::read_to_string(path).ok()?;
     let info = parse_sp(&text).ok()?;
     Some((info, meta.modified().unwrap_or(SystemTime::UNIX_EPOCH)))
+}
+
+/// For the periodic check: fetches `src` and says whether what it says
+/// differs from the copy the configuration was built from (a document
+/// that only changed its timestamps or layout has not changed).
+pub fn changed(src: &MetadataSource) -> Result<bool, SpFetchError> {
+    let (_, now) = fetch(
+        &src.url,
+        src.ca_pem.as_deref().map(str::as_bytes),
+        FETCH_TIMEOUT,
+    )?;
+    Ok(cached(&src.cache).is_none_or(|(was, _)| was != now))
 }
 
 #[cfg(test)]
