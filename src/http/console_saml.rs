@@ -90,7 +90,7 @@ pub(super) fn refused(p: &Provider, console: Option<&str>, r: &Refused, what: &s
 
 /// The page for a request there is no valid way to answer: nothing goes
 /// to an address taken from the request.
-pub(super) fn error_page(reason: Reason) -> Response {
+fn error_page(reason: Reason) -> Response {
     let (status, why) = match reason {
         Reason::UnknownIssuer => (
             StatusCode::BAD_REQUEST,
