@@ -437,3 +437,73 @@ async fn a_console_logout_response_must_be_signed_and_answer_the_request_sent() 
     assert_eq!(location(&r), "/login");
     assert_eq!(me(m.clone()).await, 401);
 }
+
+/// An HTTPS server (Python's ssl module, a certificate of a test CA)
+/// answering every GET with `body`.
+fn https_server(dir: &std::path::Path, body: &str) -> Peer {
+    std::fs::write(dir.join("md.xml"), body).unwrap();
+    let script = "import http.server, json, ssl, sys\n\
+        d = sys.argv[1]\n\
+        body = open(d + '/md.xml', 'rb').read()\n\
+        class H(http.server.BaseHTTPRequestHandler):\n\
+        \x20   def do_GET(self):\n\
+        \x20       self.send_response(200)\n\
+        \x20       self.send_header('Content-Length', str(len(body)))\n\
+        \x20       self.end_headers()\n\
+        \x20       self.wfile.write(body)\n\
+        \x20   def log_message(self, *a):\n\
+        \x20       pass\n\
+        s = http.server.ThreadingHTTPServer(('127.0.0.1', 0), H)\n\
+        c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n\
+        c.load_cert_chain(d + '/server.pem', d + '/server.key')\n\
+        s.socket = c.wrap_socket(s.socket, server_side=True)\n\
+        print(json.dumps({'port': s.server_address[1]}), flush=True)\n\
+        s.serve_forever()\n";
+    Peer::start(
+        std::process::Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(dir),
+        "python3",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_over_https_is_trusted_by_the_configured_ca_only() {
+    let s = Running::start_demo();
+    let sp = start_sp(
+        s.addrs.http.unwrap(),
+        &["--entity-id", "auto/md", "--acs", "auto/acs"],
+    );
+    let md = reqwest::get(sp_url(&sp, "/metadata"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = crate::slapd::make_ca(dir.path(), "md-ca", true);
+    let server = https_server(dir.path(), &md);
+    let url = format!("https://127.0.0.1:{}/md", server.ready["port"]);
+    let p = url_only_config(dir.path(), &url);
+    // The system's roots do not know the test CA: refused, no copy.
+    let (code, _, err) = run(&["check", "--config", p.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("console[by-url].sp_metadata_url") && err.contains("certificate"),
+        "{err}"
+    );
+    // With `sp_metadata_ca_file`, the same server is trusted.
+    let mut text = std::fs::read_to_string(&p).unwrap();
+    text.push_str(&format!(
+        "sp_metadata_ca_file = {:?}\n",
+        ca.display().to_string()
+    ));
+    std::fs::write(&p, text).unwrap();
+    let (code, out, err) = run(&["check", "--config", p.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        !err.contains("last good copy"),
+        "fetched, not cached: {err}"
+    );
+}
