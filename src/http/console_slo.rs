@@ -1,8 +1,6 @@
 //! Single logout across the SAML consoles one browser logged in to, chained
-//! through the browser: a console's LogoutRequest ends the session here,
-//! the session's other consoles get LogoutRequests one by one, then the
-//! console that asked gets its LogoutResponse. Every console's answer is
-//! checked (signature, InResponseTo) before the chain goes on.
+//! through the browser: the session's other consoles are told, then the one
+//! that asked is answered; each answer is checked before the chain goes on.
 
 use std::time::SystemTime;
 

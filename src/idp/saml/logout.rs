@@ -1,7 +1,6 @@
-//! Single logout across the consoles one browser logged in to: the chain's
-//! state, which the browser carries in a signed cookie (so any node sharing
-//! the cookie key goes on with it, and no node keeps it), and the checks a
-//! console's LogoutResponse must pass before the chain goes on. Pure.
+//! The logout chain's state, carried by the browser in a signed cookie (any
+//! node sharing the cookie key goes on with it; no node keeps it), and the
+//! checks a console's LogoutResponse must pass before the chain goes on.
 
 use std::time::{Duration, SystemTime};
 

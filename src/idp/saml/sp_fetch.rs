@@ -1,7 +1,6 @@
 //! A console's SP metadata fetched from its URL when the configuration is
-//! loaded (at start and on each reload): bounded in time and size, its body
-//! read by the same capped, DTD-free parser as a metadata file, and a
-//! last-good copy kept in the data directory for when the URL is down.
+//! loaded: bounded in time and size, read by the capped DTD-free parser, and
+//! kept as the last good copy in the data directory for when the URL is down.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
