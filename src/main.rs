@@ -547,6 +547,7 @@ fn serve(path: PathBuf, format: LogFormat, print_addresses: bool) -> anyhow::Res
         };
         let addrs = bound.addrs();
         tokio::spawn(sigs.handle(server.clone(), stop.clone()));
+        let refresh = server::spawn_metadata_refresh(server.clone());
         // Serving starts now (RADIUS and TACACS+ need no store); readiness
         // is announced once the shared store's first attempt to open has
         // ended either way, so a node whose store answers is whole when it
@@ -574,6 +575,7 @@ fn serve(path: PathBuf, format: LogFormat, print_addresses: bool) -> anyhow::Res
         stop.cancel();
         pruner.abort();
         idp_pruner.abort();
+        refresh.abort();
         // Listeners are done, so nothing new is queued: commit what is, and
         // wait for it off the runtime (close blocks on the writer thread).
         match acct {
@@ -1046,8 +1048,9 @@ impl Signals {
         } = self;
         loop {
             tokio::select! {
-                _ = hup.recv() => match server.reload() {
-                    Ok(r) => {
+                _ = hup.recv() => match reload_off_runtime(&server).await {
+                    Err(e) => error!(error = %e, "configuration reload failed"),
+                    Ok(Ok(r)) => {
                         for w in &r.warnings {
                             warn!(file = %w.file.display(), line = w.line, key = %w.key, "{}", w.message);
                         }
@@ -1056,7 +1059,7 @@ impl Signals {
                         }
                         info!(generation = r.generation, "configuration reloaded");
                     }
-                    Err(errors) => {
+                    Ok(Err(errors)) => {
                         for e in &errors.0 {
                             error!(file = %e.file.display(), line = e.line, key = %e.key, "{}", e.message);
                         }
@@ -1068,6 +1071,15 @@ impl Signals {
             }
         }
     }
+}
+
+/// A reload on the blocking pool, off the async workers: it reads files
+/// and may fetch consoles' SP metadata (each fetch bounded by its timeout).
+async fn reload_off_runtime(
+    server: &Arc<Server>,
+) -> Result<Result<server::Reloaded, config::ConfigErrors>, tokio::task::JoinError> {
+    let s = server.clone();
+    tokio::task::spawn_blocking(move || s.reload()).await
 }
 
 /// `console rotate-key`: the OAuth/JWT key, the SAML key, or both, in

@@ -404,3 +404,81 @@ pub fn spawn_pruner(server: Arc<Server>, archive: Archive) -> tokio::task::JoinH
         }
     })
 }
+
+/// How often the consoles' metadata URLs are looked at (each is fetched
+/// only when its own `metadata_refresh` is due).
+const METADATA_TICK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Checks each console's SP metadata URL every `metadata_refresh`; when
+/// what it says has changed, reloads the configuration (which fetches it
+/// anew, keeps the copy and swaps the configuration as SIGHUP does). A
+/// failed check changes nothing: the configuration keeps the last good
+/// metadata. The fetches run on the blocking pool.
+pub fn spawn_metadata_refresh(server: Arc<Server>) -> tokio::task::JoinHandle<()> {
+    use std::collections::HashMap;
+    use tokio::time::Instant;
+    tokio::spawn(async move {
+        // (console, URL) -> when it was last checked (or first seen).
+        let mut checked: HashMap<(String, String), Instant> = HashMap::new();
+        loop {
+            let config = server.config.load_full();
+            let now = Instant::now();
+            let mut next = now + METADATA_TICK;
+            let mut due = Vec::new();
+            for c in &config.consoles {
+                let Some(src) = c.saml.as_ref().and_then(|s| s.metadata.clone()) else {
+                    continue;
+                };
+                let Some(every) = src.refresh else { continue };
+                let last = checked
+                    .entry((c.name.clone(), src.url.clone()))
+                    .or_insert(now);
+                if *last + every <= now {
+                    *last = now;
+                    due.push((c.name.clone(), src));
+                } else {
+                    next = next.min(*last + every);
+                }
+            }
+            drop(config);
+            if due.is_empty() {
+                tokio::time::sleep_until(next).await;
+                continue;
+            }
+            let changed = tokio::task::spawn_blocking(move || {
+                let mut changed = Vec::new();
+                for (name, src) in due {
+                    match crate::idp::saml::sp_fetch::changed(&src) {
+                        Ok(true) => changed.push(name),
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(
+                            console = %name,
+                            error = %e,
+                            "SP metadata check failed; the last good metadata stays"
+                        ),
+                    }
+                }
+                changed
+            })
+            .await
+            .unwrap_or_default();
+            if changed.is_empty() {
+                continue;
+            }
+            tracing::info!(consoles = ?changed, "SP metadata changed; reloading the configuration");
+            let s = server.clone();
+            match tokio::task::spawn_blocking(move || s.reload()).await {
+                Ok(Ok(r)) => tracing::info!(generation = r.generation, "configuration reloaded"),
+                Ok(Err(errors)) => {
+                    for e in &errors.0 {
+                        tracing::error!(file = %e.file.display(), line = e.line, key = %e.key, "{}", e.message);
+                    }
+                    tracing::error!(
+                        "configuration reload refused; the previous configuration stays in force"
+                    );
+                }
+                Err(e) => tracing::error!(error = %e, "configuration reload failed"),
+            }
+        }
+    })
+}

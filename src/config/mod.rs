@@ -189,7 +189,8 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
             message: format!("cannot read: {e}"),
         }])
     })?;
-    let loaded = from_str(path, &text).and_then(with_dictionaries);
+    // Unlike `from_str`, loading fetches consoles' SP metadata URLs.
+    let loaded = validate::validate_with(path, &text, true).and_then(with_dictionaries);
     drop(text);
     release_free_memory();
     let mut loaded = loaded?;

@@ -416,6 +416,14 @@ pub struct RawConsole {
     pub cert_file: Option<Spanned<String>>,
     /// SAML mode: the console's SP metadata file, instead of the above.
     pub sp_metadata_file: Option<Spanned<String>>,
+    /// SAML mode: the URL of the console's SP metadata, fetched at start
+    /// and on reload (https; http only to loopback).
+    pub sp_metadata_url: Option<Spanned<String>>,
+    /// SAML mode: the CA (PEM) that `sp_metadata_url`'s server certificate
+    /// must chain to, instead of the system's roots.
+    pub sp_metadata_ca_file: Option<Spanned<String>>,
+    /// SAML mode: seconds between checks of `sp_metadata_url` (0: none).
+    pub metadata_refresh: Option<Spanned<i64>>,
     pub require_signed_requests: Option<bool>,
     /// `unspecified`, `emailAddress`, `persistent`, `transient` or a URN.
     pub name_id_format: Option<Spanned<String>>,

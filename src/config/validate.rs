@@ -45,6 +45,11 @@ struct Ctx<'a> {
     warnings: Vec<ConfigError>,
     /// The first secret written inline.
     inline_secret: Option<ConfigError>,
+    /// Whether consoles' SP metadata URLs are fetched (loading a file), or
+    /// only their last good copies read (validating text: tests, fuzzing).
+    fetch_metadata: bool,
+    /// `server.data_dir`, once read: where those copies are kept.
+    data_dir: PathBuf,
 }
 
 impl Ctx<'_> {
@@ -159,6 +164,15 @@ impl Ctx<'_> {
 }
 
 pub(super) fn validate(path: &Path, text: &str) -> Result<Loaded, ConfigErrors> {
+    validate_with(path, text, false)
+}
+
+/// As [`validate`]; `fetch_metadata`: fetch consoles' SP metadata URLs.
+pub(super) fn validate_with(
+    path: &Path,
+    text: &str,
+    fetch_metadata: bool,
+) -> Result<Loaded, ConfigErrors> {
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut cx = Ctx {
         loc: Locator::new(path, text),
@@ -166,6 +180,8 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Loaded, ConfigErrors> 
         errors: Vec::new(),
         warnings: Vec::new(),
         inline_secret: None,
+        fetch_metadata,
+        data_dir: PathBuf::new(),
     };
     let raw: RawConfig = match toml::from_str(text) {
         Ok(r) => r,
@@ -174,6 +190,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Loaded, ConfigErrors> 
 
     let listen = listen(&mut cx, &raw.listen);
     let server = server(&mut cx, &raw.server);
+    cx.data_dir = server.data_dir.clone();
     let radius = radius(&mut cx, &raw.radius);
     let tacacs = tacacs(&mut cx, &raw.tacacs);
     let accounting = AccountingSettings {

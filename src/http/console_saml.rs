@@ -12,7 +12,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tracing::{info, warn};
 
@@ -21,7 +21,7 @@ use super::pages::page;
 use super::session::{SESSION_COOKIE, SessionUser, random_id, store_unavailable};
 use super::state::Web;
 use crate::config::Config;
-use crate::idp::saml::request::{self, LogoutRequest, LogoutResponse};
+use crate::idp::saml::request::{self, LogoutRequest};
 use crate::idp::saml::response::{self as out, Assertion};
 use crate::idp::saml::{self, Accepted, Inbound, Reason, Refused, SamlConsole, SamlKeys};
 use crate::idp::{ConsoleSettings, Provider};
@@ -67,13 +67,13 @@ pub(super) fn routes() -> Router<Arc<Web>> {
 }
 
 /// Our URLs, from the same base as the OAuth issuer.
-struct Urls {
-    entity_id: String,
+pub(super) struct Urls {
+    pub(super) entity_id: String,
     sso: String,
     slo: String,
 }
 
-fn urls(config: &Config, headers: &HeaderMap) -> Urls {
+pub(super) fn urls(config: &Config, headers: &HeaderMap) -> Urls {
     let base = issuer(config, headers);
     let metadata = format!("{base}/saml/idp/metadata");
     Urls {
@@ -84,7 +84,7 @@ fn urls(config: &Config, headers: &HeaderMap) -> Urls {
 }
 
 /// Logs and counts a refusal; `console` is a configured name or none.
-fn refused(p: &Provider, console: Option<&str>, r: &Refused, what: &str) {
+pub(super) fn refused(p: &Provider, console: Option<&str>, r: &Refused, what: &str) {
     warn!(
         console = console.unwrap_or("unknown"),
         reason = r.reason.label(),
@@ -134,7 +134,7 @@ fn html(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
 }
 
-fn saml_console<'c>(
+pub(super) fn saml_console<'c>(
     config: &'c Config,
     name: &str,
 ) -> Option<(&'c ConsoleSettings, &'c SamlConsole)> {
@@ -149,7 +149,10 @@ impl Web {
     /// The signing keys: the configured pair, else the provider's store's
     /// (shared by every node with PostgreSQL), re-read on reload and every
     /// `idp::KEY_POLL`.
-    async fn saml_keys(&self, config: &Config) -> Result<Arc<SamlKeys>, saml::SamlKeyError> {
+    pub(super) async fn saml_keys(
+        &self,
+        config: &Config,
+    ) -> Result<Arc<SamlKeys>, saml::SamlKeyError> {
         if let Some(k) = &config.idp.saml.configured {
             return Ok(k.clone());
         }
@@ -176,6 +179,18 @@ impl Web {
         let ttl = self.config.load().web.session_ttl;
         if let Err(e) = self.saml_idp.logins.remember(&sid, login, ttl).await {
             warn!(error = %e, "console login not recorded for single logout: the shared store does not answer");
+        }
+    }
+
+    /// The consoles session `sid` logged in to (none when the store does
+    /// not answer: the logout then goes on without telling them).
+    pub(super) async fn logins_of(&self, sid: &str) -> Vec<ConsoleLogin> {
+        match self.saml_idp.logins.list(sid).await {
+            Ok(v) => v,
+            Err(e) => {
+                warn!(error = %e, "console logins not read for single logout: the shared store does not answer");
+                Vec::new()
+            }
         }
     }
 
@@ -211,44 +226,20 @@ impl Web {
     }
 
     /// For `/logout`: the next console of this session to send a
-    /// LogoutRequest to (the browser comes back to `/saml/idp/slo` with the
-    /// console's LogoutResponse, and from there to `/logout` again).
-    pub(super) async fn next_console_logout(&self, headers: &HeaderMap) -> Option<String> {
+    /// LogoutRequest to, and what its answer must name (the browser comes
+    /// back to `/saml/idp/slo` with the console's LogoutResponse, and from
+    /// there to `/logout` again).
+    pub(super) async fn next_console_logout(
+        &self,
+        headers: &HeaderMap,
+    ) -> Option<(String, saml::logout::Awaiting)> {
         let sid = self.cookie(headers, SESSION_COOKIE)?;
         let config = self.config.load_full();
         loop {
             let login = self.next_console_login(&sid).await?;
-            let Some((_, s)) = saml_console(&config, &login.console) else {
-                continue;
-            };
-            let Some(slo) = &s.slo_url else {
-                continue;
-            };
-            let keys = match self.saml_keys(&config).await {
-                Ok(k) => k,
-                Err(e) => {
-                    warn!(error = %e, "SAML keys unavailable: console logout skipped");
-                    return None;
-                }
-            };
-            let u = urls(&config, headers);
-            let (_, xml) = out::logout_request(
-                &u.entity_id,
-                slo,
-                &login.name_id,
-                &login.name_id_format,
-                &login.session_index,
-                SystemTime::now(),
-            );
-            info!(console = %login.console, "SAML logout sent to the console");
-            // RSA signing stays off the async workers.
-            let q = tokio::task::spawn_blocking(move || {
-                saml::sign::redirect_query("SAMLRequest", &xml, None, &keys.active)
-            })
-            .await
-            .ok()?;
-            let sep = if slo.contains('?') { '&' } else { '?' };
-            return Some(format!("{slo}{sep}{q}"));
+            if let Some(next) = self.console_logout_url(&config, headers, &login).await {
+                return Some(next);
+            }
         }
     }
 }
@@ -654,18 +645,9 @@ async fn slo_post(State(web): State<Arc<Web>>, headers: HeaderMap, body: Bytes) 
     slo(web, inbound, headers).await
 }
 
-/// /saml/idp/slo: a console's LogoutRequest (its sessions here end and it
-/// gets a LogoutResponse), or its LogoutResponse to one we sent (the
-/// logout goes on, when this browser's logout is under way).
-/// Goes on with this browser's logout, if one is under way; else home.
-async fn continue_logout(web: &Web, headers: &HeaderMap) -> Response {
-    if super::pages::logout_under_way(web, headers) {
-        super::pages::continue_logout(web, headers).await
-    } else {
-        Redirect::to("/").into_response()
-    }
-}
-
+/// /saml/idp/slo: a console's LogoutRequest (its sessions here end, the
+/// session's other consoles hear of it, and it gets a LogoutResponse), or
+/// its LogoutResponse to one we sent (the logout chain goes on).
 async fn slo(web: Arc<Web>, inbound: Result<Inbound, Refused>, headers: HeaderMap) -> Response {
     let Some(p) = web.idp.clone() else {
         return no_provider();
@@ -679,21 +661,7 @@ async fn slo(web: Arc<Web>, inbound: Result<Inbound, Refused>, headers: HeaderMa
         }
     };
     if inbound.param == "SAMLResponse" {
-        return match LogoutResponse::parse(&inbound.xml) {
-            Ok(r) => {
-                let console = saml::by_entity_id(&config.consoles, &r.issuer).map(|(c, _)| c);
-                info!(
-                    console = console.map_or("unknown", |c| c.name.as_str()),
-                    success = r.success,
-                    "SAML logout answered by the console"
-                );
-                continue_logout(&web, &headers).await
-            }
-            Err(r) => {
-                refused(&p, None, &r, "LogoutResponse");
-                continue_logout(&web, &headers).await
-            }
-        };
+        return super::console_slo::on_logout_response(&web, &p, &config, inbound, &headers).await;
     }
     let u = urls(&config, &headers);
     let req = match LogoutRequest::parse(&inbound.xml) {
@@ -723,6 +691,11 @@ async fn slo(web: Arc<Web>, inbound: Result<Inbound, Refused>, headers: HeaderMa
         refused(&p, Some(&console.name), &r, "LogoutRequest");
         return error_page(r.reason);
     }
+    // Read before the sessions end: the other consoles this browser's
+    // session logged in to hear of it next.
+    let others = web
+        .other_consoles(&headers, &console.name, &req.name_id)
+        .await;
     let ended = match web
         .end_console_sessions(&console.name, &req.name_id, &req.session_indexes)
         .await
@@ -734,24 +707,16 @@ async fn slo(web: Arc<Web>, inbound: Result<Inbound, Refused>, headers: HeaderMa
         }
     };
     info!(console = %console.name, sessions = ended, "SAML logout from the console");
-    let clear = [(header::SET_COOKIE, Web::clear_cookie(SESSION_COOKIE))];
-    let Some(slo) = &s.slo_url else {
-        return (clear, page("Logged out", "<p>You are logged out.</p>")).into_response();
-    };
-    let keys = match web.saml_keys(&config).await {
-        Ok(k) => k,
-        Err(e) => return server_error("SAML keys unavailable", &e),
-    };
-    let xml = out::logout_response(&u.entity_id, slo, &req.id, out::SUCCESS, SystemTime::now());
-    let relay = inbound.relay_state.clone();
-    let q = match tokio::task::spawn_blocking(move || {
-        saml::sign::redirect_query("SAMLResponse", &xml, relay.as_deref(), &keys.active)
-    })
-    .await
-    {
-        Ok(q) => q,
-        Err(e) => return server_error("SAML signing failed", &e),
-    };
-    let sep = if slo.contains('?') { '&' } else { '?' };
-    (clear, Redirect::to(&format!("{slo}{sep}{q}"))).into_response()
+    if !others.is_empty() {
+        web.close_session(&headers).await;
+        let origin = saml::logout::Origin {
+            console: console.name.clone(),
+            request_id: req.id.clone(),
+            relay_state: inbound.relay_state.clone(),
+        };
+        return super::console_slo::tell_others(&web, &config, &headers, origin, others).await;
+    }
+    let name = console.name.clone();
+    super::console_slo::answer_console(&web, &config, &headers, &name, &req.id, inbound.relay_state)
+        .await
 }

@@ -15,6 +15,7 @@
 mod api;
 mod console;
 mod console_saml;
+mod console_slo;
 mod csrf;
 #[cfg(test)]
 mod gate_tests;

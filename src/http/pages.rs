@@ -3,7 +3,6 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Form;
 use std::net::SocketAddr;
@@ -277,10 +276,10 @@ pub(super) async fn logout(
 /// way, so a LogoutResponse alone cannot end anyone's session); then the
 /// session ends here.
 pub(super) async fn continue_logout(web: &Web, headers: &HeaderMap) -> Response {
-    if let Some(to) = web.next_console_logout(headers).await {
-        let binding = web
-            .cookie(headers, SESSION_COOKIE)
-            .map(|sid| web.set_cookie(LOGOUT_COOKIE, &sid, Duration::from_secs(300)));
+    if let Some((to, awaiting)) = web.next_console_logout(headers).await {
+        // The chain names the session and the LogoutRequest just sent, so
+        // only this browser's logout goes on, and only on that answer.
+        let binding = super::console_slo::session_chain(web, headers, awaiting);
         return match binding {
             Some(c) => ([(header::SET_COOKIE, c)], Redirect::to(&to)).into_response(),
             None => Redirect::to(&to).into_response(),
@@ -303,20 +302,21 @@ pub(super) async fn continue_logout(web: &Web, headers: &HeaderMap) -> Response 
         }
     }
     (
-        [
+        // AppendHeaders: an array of pairs would send only the last cookie.
+        axum::response::AppendHeaders([
             (header::SET_COOKIE, Web::clear_cookie(SESSION_COOKIE)),
             (header::SET_COOKIE, Web::clear_cookie(LOGOUT_COOKIE)),
-        ],
+        ]),
         Redirect::to(&to),
     )
         .into_response()
 }
 
 /// Whether this browser's logout is under way (it posted `/logout` and was
-/// sent to a console): the cookie names its current session.
+/// sent to a console): the chain's cookie names its current session.
 pub(super) fn logout_under_way(web: &Web, headers: &HeaderMap) -> bool {
     match (
-        web.cookie(headers, LOGOUT_COOKIE),
+        super::console_slo::chain_session(web, headers),
         web.cookie(headers, SESSION_COOKIE),
     ) {
         (Some(a), Some(b)) => subtle::ConstantTimeEq::ct_eq(a.as_bytes(), b.as_bytes()).into(),

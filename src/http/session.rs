@@ -18,7 +18,8 @@ pub(super) const SESSION_COOKIE: &str = "portcullis_session";
 /// and state sent to someone else's browser cannot log them in (login CSRF).
 pub(super) const LOGIN_COOKIE: &str = "portcullis_login";
 /// Marks a logout under way while SAML consoles are told of it: holds the
-/// session id, so only this browser's own logout continues.
+/// chain's state (`idp::saml::logout::Chain`: the session it ends, so only
+/// this browser's own logout continues, and the LogoutRequest awaited).
 pub(super) const LOGOUT_COOKIE: &str = "portcullis_logout";
 /// The same for a SAML login: the AuthnRequest ID this browser started.
 pub(super) const SAML_COOKIE: &str = "portcullis_saml";

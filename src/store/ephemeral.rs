@@ -469,6 +469,50 @@ impl ConsoleLogins {
         .await
     }
 
+    /// The consoles session `sid` logged in to, oldest first, leaving them.
+    pub async fn list(&self, sid: &str) -> Result<Vec<ConsoleLogin>, DbError> {
+        let s = match &self.backend {
+            LoginsBackend::Memory(m) => {
+                let m = m.lock().unwrap_or_else(PoisonError::into_inner);
+                let now = Instant::now();
+                return Ok(m
+                    .get(sid)
+                    .map(|v| {
+                        v.iter()
+                            .filter(|r| r.expires > now)
+                            .map(|r| r.login.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default());
+            }
+            LoginsBackend::Shared(s) => s,
+        };
+        let h = hash(sid);
+        s.timed("console logins", async {
+            let c = s.client().await?;
+            let rows = c
+                .query(
+                    "SELECT console, name_id, name_id_format, session_index
+                       FROM web_console_logins
+                      WHERE sid_hash = $1 AND expires_at > now()
+                      ORDER BY created_at",
+                    &[&&h[..]],
+                )
+                .await
+                .map_err(|e| s.query_error("console logins", e))?;
+            Ok(rows
+                .iter()
+                .map(|r| ConsoleLogin {
+                    console: r.get(0),
+                    name_id: r.get(1),
+                    name_id_format: r.get(2),
+                    session_index: r.get(3),
+                })
+                .collect())
+        })
+        .await
+    }
+
     /// Takes the session's most recent console record out, if any.
     pub async fn pop(&self, sid: &str) -> Result<Option<ConsoleLogin>, DbError> {
         let s = match &self.backend {

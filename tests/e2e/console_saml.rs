@@ -74,7 +74,7 @@ async fn to_response(
 }
 
 /// A whole SP-initiated login; returns what the SP made of the Response.
-async fn sso(
+pub(crate) async fn sso(
     b: &reqwest::Client,
     sp: &Peer,
     binding: &str,
@@ -161,7 +161,7 @@ pub(crate) fn ava<'a>(v: &'a Value, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{name} in {v}"))
 }
 
-fn saml_metric(s: &Running, name: &str, labels: &str) -> f64 {
+pub(crate) fn saml_metric(s: &Running, name: &str, labels: &str) -> f64 {
     let (_, m) = s.http_get("/metrics");
     metric(
         &m,

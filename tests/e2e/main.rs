@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod console;
 mod console_saml;
+mod console_slo;
 mod directory;
 mod harness;
 mod oidc;

@@ -18,12 +18,15 @@ Endpoints (JSON answers for the test):
   GET  /slo                                      -> the IdP's LogoutRequest (answered) or
                                                     LogoutResponse (recorded)
   GET  /state                                    -> {"logged_out_by_idp": n, "logout_done": n}
+  GET  /metadata                                 -> this SP's metadata (for a console given by URL)
 
 Prints one JSON line when ready: port, cert_file.
 """
 import argparse
 import base64
 import datetime
+import re
+import zlib
 import json
 import os
 import sys
@@ -41,6 +44,7 @@ from cryptography.x509.oid import NameOID
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from saml2.client import Saml2Client
 from saml2.config import SPConfig
+from saml2.metadata import entity_descriptor
 
 
 RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
@@ -101,6 +105,7 @@ def main():
             "want_assertions_signed": True,
             "authn_requests_signed": args.sign_requests,
             "logout_requests_signed": args.sign_requests,
+            "logout_responses_signed": args.sign_requests,
             "allow_unsolicited": True,
             "name_id_format": "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified",
         }},
@@ -118,7 +123,8 @@ def main():
     c.load(conf)
     client = Saml2Client(config=c)
     httpd.sp = {"client": client, "outstanding": {}, "lock": threading.Lock(),
-                "name_id": None, "logged_out_by_idp": 0, "logout_done": 0}
+                "name_id": None, "logged_out_by_idp": 0, "logout_done": 0,
+                "metadata": str(entity_descriptor(c)), "logout_request_id": None}
     print(json.dumps({"port": httpd.server_address[1], "cert_file": cert_file,
                       "entity_id": args.entity_id, "acs": args.acs, "slo": args.slo}), flush=True)
     httpd.serve_forever()
@@ -164,14 +170,24 @@ class Handler(BaseHTTPRequestHandler):
             if url.path == "/logout":
                 res = client.global_logout(st["name_id"], sign_alg=RSA_SHA256)
                 for _entity, (binding, info) in res.items():
+                    loc = dict(info.get("headers", [])).get("Location", "")
+                    sent = parse_qs(urlparse(loc).query).get("SAMLRequest")
+                    if sent:
+                        xml = zlib.decompress(base64.b64decode(sent[0]), -15).decode()
+                        with st["lock"]:
+                            st["logout_request_id"] = re.search(r' ID="([^"]+)"', xml).group(1)
                     return self.http_info(info)
                 return self.json({"error": "nothing to log out"}, 400)
             if url.path == "/slo":
                 if "SAMLResponse" in q:
-                    client.parse_logout_request_response(q["SAMLResponse"], BINDING_HTTP_REDIRECT)
+                    r = client.parse_logout_request_response(q["SAMLResponse"], BINDING_HTTP_REDIRECT)
                     with st["lock"]:
                         st["logout_done"] += 1
-                    return self.json({"logged_out": True})
+                    return self.json({"logged_out": True,
+                                      "in_response_to": r.response.in_response_to,
+                                      "request_id": st["logout_request_id"],
+                                      "status": r.response.status.status_code.value,
+                                      "issuer": r.response.issuer.text})
                 if "SAMLRequest" in q:
                     info = client.handle_logout_request(
                         q["SAMLRequest"], st["name_id"], BINDING_HTTP_REDIRECT, sign_alg=RSA_SHA256,
@@ -180,6 +196,8 @@ class Handler(BaseHTTPRequestHandler):
                     with st["lock"]:
                         st["logged_out_by_idp"] += 1
                     return self.http_info(info)
+            if url.path == "/metadata":
+                return self.send(200, st["metadata"], "application/samlmetadata+xml")
             if url.path == "/state":
                 with st["lock"]:
                     return self.json({"logged_out_by_idp": st["logged_out_by_idp"],

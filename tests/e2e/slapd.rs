@@ -62,7 +62,7 @@ fn sh(cmd: &mut Command) {
 
 /// A CA and, when `server` is given, a certificate it signs for
 /// 127.0.0.1 / localhost.
-fn make_ca(dir: &Path, name: &str, server: bool) -> PathBuf {
+pub(crate) fn make_ca(dir: &Path, name: &str, server: bool) -> PathBuf {
     let ca_key = dir.join(format!("{name}.key"));
     let ca = dir.join(format!("{name}.pem"));
     sh(Command::new("openssl")

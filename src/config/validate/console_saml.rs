@@ -1,6 +1,7 @@
 //! The `saml` mode of `[[console]]` and the SAML keys of `[idp]`: entity
-//! ID, ACS and SLO URLs, certificates (or the console's SP metadata file),
-//! NameID, what is signed; checked with file, line and key like the rest.
+//! ID, ACS and SLO URLs, certificates (or the console's SP metadata, a file
+//! or fetched from its URL), NameID, what is signed; checked with file, line
+//! and key like the rest.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,8 +14,8 @@ use crate::config::raw::{RawConsole, RawIdp};
 use crate::idp::saml::keys::{SamlKeys, SigningKey};
 use crate::idp::saml::metadata::parse_sp;
 use crate::idp::saml::settings::{
-    DEFAULT_NAME_ATTRIBUTE, NAMEID_EMAIL, NAMEID_TRANSIENT, NameIdFrom, SamlConsole,
-    SamlIdpSettings, Signed, name_id_format,
+    DEFAULT_NAME_ATTRIBUTE, MetadataSource, NAMEID_EMAIL, NAMEID_TRANSIENT, NameIdFrom,
+    SamlConsole, SamlIdpSettings, Signed, name_id_format,
 };
 use crate::idp::settings::{ConsoleSettings, Mode, UsernameFrom};
 use crate::saml::IdpCert;
@@ -34,8 +35,20 @@ fn read(cx: &mut Ctx<'_>, f: &Spanned<String>, key: &str) -> Option<String> {
 pub(super) fn console(cx: &mut Ctx<'_>, c: &RawConsole, mode: Mode) -> Option<Arc<SamlConsole>> {
     let name = c.name.get_ref();
     let key = |k: &str| format!("console[{name}].{k}");
-    let saml_keys: [(&str, Option<std::ops::Range<usize>>); 8] = [
+    let saml_keys: [(&str, Option<std::ops::Range<usize>>); 11] = [
+        (
+            "metadata_refresh",
+            c.metadata_refresh.as_ref().map(Spanned::span),
+        ),
         ("entity_id", c.entity_id.as_ref().map(Spanned::span)),
+        (
+            "sp_metadata_url",
+            c.sp_metadata_url.as_ref().map(Spanned::span),
+        ),
+        (
+            "sp_metadata_ca_file",
+            c.sp_metadata_ca_file.as_ref().map(Spanned::span),
+        ),
         ("acs_url", c.acs_url.as_ref().map(Spanned::span)),
         ("slo_url", c.slo_url.as_ref().map(Spanned::span)),
         ("cert_file", c.cert_file.as_ref().map(Spanned::span)),
@@ -102,6 +115,21 @@ pub(super) fn console(cx: &mut Ctx<'_>, c: &RawConsole, mode: Mode) -> Option<Ar
             None
         }
     };
+    if let (Some(_), Some(u)) = (&c.sp_metadata_file, &c.sp_metadata_url) {
+        cx.err(
+            u.span(),
+            key("sp_metadata_url"),
+            "give `sp_metadata_file` or `sp_metadata_url`, not both",
+        );
+        return None;
+    }
+    if let (Some(f), None) = (&c.sp_metadata_ca_file, &c.sp_metadata_url) {
+        cx.err(
+            f.span(),
+            key("sp_metadata_ca_file"),
+            "only with `sp_metadata_url`",
+        );
+    }
     let md = c.sp_metadata_file.as_ref().and_then(|f| {
         let text = read(cx, f, &key("sp_metadata_file"))?;
         match parse_sp(&text) {
@@ -112,15 +140,34 @@ pub(super) fn console(cx: &mut Ctx<'_>, c: &RawConsole, mode: Mode) -> Option<Ar
             }
         }
     });
+    let by_url = c.sp_metadata_url.is_some();
+    let mut metadata = None;
+    let md = match &c.sp_metadata_url {
+        Some(u) => {
+            let (info, source) = sp_metadata_from_url(cx, c, u)?;
+            metadata = Some(source);
+            Some(info)
+        }
+        None => {
+            if let Some(r) = &c.metadata_refresh {
+                cx.err(
+                    r.span(),
+                    key("metadata_refresh"),
+                    "only with `sp_metadata_url`",
+                );
+            }
+            md
+        }
+    };
     let acs_url = match (&c.acs_url, &md) {
         (Some(u), _) => url(cx, u, "acs_url")?,
         (None, Some(m)) => m.acs_url.clone(),
         (None, None) => {
-            if c.sp_metadata_file.is_none() {
+            if c.sp_metadata_file.is_none() && !by_url {
                 cx.err(
                     c.name.span(),
                     key("acs_url"),
-                    "a SAML console needs its ACS URL (or `sp_metadata_file`)",
+                    "a SAML console needs its ACS URL (or `sp_metadata_file` or `sp_metadata_url`)",
                 );
             }
             return None;
@@ -155,7 +202,7 @@ pub(super) fn console(cx: &mut Ctx<'_>, c: &RawConsole, mode: Mode) -> Option<Ar
         cx.err(
             c.name.span(),
             key("require_signed_requests"),
-            "needs the console's certificate (`cert_file` or `sp_metadata_file`)",
+            "needs the console's certificate (`cert_file`, `sp_metadata_file` or `sp_metadata_url`)",
         );
     }
     let format = match &c.name_id_format {
@@ -215,7 +262,100 @@ pub(super) fn console(cx: &mut Ctx<'_>, c: &RawConsole, mode: Mode) -> Option<Ar
         signed,
         idp_initiated: c.idp_initiated.unwrap_or(false),
         assertion_ttl: Duration::from_secs(ttl as u64),
+        metadata,
     }))
+}
+
+/// A console's SP metadata from `sp_metadata_url`: fetched when loading a
+/// file (and kept as the last good copy), else that copy. A failed fetch
+/// with a copy at hand is a warning; without one, an error.
+fn sp_metadata_from_url(
+    cx: &mut Ctx<'_>,
+    c: &RawConsole,
+    u: &Spanned<String>,
+) -> Option<(crate::idp::saml::metadata::SpInfo, MetadataSource)> {
+    use crate::idp::saml::sp_fetch;
+    let k = format!("console[{}].sp_metadata_url", c.name.get_ref());
+    let refresh = cx.int(
+        &c.metadata_refresh,
+        &format!("console[{}].metadata_refresh", c.name.get_ref()),
+        0..604_801,
+        3600,
+    );
+    let url = u.get_ref();
+    if !url_ok(url) || url.contains('#') {
+        cx.err(
+            u.span(),
+            k,
+            "expected an https:// URL without a fragment (http:// only on loopback)",
+        );
+        return None;
+    }
+    let ca = match &c.sp_metadata_ca_file {
+        Some(f) => {
+            let ck = format!("console[{}].sp_metadata_ca_file", c.name.get_ref());
+            Some(read(cx, f, &ck)?)
+        }
+        None => None,
+    };
+    let cache = sp_fetch::cache_path(&cx.data_dir, c.name.get_ref(), url);
+    let source = MetadataSource {
+        url: url.clone(),
+        ca_pem: ca.clone(),
+        refresh: (refresh > 0).then(|| Duration::from_secs(refresh as u64)),
+        cache: cache.clone(),
+    };
+    let failed = if cx.fetch_metadata {
+        match sp_fetch::fetch(
+            url,
+            ca.as_deref().map(str::as_bytes),
+            sp_fetch::FETCH_TIMEOUT,
+        ) {
+            Ok((text, info)) => {
+                if let Err(e) = sp_fetch::store(&cache, &text) {
+                    cx.warn(
+                        u.span(),
+                        k,
+                        format!("cannot keep a copy at {}: {e}", cache.display()),
+                    );
+                }
+                return Some((info, source));
+            }
+            // The CA file itself is wrong: no copy makes that right.
+            Err(e @ sp_fetch::SpFetchError::Ca(_)) => {
+                let span = c
+                    .sp_metadata_ca_file
+                    .as_ref()
+                    .map_or_else(|| u.span(), Spanned::span);
+                let ck = format!("console[{}].sp_metadata_ca_file", c.name.get_ref());
+                cx.err(span, ck, e.to_string());
+                return None;
+            }
+            Err(e) => e.to_string(),
+        }
+    } else {
+        "not fetched when only validating text".to_string()
+    };
+    match sp_fetch::cached(&cache) {
+        Some((info, at)) => {
+            let age = std::time::SystemTime::now()
+                .duration_since(at)
+                .map_or(0, |d| d.as_secs());
+            cx.warn(
+                u.span(),
+                k,
+                format!(
+                    "{failed}; using the last good copy ({}, fetched {age} s ago)",
+                    cache.display()
+                ),
+            );
+            Some((info, source))
+        }
+        None => {
+            cx.err(u.span(), k, format!("{failed} (and no earlier copy)"));
+            None
+        }
+    }
 }
 
 /// SAML consoles' attribute defaults: `ec-name`, carrying the email (as
@@ -378,6 +518,74 @@ mod tests {
         let wrong = text.replace("sp-cert.pem", "idp-cert.pem");
         let e = from_str(Path::new("t.toml"), &wrong).unwrap_err();
         assert_eq!((e.0[0].line, e.0[0].key.as_str()), (3, "idp.saml_key_file"));
+    }
+
+    #[test]
+    fn a_console_by_metadata_url_uses_its_last_good_copy_or_says_where() {
+        use crate::idp::saml::sp_fetch::{cache_path, store};
+        let d = tempfile::tempdir().unwrap();
+        let data = d.path().join("data");
+        let url = "https://sp.example/saml/metadata";
+        let text = format!(
+            "[server]\ndata_dir = {:?}\n\n[[console]]\nname = \"p\"\nmode = \"saml\"\n\
+             sp_metadata_url = \"{url}\"\n",
+            data.display().to_string()
+        );
+        // Validating text fetches nothing: without a copy, an error there.
+        let e = from_str(Path::new("t.toml"), &text).unwrap_err();
+        assert_eq!(
+            (e.0[0].line, e.0[0].key.as_str()),
+            (7, "console[p].sp_metadata_url")
+        );
+        assert!(e.0[0].message.contains("no earlier copy"), "{}", e.0[0]);
+        let md = crate::saml::metadata::SpMetadata {
+            entity_id: "https://sp.example/saml/metadata",
+            acs_url: "https://sp.example/saml/acs",
+            slo_url: "https://sp.example/saml/slo",
+            name_id_format: NAMEID_UNSPECIFIED,
+            signs_requests: false,
+            cert: None,
+        }
+        .render();
+        store(&cache_path(&data, "p", url), &md).unwrap();
+        let l = from_str(Path::new("t.toml"), &text).unwrap();
+        let s = l.config.consoles[0].saml.as_ref().unwrap();
+        assert_eq!(s.acs_url, "https://sp.example/saml/acs");
+        assert_eq!(s.slo_url.as_deref(), Some("https://sp.example/saml/slo"));
+        assert_eq!(l.warnings[0].key, "console[p].sp_metadata_url");
+        assert!(l.warnings[0].message.contains("last good copy"));
+        // Not with a file too; a CA only with a URL; no plain http abroad.
+        for (extra, line, key) in [
+            (
+                "sp_metadata_file = \"md.xml\"\n",
+                7,
+                "console[p].sp_metadata_url",
+            ),
+            (
+                "sp_metadata_ca_file = \"ca.pem\"\n",
+                8,
+                "console[p].sp_metadata_ca_file",
+            ),
+        ] {
+            let t = if extra.starts_with("sp_metadata_ca") {
+                text.replace(
+                    &format!("sp_metadata_url = \"{url}\"\n"),
+                    "acs_url = \"https://c.example/acs\"\n",
+                ) + extra
+            } else {
+                text.clone() + extra
+            };
+            let e = from_str(Path::new("t.toml"), &t).unwrap_err();
+            let found: Vec<(usize, &str)> = e.0.iter().map(|e| (e.line, e.key.as_str())).collect();
+            assert!(found.contains(&(line, key)), "{found:?}");
+        }
+        let t = text.replace(url, "http://sp.example/md");
+        let e = from_str(Path::new("t.toml"), &t).unwrap_err();
+        assert!(
+            e.0[0].message.contains("http:// only on loopback"),
+            "{}",
+            e.0[0]
+        );
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub fn idp_metadata<'a>(
 }
 
 /// What a console's SP metadata says.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpInfo {
     pub entity_id: String,
     /// The HTTP-POST AssertionConsumerService (the default one if marked).
@@ -121,6 +121,14 @@ pub fn parse_sp(text_in: &str) -> Result<SpInfo, SpMetadataError> {
     })
 }
 
+/// The `sp_metadata` fuzz target: the SP metadata reader over arbitrary
+/// bytes (what a console's metadata URL may answer); it may not panic.
+pub fn fuzz_sp_metadata(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = parse_sp(text);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,5 +177,9 @@ mod tests {
             ("http://sp/md", "http://sp/acs", Some("http://sp/slo"))
         );
         assert!(i.requests_signed && i.certs.is_empty());
+        fuzz_sp_metadata(sp.as_bytes());
+        fuzz_sp_metadata(include_bytes!(
+            "../../../fuzz/seeds/sp_metadata/pysaml2-sp.xml"
+        ));
     }
 }

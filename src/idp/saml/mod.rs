@@ -8,14 +8,19 @@
 //! - [`sign`]: the enveloped signer on the project's exclusive c14n;
 //! - [`keys`]: the signing key and certificate, and their rollover;
 //! - [`metadata`]: ours, and a console's SP metadata;
-//! - [`settings`]: a `saml`-mode console's settings.
+//! - [`settings`]: a `saml`-mode console's settings;
+//! - [`sp_fetch`]: a console's SP metadata from its URL, and its last good copy;
+//! - [`logout`]: the logout chain's state and the checks of a console's
+//!   LogoutResponse.
 
 pub mod keys;
+pub mod logout;
 pub mod metadata;
 pub mod request;
 pub mod response;
 pub mod settings;
 pub mod sign;
+pub mod sp_fetch;
 
 use std::time::{Duration, SystemTime};
 

@@ -40,6 +40,9 @@ pub enum Reason {
     IdpInitiatedOff,
     /// A message of a kind not expected here.
     Unsupported,
+    /// A LogoutResponse to no LogoutRequest we sent (wrong console or
+    /// InResponseTo, or no logout under way).
+    Unexpected,
 }
 
 impl Reason {
@@ -58,6 +61,7 @@ impl Reason {
             Self::LoginMethod => "login_method",
             Self::IdpInitiatedOff => "idp_initiated_off",
             Self::Unsupported => "unsupported",
+            Self::Unexpected => "unexpected_response",
         }
     }
 }
@@ -475,6 +479,9 @@ pub fn fuzz_logout_request(data: &[u8]) {
             assert!(id_ok(&r.id) && r.session_indexes.len() <= 16);
         }
         let _ = LogoutResponse::parse(&xml);
+        // The logout chain's cookie text (HMAC-checked before it is read,
+        // but read with care all the same).
+        let _ = super::logout::Chain::decode(&xml, SystemTime::now());
     }
 }
 

@@ -109,6 +109,20 @@ pub struct SamlConsole {
     pub idp_initiated: bool,
     /// How long an assertion may be presented (`NotOnOrAfter`).
     pub assertion_ttl: Duration,
+    /// Where the console's SP metadata came from, when it is a URL.
+    pub metadata: Option<MetadataSource>,
+}
+
+/// A console's SP metadata URL, as the periodic check needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataSource {
+    pub url: String,
+    /// `sp_metadata_ca_file`'s PEM text.
+    pub ca_pem: Option<String>,
+    /// How often it is checked for a change; `None`: only on reload.
+    pub refresh: Option<Duration>,
+    /// The last good copy the configuration was built from.
+    pub cache: std::path::PathBuf,
 }
 
 /// `[idp]`'s SAML keys: our entity ID, and a configured signing pair (with
