@@ -4,11 +4,12 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use super::pages::{idp_unavailable, login_refused};
@@ -16,7 +17,31 @@ use super::session::{LOGIN_COOKIE, store_unavailable};
 use super::state::{Via, Web};
 use crate::identity::Profile;
 use crate::oidc::{PendingLogin, PkceVerifier};
-use std::time::Instant;
+
+/// A started OIDC login, as it waits for the callback (in memory, or as
+/// JSON in the shared store).
+#[derive(Clone, Serialize, Deserialize)]
+pub(super) struct OidcPending {
+    provider: String,
+    nonce: String,
+    pkce_verifier: String,
+    /// When it started, in ms since the epoch: `login_timeout` counts from
+    /// here whichever node the callback reaches.
+    started_ms: u64,
+}
+
+impl std::fmt::Debug for OidcPending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcPending")
+            .field("provider", &self.provider)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
 
 /// GET /auth/oidc/{provider}/start: to the IdP with state, nonce and PKCE.
 pub(super) async fn oidc_start(
@@ -32,20 +57,15 @@ pub(super) async fn oidc_start(
         Ok((url, pending)) => {
             let state = pending.state.clone();
             let ttl = provider.settings().login_timeout;
-            if let Some(shared) = &web.shared_sessions {
-                // Any node may get the callback: the login waits in the store.
-                let data = serde_json::json!({
-                    "nonce": pending.nonce,
-                    "pkce_verifier": pending.pkce_verifier.expose(),
-                })
-                .to_string();
-                if let Err(e) = shared.put_pending(&state, &name, &data, ttl).await {
-                    warn!(provider = %name, error = %e, "oidc login could not start: the shared store does not answer");
-                    return store_unavailable();
-                }
-            } else {
-                web.pending
-                    .insert(state.clone(), from.ip(), (name, pending), ttl);
+            let waiting = OidcPending {
+                provider: name.clone(),
+                nonce: pending.nonce,
+                pkce_verifier: pending.pkce_verifier.expose().to_string(),
+                started_ms: unix_ms(SystemTime::now()),
+            };
+            if let Err(e) = web.pending.put(&state, from.ip(), waiting, ttl).await {
+                warn!(provider = %name, error = %e, "oidc login could not start: the shared store does not answer");
+                return store_unavailable();
             }
             (
                 [(
@@ -110,28 +130,27 @@ pub(super) async fn oidc_callback(
     }
     // ...and one we issued and have not used yet: taking it out makes a
     // replayed callback fail.
-    let taken = match &web.shared_sessions {
-        None => web.pending.take(state.as_str()).map(|(v, _)| v),
-        Some(shared) => match shared.take_pending(state).await {
-            Ok(found) => found.and_then(|(provider, data, age)| {
-                let v: serde_json::Value = serde_json::from_str(&data).ok()?;
-                Some((
-                    provider,
-                    PendingLogin {
-                        state: state.clone(),
-                        nonce: v["nonce"].as_str()?.to_string(),
-                        pkce_verifier: PkceVerifier::from_stored(
-                            v["pkce_verifier"].as_str()?.to_string(),
-                        ),
-                        created: Instant::now().checked_sub(age).unwrap_or_else(Instant::now),
-                    },
-                ))
-            }),
-            Err(e) => {
-                warn!(provider = %name, error = %e, "oidc callback: the shared store does not answer");
-                return store_unavailable();
-            }
-        },
+    let taken = match web.pending.take(state).await {
+        Ok(found) => found.map(|p| {
+            let age = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .ok()
+                .and_then(|now| now.checked_sub(Duration::from_millis(p.started_ms)))
+                .unwrap_or_default();
+            (
+                p.provider,
+                PendingLogin {
+                    state: state.clone(),
+                    nonce: p.nonce,
+                    pkce_verifier: PkceVerifier::from_stored(p.pkce_verifier),
+                    created: Instant::now().checked_sub(age).unwrap_or_else(Instant::now),
+                },
+            )
+        }),
+        Err(e) => {
+            warn!(provider = %name, error = %e, "oidc callback: the shared store does not answer");
+            return store_unavailable();
+        }
     };
     let Some((for_provider, pending)) = taken else {
         return refuse("state", "unknown or already used state");

@@ -18,10 +18,10 @@ use crate::config::{Config, ConfigHandle};
 use crate::identity::IdentityStore;
 use crate::identity::{Identities, Profile};
 use crate::metrics::Exposition;
-use crate::oidc::{OidcMetrics, PendingLogin, Provider};
-use crate::pending::Pending;
+use crate::oidc::{OidcMetrics, Provider};
 use crate::policy::{ALL_USERS, ClientCtx, GroupId, Identity, Source};
 use crate::saml::{LoginState, SamlProvider};
+use crate::store::ephemeral::{Kind, PendingStore};
 
 /// What the web side is built from.
 #[derive(Debug)]
@@ -70,8 +70,10 @@ pub struct Web {
     /// The shared store's key, once it answered.
     shared_key: Option<Arc<std::sync::OnceLock<[u8; 32]>>>,
     pub(super) sessions: Mutex<SessionTable>,
-    /// Started OIDC logins by `state`: (provider, what the callback needs).
-    pub(super) pending: Pending<(String, PendingLogin)>,
+    /// Started OIDC logins by `state`: the provider and what the callback
+    /// needs; in the shared store when there is one, so any node may get
+    /// the callback.
+    pub(super) pending: PendingStore<super::oidc::OidcPending>,
     providers: ByGeneration<Provider>,
     pub(super) metrics: OidcMetrics,
     saml_providers: ByGeneration<SamlProvider>,
@@ -105,7 +107,10 @@ impl Web {
             key,
             shared_key,
             sessions: Mutex::new(HashMap::new()),
-            pending: Pending::default(),
+            pending: match &store {
+                Some(s) => PendingStore::shared(Kind::OidcLogin, s.clone()),
+                None => PendingStore::in_memory(Kind::OidcLogin),
+            },
             providers: ByGeneration::default(),
             metrics: parts.oidc_metrics,
             saml_providers: ByGeneration::default(),

@@ -27,6 +27,8 @@ pub enum Kind {
     ConsoleLogin,
     /// A console's AuthnRequest waiting for the person to log in.
     SamlIdpRequest,
+    /// An OIDC login sent to an upstream IdP, by its `state`.
+    OidcLogin,
 }
 
 impl Kind {
@@ -35,6 +37,7 @@ impl Kind {
             Self::SamlRequest => "saml_request",
             Self::ConsoleLogin => "console_login",
             Self::SamlIdpRequest => "saml_idp_request",
+            Self::OidcLogin => "oidc_login",
         }
     }
 }
