@@ -622,35 +622,52 @@ fn token_error(reason: Reason, basic: bool) -> Response {
     r
 }
 
+/// The form of a request to the token or revocation endpoint and the
+/// console that authenticated it (RFC 6749 §2.3); otherwise the refusal,
+/// counted and logged under `what`: the reason and whether the client
+/// tried HTTP Basic, for [`token_error`].
+fn client_request<'c>(
+    p: &Provider,
+    config: &'c Config,
+    headers: &HeaderMap,
+    body: &[u8],
+    what: &'static str,
+) -> Result<(Params, &'c ConsoleSettings), (Reason, bool)> {
+    let authz = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok());
+    let Some(f) = Params::parse(body) else {
+        refused(
+            p,
+            None,
+            Reason::InvalidRequest,
+            &format!("{what}: malformed parameters"),
+        );
+        return Err((Reason::InvalidRequest, false));
+    };
+    match oauth::authenticate(&config.consoles, authz, &f) {
+        Ok(c) => Ok((f, c)),
+        Err((c, reason)) => {
+            refused(
+                p,
+                c.map(|c| c.name.as_str()),
+                reason,
+                &format!("{what}: client authentication"),
+            );
+            Err((reason, authz.is_some()))
+        }
+    }
+}
+
 /// POST /oauth2/token: codes and refresh tokens for ID, access and refresh tokens.
 async fn token(State(web): State<Arc<Web>>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(p) = web.idp.clone() else {
         return no_provider();
     };
     let config = web.config.load_full();
-    let authz = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok());
-    let Some(f) = Params::parse(&body) else {
-        refused(
-            &p,
-            None,
-            Reason::InvalidRequest,
-            "token: malformed parameters",
-        );
-        return token_error(Reason::InvalidRequest, false);
-    };
-    let console = match oauth::authenticate(&config.consoles, authz, &f) {
-        Ok(c) => c,
-        Err((c, reason)) => {
-            refused(
-                &p,
-                c.map(|c| c.name.as_str()),
-                reason,
-                "token: client authentication",
-            );
-            return token_error(reason, authz.is_some());
-        }
+    let (f, console) = match client_request(&p, &config, &headers, &body, "token") {
+        Ok(x) => x,
+        Err((reason, basic)) => return token_error(reason, basic),
     };
     let fail = |reason: Reason, detail: &str| {
         refused(&p, Some(&console.name), reason, detail);
@@ -927,23 +944,9 @@ async fn revoke(State(web): State<Arc<Web>>, headers: HeaderMap, body: Bytes) ->
         return no_provider();
     };
     let config = web.config.load_full();
-    let authz = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok());
-    let Some(f) = Params::parse(&body) else {
-        return token_error(Reason::InvalidRequest, false);
-    };
-    let console = match oauth::authenticate(&config.consoles, authz, &f) {
-        Ok(c) => c,
-        Err((c, reason)) => {
-            refused(
-                &p,
-                c.map(|c| c.name.as_str()),
-                reason,
-                "revoke: client authentication",
-            );
-            return token_error(reason, authz.is_some());
-        }
+    let (f, console) = match client_request(&p, &config, &headers, &body, "revoke") {
+        Ok(x) => x,
+        Err((reason, basic)) => return token_error(reason, basic),
     };
     let Some(token) = f.get("token") else {
         return token_error(Reason::InvalidRequest, false);

@@ -362,17 +362,9 @@ async fn resume(
         return no_provider();
     };
     let config = web.config.load_full();
-    let Some(a) = (match key_of(q.as_deref()) {
-        Some(k) => match web.take_saml_pending(&k).await {
-            Ok(a) => a,
-            Err(e) => {
-                warn!(error = %e, "console SAML login: the shared store does not answer");
-                return store_unavailable();
-            }
-        },
-        None => None,
-    }) else {
-        return login_expired();
+    let a = match take_accepted(&web, q.as_deref()).await {
+        Ok(a) => a,
+        Err(r) => return r,
     };
     let Some((console, _)) = saml_console(&config, &a.console) else {
         return error_page(Reason::UnknownIssuer);
@@ -389,6 +381,22 @@ async fn resume(
             error_page(r.reason)
         }
         None => login_expired(),
+    }
+}
+
+/// The accepted AuthnRequest that `?k=` names, taken out (once); else the
+/// page to answer with.
+async fn take_accepted(web: &Web, q: Option<&str>) -> Result<Accepted, Response> {
+    let Some(k) = key_of(q) else {
+        return Err(login_expired());
+    };
+    match web.take_saml_pending(&k).await {
+        Ok(Some(a)) => Ok(a),
+        Ok(None) => Err(login_expired()),
+        Err(e) => {
+            warn!(error = %e, "console SAML login: the shared store does not answer");
+            Err(store_unavailable())
+        }
     }
 }
 
@@ -414,17 +422,9 @@ async fn denied(
         return no_provider();
     };
     let config = web.config.load_full();
-    let Some(a) = (match key_of(q.as_deref()) {
-        Some(k) => match web.take_saml_pending(&k).await {
-            Ok(a) => a,
-            Err(e) => {
-                warn!(error = %e, "console SAML login: the shared store does not answer");
-                return store_unavailable();
-            }
-        },
-        None => None,
-    }) else {
-        return login_expired();
+    let a = match take_accepted(&web, q.as_deref()).await {
+        Ok(a) => a,
+        Err(r) => return r,
     };
     status(
         &web,
