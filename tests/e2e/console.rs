@@ -981,7 +981,15 @@ fn median(mut v: Vec<f64>) -> f64 {
 #[ignore = "benchmark: run by hand on a release build"]
 async fn bench_console_code_flows_against_oidc_provider() {
     use crate::oidc::{start_idp, write_accounts};
-    let s = Running::start_demo();
+    // BENCH_SIGNING_ALG=ES256 measures the provider with ECDSA keys.
+    let s = match std::env::var("BENCH_SIGNING_ALG") {
+        Ok(alg) => {
+            let dir = tempfile::tempdir().unwrap();
+            let text = demo_config(dir.path()) + &format!("\n[idp]\nsigning_alg = \"{alg}\"\n");
+            Running::start_in(dir, &text)
+        }
+        Err(_) => Running::start_demo(),
+    };
     let http = s.addrs.http.unwrap();
     let accounts = s.dir.path().join("accounts.json");
     write_accounts(
