@@ -4,7 +4,7 @@
 
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The wall clock (record times).
 pub trait Clock: Send + Sync + Debug {
@@ -58,5 +58,14 @@ impl Clock for Fixed {
 impl Random for Fixed {
     fn u16(&self) -> u16 {
         self.next.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Microseconds since the Unix epoch; negative before it. How stored
+/// times are written (accounting records, the web login state).
+pub fn unix_micros(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_micros()).map_or(i64::MIN, |m| -m),
     }
 }

@@ -15,6 +15,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Serialize, Serializer};
 use tokio::sync::oneshot;
 
+use crate::clock::unix_micros;
+
 mod memory;
 mod metrics;
 mod postgres;
@@ -428,14 +430,6 @@ pub enum StoreError {
 
 fn ser_time<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_time(*t))
-}
-
-/// Microseconds since the Unix epoch; negative before it.
-fn unix_micros(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
-        Err(e) => i64::try_from(e.duration().as_micros()).map_or(i64::MIN, |m| -m),
-    }
 }
 
 fn from_unix_micros(us: i64) -> SystemTime {

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -15,6 +15,7 @@ use tracing::warn;
 use super::pages::{idp_unavailable, login_refused};
 use super::session::{LOGIN_COOKIE, store_unavailable};
 use super::state::{Via, Web};
+use crate::clock::unix_micros;
 use crate::identity::Profile;
 use crate::oidc::{PendingLogin, PkceVerifier};
 
@@ -25,9 +26,9 @@ pub(super) struct OidcPending {
     provider: String,
     nonce: String,
     pkce_verifier: String,
-    /// When it started, in ms since the epoch: `login_timeout` counts from
+    /// When it started, in µs since the epoch: `login_timeout` counts from
     /// here whichever node the callback reaches.
-    started_ms: u64,
+    started_us: i64,
 }
 
 impl std::fmt::Debug for OidcPending {
@@ -36,11 +37,6 @@ impl std::fmt::Debug for OidcPending {
             .field("provider", &self.provider)
             .finish_non_exhaustive()
     }
-}
-
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// GET /auth/oidc/{provider}/start: to the IdP with state, nonce and PKCE.
@@ -61,7 +57,7 @@ pub(super) async fn oidc_start(
                 provider: name.clone(),
                 nonce: pending.nonce,
                 pkce_verifier: pending.pkce_verifier.expose().to_string(),
-                started_ms: unix_ms(SystemTime::now()),
+                started_us: unix_micros(SystemTime::now()),
             };
             if let Err(e) = web.pending.put(&state, from.ip(), waiting, ttl).await {
                 warn!(provider = %name, error = %e, "oidc login could not start: the shared store does not answer");
@@ -132,11 +128,8 @@ pub(super) async fn oidc_callback(
     // replayed callback fail.
     let taken = match web.pending.take(state).await {
         Ok(found) => found.map(|p| {
-            let age = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .ok()
-                .and_then(|now| now.checked_sub(Duration::from_millis(p.started_ms)))
-                .unwrap_or_default();
+            let age_us = unix_micros(SystemTime::now()).saturating_sub(p.started_us);
+            let age = Duration::from_micros(u64::try_from(age_us).unwrap_or(0));
             (
                 p.provider,
                 PendingLogin {

@@ -9,13 +9,14 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use super::{DbError, PgStore};
+use crate::clock::unix_micros;
 use crate::pending::{self, Pending};
 
 /// What a pending entry is: a closed set, the `kind` column in PostgreSQL.
@@ -55,13 +56,24 @@ fn sweep_now(h: &Hash) -> bool {
     h[0] < 16
 }
 
-fn micros(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-}
-
 fn corrupt(kind: Kind, e: &serde_json::Error) -> DbError {
     DbError::Corrupt(format!("{} entry: {e}", kind.label()))
+}
+
+/// Where one kind of state lives: this process's memory (`M`), or
+/// PostgreSQL. Each method answers from memory at once or runs its query.
+enum Backend<M> {
+    Memory(M),
+    Shared(PgStore),
+}
+
+impl<M> Backend<M> {
+    const fn label(&self) -> &'static str {
+        match self {
+            Self::Memory(_) => "memory",
+            Self::Shared(_) => "postgres",
+        }
+    }
 }
 
 /// Started logins of one kind, each taken once. Bounded per source address
@@ -69,24 +81,15 @@ fn corrupt(kind: Kind, e: &serde_json::Error) -> DbError {
 /// ([`pending::MAX`]: the oldest give way), in memory as in PostgreSQL.
 pub struct PendingStore<V> {
     kind: Kind,
-    backend: PendingBackend<V>,
-}
-
-enum PendingBackend<V> {
-    /// With each value, how long it may wait.
-    Memory(Pending<(V, Duration)>),
-    Shared(PgStore),
+    /// In memory, with each value how long it may wait.
+    backend: Backend<Pending<(V, Duration)>>,
 }
 
 impl<V> std::fmt::Debug for PendingStore<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let backend = match &self.backend {
-            PendingBackend::Memory(_) => "memory",
-            PendingBackend::Shared(_) => "postgres",
-        };
         f.debug_struct("PendingStore")
             .field("kind", &self.kind)
-            .field("backend", &backend)
+            .field("backend", &self.backend.label())
             .finish()
     }
 }
@@ -103,14 +106,14 @@ where
     pub fn bounded(kind: Kind, per_source: usize, max: usize) -> Self {
         Self {
             kind,
-            backend: PendingBackend::Memory(Pending::new(per_source, max)),
+            backend: Backend::Memory(Pending::new(per_source, max)),
         }
     }
 
     pub fn shared(kind: Kind, store: PgStore) -> Self {
         Self {
             kind,
-            backend: PendingBackend::Shared(store),
+            backend: Backend::Shared(store),
         }
     }
 
@@ -123,11 +126,11 @@ where
         ttl: Duration,
     ) -> Result<(), DbError> {
         let s = match &self.backend {
-            PendingBackend::Memory(m) => {
+            Backend::Memory(m) => {
                 m.insert(id.to_string(), source, (value, ttl), ttl);
                 return Ok(());
             }
-            PendingBackend::Shared(s) => s,
+            Backend::Shared(s) => s,
         };
         let data = serde_json::to_string(&value).map_err(|e| corrupt(self.kind, &e))?;
         let (kind, h) = (self.kind.label(), hash(id));
@@ -174,12 +177,12 @@ where
     /// nothing, whichever node it reaches.
     pub async fn take(&self, id: &str) -> Result<Option<V>, DbError> {
         let s = match &self.backend {
-            PendingBackend::Memory(m) => {
+            Backend::Memory(m) => {
                 return Ok(m
                     .take(id)
                     .and_then(|((v, ttl), at)| (at.elapsed() < ttl).then_some(v)));
             }
-            PendingBackend::Shared(s) => s,
+            Backend::Shared(s) => s,
         };
         let (kind, h) = (self.kind.label(), hash(id));
         let row = s
@@ -200,12 +203,12 @@ where
     /// The entry, left in place, if it has not expired.
     pub async fn peek(&self, id: &str) -> Result<Option<V>, DbError> {
         let s = match &self.backend {
-            PendingBackend::Memory(m) => {
+            Backend::Memory(m) => {
                 return Ok(m
                     .get(id, |(v, ttl), at| (at.elapsed() < *ttl).then(|| v.clone()))
                     .flatten());
             }
-            PendingBackend::Shared(s) => s,
+            Backend::Shared(s) => s,
         };
         let (kind, h) = (self.kind.label(), hash(id));
         let row = s
@@ -232,8 +235,8 @@ where
     #[cfg(test)]
     fn len(&self) -> usize {
         match &self.backend {
-            PendingBackend::Memory(m) => m.len(),
-            PendingBackend::Shared(_) => unreachable!("tests use memory"),
+            Backend::Memory(m) => m.len(),
+            Backend::Shared(_) => unreachable!("tests use memory"),
         }
     }
 }
@@ -242,45 +245,42 @@ where
 /// Entries come only from verified assertions of a configured IdP, so an
 /// outsider cannot fill it; in memory it is bounded all the same.
 pub struct ReplayCache {
-    backend: ReplayBackend,
+    backend: Backend<Mutex<HashMap<(String, String), SystemTime>>>,
 }
 
 /// Entries in memory before expired ones are dropped.
 const MAX_SEEN: usize = 100_000;
 
-enum ReplayBackend {
-    Memory(Mutex<HashMap<(String, String), SystemTime>>),
-    Shared(PgStore),
-}
-
 impl std::fmt::Debug for ReplayCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReplayCache").finish_non_exhaustive()
+        f.debug_struct("ReplayCache")
+            .field("backend", &self.backend.label())
+            .finish_non_exhaustive()
     }
 }
 
 impl ReplayCache {
     pub fn in_memory() -> Self {
         Self {
-            backend: ReplayBackend::Memory(Mutex::default()),
+            backend: Backend::Memory(Mutex::default()),
         }
     }
 
     pub fn shared(store: PgStore) -> Self {
         Self {
-            backend: ReplayBackend::Shared(store),
+            backend: Backend::Shared(store),
         }
     }
 
     /// Whether `id` was used in `scope` and could still be replayed at `now`.
     pub async fn is_seen(&self, scope: &str, id: &str, now: SystemTime) -> Result<bool, DbError> {
         let s = match &self.backend {
-            ReplayBackend::Memory(m) => {
+            Backend::Memory(m) => {
                 let m = m.lock().unwrap_or_else(PoisonError::into_inner);
                 let key = (scope.to_string(), id.to_string());
                 return Ok(m.get(&key).is_some_and(|t| *t > now));
             }
-            ReplayBackend::Shared(s) => s,
+            Backend::Shared(s) => s,
         };
         let h = hash(id);
         s.timed("replay cache", async {
@@ -288,7 +288,7 @@ impl ReplayCache {
             let row = c
                 .query_opt(
                     "SELECT 1 FROM web_replay WHERE scope = $1 AND id_hash = $2 AND until_us > $3",
-                    &[&scope, &&h[..], &micros(now)],
+                    &[&scope, &&h[..], &unix_micros(now)],
                 )
                 .await
                 .map_err(|e| s.query_error("replay cache", e))?;
@@ -307,7 +307,7 @@ impl ReplayCache {
         now: SystemTime,
     ) -> Result<bool, DbError> {
         let s = match &self.backend {
-            ReplayBackend::Memory(m) => {
+            Backend::Memory(m) => {
                 let mut m = m.lock().unwrap_or_else(PoisonError::into_inner);
                 let key = (scope.to_string(), id.to_string());
                 if m.get(&key).is_some_and(|t| *t > now) {
@@ -319,10 +319,10 @@ impl ReplayCache {
                 m.insert(key, until);
                 return Ok(true);
             }
-            ReplayBackend::Shared(s) => s,
+            Backend::Shared(s) => s,
         };
         let h = hash(id);
-        let (until, now) = (micros(until), micros(now));
+        let (until, now) = (unix_micros(until), unix_micros(now));
         s.timed("replay cache", async {
             let c = s.client().await?;
             let q = |e| s.query_error("replay cache", e);
@@ -360,7 +360,7 @@ pub struct ConsoleLogin {
 /// Which consoles each browser session logged in to, by session id (in
 /// PostgreSQL by its hash, as the sessions table), one record per console.
 pub struct ConsoleLogins {
-    backend: LoginsBackend,
+    backend: Backend<Mutex<HashMap<String, Vec<Remembered>>>>,
 }
 
 /// Sessions remembered in memory; at the bound expired records go, then
@@ -373,27 +373,24 @@ struct Remembered {
     expires: Instant,
 }
 
-enum LoginsBackend {
-    Memory(Mutex<HashMap<String, Vec<Remembered>>>),
-    Shared(PgStore),
-}
-
 impl std::fmt::Debug for ConsoleLogins {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConsoleLogins").finish_non_exhaustive()
+        f.debug_struct("ConsoleLogins")
+            .field("backend", &self.backend.label())
+            .finish_non_exhaustive()
     }
 }
 
 impl ConsoleLogins {
     pub fn in_memory() -> Self {
         Self {
-            backend: LoginsBackend::Memory(Mutex::default()),
+            backend: Backend::Memory(Mutex::default()),
         }
     }
 
     pub fn shared(store: PgStore) -> Self {
         Self {
-            backend: LoginsBackend::Shared(store),
+            backend: Backend::Shared(store),
         }
     }
 
@@ -407,7 +404,7 @@ impl ConsoleLogins {
         ttl: Duration,
     ) -> Result<(), DbError> {
         let s = match &self.backend {
-            LoginsBackend::Memory(m) => {
+            Backend::Memory(m) => {
                 let now = Instant::now();
                 let mut m = m.lock().unwrap_or_else(PoisonError::into_inner);
                 if m.len() >= MAX_LOGINS && !m.contains_key(sid) {
@@ -434,7 +431,7 @@ impl ConsoleLogins {
                 });
                 return Ok(());
             }
-            LoginsBackend::Shared(s) => s,
+            Backend::Shared(s) => s,
         };
         let h = hash(sid);
         s.timed("console logins", async {
@@ -475,7 +472,7 @@ impl ConsoleLogins {
     /// The consoles session `sid` logged in to, oldest first, leaving them.
     pub async fn list(&self, sid: &str) -> Result<Vec<ConsoleLogin>, DbError> {
         let s = match &self.backend {
-            LoginsBackend::Memory(m) => {
+            Backend::Memory(m) => {
                 let m = m.lock().unwrap_or_else(PoisonError::into_inner);
                 let now = Instant::now();
                 return Ok(m
@@ -488,7 +485,7 @@ impl ConsoleLogins {
                     })
                     .unwrap_or_default());
             }
-            LoginsBackend::Shared(s) => s,
+            Backend::Shared(s) => s,
         };
         let h = hash(sid);
         s.timed("console logins", async {
@@ -519,7 +516,7 @@ impl ConsoleLogins {
     /// Takes the session's most recent console record out, if any.
     pub async fn pop(&self, sid: &str) -> Result<Option<ConsoleLogin>, DbError> {
         let s = match &self.backend {
-            LoginsBackend::Memory(m) => {
+            Backend::Memory(m) => {
                 let mut m = m.lock().unwrap_or_else(PoisonError::into_inner);
                 let Some(v) = m.get_mut(sid) else {
                     return Ok(None);
@@ -532,7 +529,7 @@ impl ConsoleLogins {
                 }
                 return Ok(next);
             }
-            LoginsBackend::Shared(s) => s,
+            Backend::Shared(s) => s,
         };
         let h = hash(sid);
         s.timed("console logins", async {
@@ -571,7 +568,7 @@ impl ConsoleLogins {
         mut end_local: impl FnMut(&str) -> bool,
     ) -> Result<usize, DbError> {
         let s = match &self.backend {
-            LoginsBackend::Memory(m) => {
+            Backend::Memory(m) => {
                 let ids: Vec<String> = {
                     let mut m = m.lock().unwrap_or_else(PoisonError::into_inner);
                     let ids: Vec<String> = m
@@ -593,7 +590,7 @@ impl ConsoleLogins {
                 };
                 return Ok(ids.iter().filter(|k| end_local(k)).count());
             }
-            LoginsBackend::Shared(s) => s,
+            Backend::Shared(s) => s,
         };
         s.timed("console logins", async {
             let c = s.client().await?;
