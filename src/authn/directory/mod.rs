@@ -87,8 +87,9 @@ pub struct DirectorySettings {
     pub servers: Vec<ServerUrl>,
     /// Roots from `ca_file`; `None`: the system's.
     pub tls: Option<Arc<rustls::ClientConfig>>,
-    /// SHA-256 of the `ca_file` read for `tls`, so that a reload can tell
-    /// whether the trust changed (a client configuration cannot be compared).
+    /// SHA-256 over the certificates `tls` trusts, so that a reload can
+    /// tell whether the trust changed (a client configuration cannot be
+    /// compared).
     pub ca_digest: Option<[u8; 32]>,
     pub bind: BindMethod,
     pub user_base: String,

@@ -58,6 +58,7 @@ struct Conn {
     bound: Bound,
 }
 
+#[derive(Clone)]
 struct Cached {
     found: Arc<Found>,
     fetched: Instant,
@@ -173,15 +174,7 @@ impl Directory {
         if same_lookup {
             let groups = old.groups.lock().unwrap_or_else(PoisonError::into_inner);
             let mut mine = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
-            for (k, c) in groups.iter() {
-                mine.insert(
-                    k.clone(),
-                    Cached {
-                        found: c.found.clone(),
-                        fetched: c.fetched,
-                    },
-                );
-            }
+            mine.extend(groups.iter().map(|(k, c)| (k.clone(), c.clone())));
         }
     }
 

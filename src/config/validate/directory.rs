@@ -102,16 +102,20 @@ pub(super) fn directories(
                 label: Name(u.get_ref().as_str().into()),
             });
         }
-        let tls = d.ca_file.as_ref().and_then(|f| {
-            let path = cx.path(f.get_ref());
-            match client_config(&path) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    cx.err(f.span(), key("ca_file"), e);
-                    None
+        let (tls, ca_digest) = d
+            .ca_file
+            .as_ref()
+            .and_then(|f| {
+                let path = cx.path(f.get_ref());
+                match client_config(&path) {
+                    Ok((c, digest)) => Some((Some(c), Some(digest))),
+                    Err(e) => {
+                        cx.err(f.span(), key("ca_file"), e);
+                        None
+                    }
                 }
-            }
-        });
+            })
+            .unwrap_or_default();
         let bind = match (&d.bind_dn, &d.bind_password, &d.bind_template) {
             (Some(dn), Some(pw), None) => {
                 let password = cx.secret_unweighed(pw, &key("bind_password"));
@@ -193,11 +197,6 @@ pub(super) fn directories(
             Duration::from_secs(cx.int(v, &key(k), range, default) as u64)
         };
         let timeout = secs(cx, &d.timeout, "timeout", 1..61, 5);
-        let ca_digest = d.ca_file.as_ref().and_then(|f| {
-            use sha2::{Digest, Sha256};
-            let bytes = std::fs::read(cx.path(f.get_ref())).ok()?;
-            Some(Sha256::digest(bytes).into())
-        });
         let settings = DirectorySettings {
             name: name.as_str().into(),
             servers,
@@ -237,18 +236,22 @@ pub(super) fn directories(
 }
 
 /// A rustls client configuration trusting only the CA certificates in
-/// `path` (PEM).
-fn client_config(path: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, String> {
+/// `path` (PEM), and a SHA-256 over those certificates (a reload compares
+/// it: the configuration itself cannot be compared).
+fn client_config(path: &std::path::Path) -> Result<(Arc<rustls::ClientConfig>, [u8; 32]), String> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
+    use sha2::{Digest, Sha256};
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<_, _>>())
         .map_err(|e| format!("cannot read CA certificates from `{}`: {e}", path.display()))?;
     if certs.is_empty() {
         return Err(format!("no PEM certificate in `{}`", path.display()));
     }
+    let mut digest = Sha256::new();
     let mut roots = rustls::RootCertStore::empty();
     for c in certs {
+        digest.update(c.as_ref());
         roots
             .add(c)
             .map_err(|e| format!("`{}`: not a usable CA certificate: {e}", path.display()))?;
@@ -259,7 +262,7 @@ fn client_config(path: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, St
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    Ok(Arc::new(config))
+    Ok((Arc::new(config), digest.finalize().into()))
 }
 
 #[cfg(test)]
