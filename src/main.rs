@@ -1048,38 +1048,12 @@ impl Signals {
         } = self;
         loop {
             tokio::select! {
-                _ = hup.recv() => match reload_off_runtime(&server).await {
-                    Err(e) => error!(error = %e, "configuration reload failed"),
-                    Ok(Ok(r)) => {
-                        for w in &r.warnings {
-                            warn!(file = %w.file.display(), line = w.line, key = %w.key, "{}", w.message);
-                        }
-                        if r.listen_changed {
-                            warn!("listener addresses changed; they take effect only after a restart");
-                        }
-                        info!(generation = r.generation, "configuration reloaded");
-                    }
-                    Ok(Err(errors)) => {
-                        for e in &errors.0 {
-                            error!(file = %e.file.display(), line = e.line, key = %e.key, "{}", e.message);
-                        }
-                        error!(errors = errors.0.len(), "configuration reload refused; the previous configuration stays in force");
-                    }
-                },
+                _ = hup.recv() => server::reload_logged(&server).await,
                 _ = term.recv() => { info!("SIGTERM: stopping"); stop.cancel(); return; }
                 _ = int.recv() => { info!("SIGINT: stopping"); stop.cancel(); return; }
             }
         }
     }
-}
-
-/// A reload on the blocking pool, off the async workers: it reads files
-/// and may fetch consoles' SP metadata (each fetch bounded by its timeout).
-async fn reload_off_runtime(
-    server: &Arc<Server>,
-) -> Result<Result<server::Reloaded, config::ConfigErrors>, tokio::task::JoinError> {
-    let s = server.clone();
-    tokio::task::spawn_blocking(move || s.reload()).await
 }
 
 /// `console rotate-key`: the OAuth/JWT key, the SAML key, or both, in

@@ -466,19 +466,37 @@ pub fn spawn_metadata_refresh(server: Arc<Server>) -> tokio::task::JoinHandle<()
                 continue;
             }
             tracing::info!(consoles = ?changed, "SP metadata changed; reloading the configuration");
-            let s = server.clone();
-            match tokio::task::spawn_blocking(move || s.reload()).await {
-                Ok(Ok(r)) => tracing::info!(generation = r.generation, "configuration reloaded"),
-                Ok(Err(errors)) => {
-                    for e in &errors.0 {
-                        tracing::error!(file = %e.file.display(), line = e.line, key = %e.key, "{}", e.message);
-                    }
-                    tracing::error!(
-                        "configuration reload refused; the previous configuration stays in force"
-                    );
-                }
-                Err(e) => tracing::error!(error = %e, "configuration reload failed"),
-            }
+            reload_logged(&server).await;
         }
     })
+}
+
+/// Reloads the configuration on the blocking pool (it reads files and may
+/// fetch consoles' SP metadata, each fetch bounded by its timeout) and logs
+/// the outcome: warnings and refusals with their file, line and key. For
+/// SIGHUP and for a changed SP metadata alike.
+pub async fn reload_logged(server: &Arc<Server>) {
+    use tracing::{error, info, warn};
+    let s = server.clone();
+    match tokio::task::spawn_blocking(move || s.reload()).await {
+        Err(e) => error!(error = %e, "configuration reload failed"),
+        Ok(Ok(r)) => {
+            for w in &r.warnings {
+                warn!(file = %w.file.display(), line = w.line, key = %w.key, "{}", w.message);
+            }
+            if r.listen_changed {
+                warn!("listener addresses changed; they take effect only after a restart");
+            }
+            info!(generation = r.generation, "configuration reloaded");
+        }
+        Ok(Err(errors)) => {
+            for e in &errors.0 {
+                error!(file = %e.file.display(), line = e.line, key = %e.key, "{}", e.message);
+            }
+            error!(
+                errors = errors.0.len(),
+                "configuration reload refused; the previous configuration stays in force"
+            );
+        }
+    }
 }
